@@ -1,0 +1,89 @@
+//! The runc-compatible command line: global flags and one subcommand per lifecycle verb.
+
+mod features;
+mod lifecycle;
+mod spec_cmd;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use wrun::logging::{self, LogFormat};
+
+#[derive(Parser, Debug)]
+#[command(name = "wrun", version, about = "An OCI runtime for native Linux and WebAssembly containers")]
+pub struct Cli {
+    /// Directory for container state.
+    #[arg(long, global = true, default_value = "/run/wrun")]
+    pub root: PathBuf,
+    /// Write log lines to this file (containerd reads it).
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log debug messages.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd to manage cgroups (refused: this runtime manages cgroupfs directly).
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a default config.json into the bundle.
+    Spec(spec_cmd::SpecArgs),
+    /// Create a container, set up and waiting to be started.
+    Create(lifecycle::CreateArgs),
+    /// Start a created container.
+    Start(lifecycle::IdArg),
+    /// Create, start, wait for and delete a container.
+    Run(lifecycle::RunArgs),
+    /// Print a container's state as JSON.
+    State(lifecycle::IdArg),
+    /// Send a signal to a container's init (or, with --all, every process).
+    Kill(lifecycle::KillArgs),
+    /// Delete a container.
+    Delete(lifecycle::DeleteArgs),
+    /// List containers.
+    #[command(alias = "ls")]
+    List(lifecycle::ListArgs),
+    /// Print the features this runtime supports, as OCI features JSON.
+    Features,
+}
+
+/// Run the CLI; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+        eprintln!("wrun: --log {}: {e}", cli.log.as_deref().unwrap_or(std::path::Path::new("")).display());
+        return 1;
+    }
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            tracing::error!("{msg}");
+            eprintln!("wrun: {msg}");
+            1
+        }
+    }
+}
+
+fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
+    if cli.systemd_cgroup {
+        anyhow::bail!("--systemd-cgroup: systemd cgroup management is not supported (no systemd on this host); use the default cgroupfs driver");
+    }
+    match &cli.command {
+        Command::Spec(a) => spec_cmd::run(a).map(|()| 0),
+        Command::Create(a) => lifecycle::create(cli, a).map(|()| 0),
+        Command::Start(a) => lifecycle::start(cli, a).map(|()| 0),
+        Command::Run(a) => lifecycle::run(cli, a),
+        Command::State(a) => lifecycle::state(cli, a).map(|()| 0),
+        Command::Kill(a) => lifecycle::kill(cli, a).map(|()| 0),
+        Command::Delete(a) => lifecycle::delete(cli, a).map(|()| 0),
+        Command::List(a) => lifecycle::list(cli, a).map(|()| 0),
+        Command::Features => features::run().map(|()| 0),
+    }
+}

@@ -1,0 +1,218 @@
+//! `create`: validate everything, then make the state dir, the cgroup and the init (one
+//! clone), wait for the init to report ready, and record the state. Any failure after the
+//! first side effect undoes all of them through one guard.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use crate::error::Context;
+use crate::linux::init::{self, Gate, InitPlan};
+use crate::linux::sync::{self, Msg, SyncSocket};
+use crate::linux::{cgroups, idmap, namespaces, netdev, process::ProcessPlan, rootfs};
+use crate::spec::{self, Bundle};
+use crate::state::{self, Record, StateDir};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: i32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+}
+
+/// How the created container will be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// By a later `wrun start`, through the exec fifo.
+    Fifo,
+    /// By this process (`run`), through the setup socket.
+    Socket,
+}
+
+/// A container that is set up and waiting to be started.
+pub struct Created {
+    pub dir: StateDir,
+    pub rec: Record,
+    /// The parent's end of the setup socket (used by `run` to start the init).
+    pub sock: SyncSocket,
+}
+
+impl Created {
+    /// `run`: let the init exec.
+    pub fn start(&self) -> Result<()> {
+        self.sock.send(&Msg::Start)
+    }
+}
+
+/// Undoes the side effects of a failed create.
+struct Undo<'a> {
+    dir: Option<&'a StateDir>,
+    cgroups: &'a [PathBuf],
+    pid: Option<i32>,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            namespaces::kill_and_reap(pid);
+        }
+        let _ = cgroups::remove(self.cgroups);
+        if let Some(dir) = self.dir {
+            let _ = dir.remove();
+        }
+    }
+}
+
+pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
+    // 1. Validate and plan: no side effects yet.
+    spec::validate_id(&opts.id)?;
+    let bundle = Bundle::load(&opts.bundle)?;
+    let spec = &bundle.spec;
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: missing".into()))?;
+    let ns = namespaces::plan(linux);
+    let mut rootfs = rootfs::plan(spec, &bundle.dir, &bundle.rootfs)?;
+    rootfs.no_pivot = opts.no_pivot;
+    let process = ProcessPlan::new(spec, &bundle.rootfs, &ns)?;
+    let net_devices = plan_net_devices(linux)?;
+    let cgroup_dirs = cgroups::plan(linux.cgroups_path().as_deref(), &opts.id)?;
+    rootfs.cgroup_v2_only = cgroup_dirs.len() == 1 && cgroup_dirs[0].starts_with("/sys/fs/cgroup") && is_v2_root();
+    rootfs.cgroup_dirs = cgroup_names(&cgroup_dirs);
+    let join_fds = namespaces::open_join_fds(&ns)?;
+    if process.terminal && opts.console_socket.is_none() {
+        return Err(Error::Invalid("process.terminal is true: --console-socket is required".into()));
+    }
+    let console_socket = opts.console_socket.as_deref().map(connect_console).transpose()?;
+    let idmap_userns = rootfs
+        .mounts
+        .iter()
+        .map(|m| m.idmap.as_ref().map(|(u, g)| idmap::userns_with(u, g)).transpose())
+        .collect::<Result<Vec<_>>>()?;
+
+    // 2. Side effects, each undone by `undo` if a later step fails.
+    let dir = StateDir::create(&opts.root, &opts.id)?;
+    let mut undo = Undo { dir: Some(&dir), cgroups: &[], pid: None };
+    cgroups::create(&cgroup_dirs)?;
+    undo.cgroups = &cgroup_dirs;
+    let gate = match mode {
+        StartMode::Fifo => {
+            nix::unistd::mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o622)).ctx(|| format!("mkfifo {}", dir.fifo().display()))?;
+            let fd = nix::fcntl::open(&dir.path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .ctx(|| format!("open {}", dir.path.display()))?;
+            // SAFETY: a new fd we own.
+            Gate::Fifo(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+        }
+        StartMode::Socket => Gate::Socket,
+    };
+    let plan = InitPlan {
+        id: opts.id.clone(),
+        ns,
+        rootfs,
+        process,
+        idmap_userns,
+        console_socket,
+        gate,
+        new_keyring: !opts.no_new_keyring,
+        preserve_fds: opts.preserve_fds,
+    };
+    let (parent, child) = sync::pair()?;
+    let pid = namespaces::spawn(&plan.ns, &join_fds, &parent, &child, |s| init::container_init(&plan, s))?;
+    undo.pid = Some(pid);
+    drop(child);
+    drop(plan);
+
+    // 3. Parent-side setup of the init, then let it run up to the start gate.
+    cgroups::join(&cgroup_dirs, pid)?;
+    for (name, new_name) in &net_devices {
+        netdev::move_to(name, pid, new_name.as_deref())?;
+    }
+    parent.send(&Msg::Go)?;
+    parent.expect(Msg::Ready)?;
+
+    let start_time = state::proc_stat(pid).map(|(_, t)| t).ok_or_else(|| Error::Init("the init exited during setup".into()))?;
+    let rec = Record {
+        oci_version: spec.version().clone(),
+        id: opts.id.clone(),
+        pid,
+        pid_start_time: start_time,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: crate::timefmt::rfc3339(SystemTime::now()),
+        owner: owner(),
+        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        cgroup_dirs: cgroup_dirs.clone(),
+    };
+    dir.write(&rec)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, pid)?;
+    }
+    std::mem::forget(undo);
+    Ok(Created { dir, rec, sock: parent })
+}
+
+fn plan_net_devices(linux: &oci_spec::runtime::Linux) -> Result<Vec<(String, Option<String>)>> {
+    let mut out = Vec::new();
+    for (name, d) in linux.net_devices().clone().unwrap_or_default() {
+        let new_name = d.name().clone().filter(|n| !n.is_empty());
+        for n in std::iter::once(&name).chain(new_name.as_ref()) {
+            if !netdev::valid_name(n) {
+                return Err(Error::Invalid(format!("linux.netDevices: {n:?} is not a valid interface name")));
+            }
+        }
+        if !Path::new("/sys/class/net").join(&name).exists() {
+            return Err(Error::Invalid(format!("linux.netDevices: host interface {name} does not exist")));
+        }
+        out.push((name, new_name));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_v2_root() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// Names under the container's /sys/fs/cgroup for each hierarchy dir: the controllers
+/// (`cpu,cpuacct`), `systemd` for the named hierarchy, `unified` for a hybrid's cgroup2.
+fn cgroup_names(dirs: &[PathBuf]) -> Vec<(String, PathBuf)> {
+    dirs.iter()
+        .filter_map(|d| {
+            let rest = d.strip_prefix("/sys/fs/cgroup").ok()?;
+            let first = rest.components().next()?.as_os_str().to_string_lossy().into_owned();
+            Some((first.trim_start_matches("name=").to_string(), d.clone()))
+        })
+        .collect()
+}
+
+fn connect_console(path: &Path) -> Result<OwnedFd> {
+    let s = std::os::unix::net::UnixStream::connect(path).ctx(|| format!("console socket {}", path.display()))?;
+    Ok(s.into())
+}
+
+fn owner() -> String {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
+        }))
+        .unwrap_or_default()
+}
+
+/// Write the pid file atomically, as runc does (no trailing newline).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")));
+    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).ctx(|| format!("pid file {}", path.display()))
+}

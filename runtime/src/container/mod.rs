@@ -1,0 +1,9 @@
+//! The lifecycle verbs over the state directory: create, start, run, state, kill, delete,
+//! list. Each checks the container's status first, as runc does, so a verb applied at the
+//! wrong moment is a clear error rather than a half-done action.
+
+mod create;
+mod ops;
+
+pub use create::{create, CreateOptions, Created, StartMode};
+pub use ops::{delete, kill, list, load, run, start, wait_for_exit, Loaded};

@@ -1,0 +1,216 @@
+//! start, run, kill, delete, state and list over an existing state directory.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::create::{create, CreateOptions, StartMode};
+use crate::error::Context;
+use crate::linux::cgroups;
+use crate::state::{self, OciState, Record, StateDir, Status};
+use crate::{Error, Result};
+
+/// A container's directory, record and current status.
+pub struct Loaded {
+    pub dir: StateDir,
+    pub rec: Option<Record>,
+    pub status: Status,
+}
+
+impl Loaded {
+    pub fn oci_state(&self) -> Option<OciState<'_>> {
+        let r = self.rec.as_ref()?;
+        Some(OciState {
+            oci_version: &r.oci_version,
+            id: &r.id,
+            pid: if self.status == Status::Stopped { 0 } else { r.pid },
+            status: self.status.as_str(),
+            bundle: &r.bundle,
+            rootfs: &r.rootfs,
+            created: &r.created,
+            owner: &r.owner,
+            annotations: &r.annotations,
+        })
+    }
+
+    fn wrong(&self, why: &'static str) -> Error {
+        Error::WrongStatus { id: self.dir.id.clone(), status: self.status.to_string(), why }
+    }
+
+    fn record(&self) -> Result<&Record> {
+        self.rec.as_ref().ok_or_else(|| self.wrong("it is still being created"))
+    }
+}
+
+pub fn load(root: &Path, id: &str) -> Result<Loaded> {
+    let dir = StateDir::open(root, id)?;
+    let rec = dir.read()?;
+    let status = state::status(&dir, rec.as_ref());
+    Ok(Loaded { dir, rec, status })
+}
+
+fn pidfd(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with no flags; we own the returned fd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `start`: open the exec fifo, which releases the init, and remove it once the init has
+/// written to it. Fails cleanly if the init died while waiting.
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let c = load(root, id)?;
+    if c.status != Status::Created {
+        return Err(c.wrong("only a created container can be started"));
+    }
+    let rec = c.record()?;
+    let fifo = c.dir.fifo();
+    let fd = nix::fcntl::open(&fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("open {}", fifo.display()))?;
+    // SAFETY: new fd we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let pfd = pidfd(rec.pid).ok_or_else(|| c.wrong("its init process is gone"))?;
+    loop {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN), PollFd::new(pfd.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => r.ctx(|| "wait for the container init".into())?,
+        };
+        if fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+            let mut b = [0u8; 1];
+            if nix::unistd::read(fd.as_raw_fd(), &mut b) == Ok(1) {
+                break;
+            }
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            return Err(Error::Init(format!("container {id}: the init exited before it could be started")));
+        }
+    }
+    std::fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))
+}
+
+/// `kill`: signal the init, or with `all` every process in the container's cgroup.
+pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
+    let c = load(root, id)?;
+    if !matches!(c.status, Status::Created | Status::Running | Status::Paused) {
+        return Err(c.wrong("only a created, running or paused container can be signalled"));
+    }
+    let rec = c.record()?;
+    if all && !cgroups::pids(&rec.cgroup_dirs).is_empty() {
+        return cgroups::signal_all(&rec.cgroup_dirs, sig);
+    }
+    nix::sys::signal::kill(Pid::from_raw(rec.pid), nix::sys::signal::Signal::try_from(sig).ok())
+        .ctx(|| format!("signal {sig} to container {id} (pid {})", rec.pid))
+}
+
+/// Wait up to `timeout` for `pid` to exit (it need not be our child).
+pub fn wait_for_exit(pid: i32, timeout: Duration) -> bool {
+    let Some(pfd) = pidfd(pid) else { return true };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::ZERO);
+        let mut fds = [PollFd::new(pfd.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, ms) {
+            Ok(n) if n > 0 => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ if left.is_zero() => return false,
+            _ => {}
+        }
+    }
+}
+
+/// `delete`: remove a stopped (or created) container; `force` kills a running one first.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let c = match load(root, id) {
+        Err(Error::NotFound(_)) if force => return Ok(()),
+        r => r?,
+    };
+    match (c.status, force) {
+        (Status::Stopped, _) => {}
+        (Status::Creating, true) => {}
+        (Status::Creating, false) => return Err(c.wrong("it is still being created; use --force")),
+        (Status::Created, _) | (Status::Running | Status::Paused, true) => {
+            let rec = c.record()?;
+            if c.status == Status::Paused {
+                thaw(&rec.cgroup_dirs);
+            }
+            let _ = cgroups::signal_all(&rec.cgroup_dirs, libc::SIGKILL);
+            let _ = nix::sys::signal::kill(Pid::from_raw(rec.pid), nix::sys::signal::Signal::SIGKILL);
+            if !wait_for_exit(rec.pid, Duration::from_secs(10)) {
+                return Err(Error::Invalid(format!("container {id}: init pid {} did not die after SIGKILL", rec.pid)));
+            }
+        }
+        (Status::Running | Status::Paused, false) => {
+            return Err(c.wrong("cannot delete a container that is not stopped; use --force"))
+        }
+    }
+    destroy(&c)
+}
+
+fn thaw(dirs: &[std::path::PathBuf]) {
+    for d in dirs {
+        let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+        let _ = std::fs::write(d.join("cgroup.freeze"), "0");
+    }
+}
+
+fn destroy(c: &Loaded) -> Result<()> {
+    if let Some(rec) = &c.rec {
+        cgroups::remove(&rec.cgroup_dirs)?;
+    }
+    c.dir.remove()
+}
+
+/// States of every container under `root`.
+pub fn list(root: &Path) -> Result<Vec<Loaded>> {
+    Ok(state::list_ids(root)?.into_iter().filter_map(|id| load(root, &id).ok()).collect())
+}
+
+/// `run`: create, start, wait with signals forwarded to the init, delete. Returns the exit
+/// code (128+N after signal N). With `detach`, returns 0 once the container runs.
+pub fn run(opts: &CreateOptions, detach: bool) -> Result<i32> {
+    // Block signals before the init exists so none is lost; the init unblocks its own.
+    let all = SigSet::all();
+    let mut old = SigSet::empty();
+    if !detach {
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), Some(&mut old)).ctx(|| "block signals".into())?;
+    }
+    let created = create(opts, StartMode::Socket);
+    let created = match created {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+            return Err(e);
+        }
+    };
+    created.start()?;
+    if detach {
+        return Ok(0);
+    }
+    let pid = Pid::from_raw(created.rec.pid);
+    let code = loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => break c,
+            Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+            Ok(_) => {}
+            Err(e) => return Err(Error::sys(format!("wait for container {}", opts.id), e)),
+        }
+        match all.wait() {
+            Ok(nix::sys::signal::Signal::SIGCHLD) => {}
+            Ok(sig) => {
+                let _ = nix::sys::signal::kill(pid, sig);
+            }
+            Err(_) => {}
+        }
+    };
+    let c = load(&opts.root, &opts.id)?;
+    destroy(&c)?;
+    Ok(code)
+}

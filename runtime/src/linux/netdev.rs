@@ -1,0 +1,117 @@
+//! `linux.netDevices`: move a host network interface into the container's network namespace,
+//! renamed when asked, with one rtnetlink RTM_NEWLINK request (move and rename together, so
+//! a name clash cannot leave the device half-moved).
+
+use std::ffi::CString;
+
+use crate::{Error, Result};
+
+const RTM_NEWLINK: u16 = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_NET_NS_PID: u16 = 19;
+
+fn push_attr(buf: &mut Vec<u8>, typ: u16, data: &[u8]) {
+    let len = 4 + data.len();
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&typ.to_ne_bytes());
+    buf.extend_from_slice(data);
+    buf.resize(buf.len().next_multiple_of(4), 0);
+}
+
+/// The RTM_NEWLINK request moving interface `index` to the netns of `pid`, named `new_name`.
+pub fn move_request(index: i32, pid: i32, new_name: Option<&str>, seq: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64);
+    b.extend_from_slice(&[0u8; 16]); // nlmsghdr, filled in below
+    // struct ifinfomsg: family, pad, type, index, flags, change
+    b.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+    b.extend_from_slice(&index.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    push_attr(&mut b, IFLA_NET_NS_PID, &(pid as u32).to_ne_bytes());
+    if let Some(n) = new_name {
+        let mut name = n.as_bytes().to_vec();
+        name.push(0);
+        push_attr(&mut b, IFLA_IFNAME, &name);
+    }
+    let len = b.len() as u32;
+    b[0..4].copy_from_slice(&len.to_ne_bytes());
+    b[4..6].copy_from_slice(&RTM_NEWLINK.to_ne_bytes());
+    b[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    b[8..12].copy_from_slice(&seq.to_ne_bytes());
+    b
+}
+
+/// Check a name the kernel would accept for an interface.
+pub fn valid_name(n: &str) -> bool {
+    !n.is_empty() && n.len() < libc::IFNAMSIZ && n != "." && n != ".." && !n.contains(['/', ':']) && !n.contains(char::is_whitespace)
+}
+
+/// Move host interface `name` into the network namespace of `pid`, renaming it to `new_name`.
+pub fn move_to(name: &str, pid: i32, new_name: Option<&str>) -> Result<()> {
+    let what = || format!("linux.netDevices: move {name} into the container");
+    let cname = CString::new(name).map_err(|_| Error::Invalid(what()))?;
+    // SAFETY: valid C string.
+    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if index == 0 {
+        return Err(Error::io(what(), std::io::Error::last_os_error()));
+    }
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+    if fd < 0 {
+        return Err(Error::io(what(), std::io::Error::last_os_error()));
+    }
+    // SAFETY: we own the new fd.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    let req = move_request(index as i32, pid, new_name, 1);
+    // SAFETY: zeroed sockaddr_nl is valid; kernel is pid 0.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as u16;
+    // SAFETY: buffer and address are valid for the call.
+    let n = unsafe {
+        libc::sendto(raw, req.as_ptr().cast(), req.len(), 0, (&addr as *const libc::sockaddr_nl).cast(), size_of::<libc::sockaddr_nl>() as u32)
+    };
+    if n < 0 {
+        return Err(Error::io(what(), std::io::Error::last_os_error()));
+    }
+    let mut buf = [0u8; 4096];
+    // SAFETY: buf is valid for writes of its length.
+    let n = unsafe { libc::recv(raw, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 20 {
+        return Err(Error::io(what(), std::io::Error::last_os_error()));
+    }
+    let typ = u16::from_ne_bytes([buf[4], buf[5]]);
+    let err = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+    if typ == NLMSG_ERROR && err != 0 {
+        return Err(Error::io(what(), std::io::Error::from_raw_os_error(-err)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn move_request_carries_the_pid_and_the_new_name_aligned() {
+        let r = move_request(7, 1234, Some("eth9"), 1);
+        assert_eq!(r.len() % 4, 0);
+        assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()) as usize, r.len());
+        assert_eq!(i32::from_ne_bytes(r[20..24].try_into().unwrap()), 7);
+        // First attribute: IFLA_NET_NS_PID with the pid.
+        assert_eq!(u16::from_ne_bytes(r[34..36].try_into().unwrap()), IFLA_NET_NS_PID);
+        assert_eq!(u32::from_ne_bytes(r[36..40].try_into().unwrap()), 1234);
+        assert_eq!(&r[44..49], b"eth9\0");
+    }
+
+    #[test]
+    fn interface_names_are_checked() {
+        assert!(valid_name("eth0"));
+        for n in ["", "a/b", "sixteen-chars-xx", "a b", ".."] {
+            assert!(!valid_name(n), "{n}");
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The container's filesystem view: mount propagation, the rootfs bind, every entry of
+//! `mounts` in order, devices, pivot_root (or chroot with --no-pivot), then masked and
+//! read-only paths and a read-only root. `plan` runs in the parent; the rest in the init.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use oci_spec::runtime::Spec;
+
+use super::devices::{self, Device};
+use super::mountopts::{self, MountOptions};
+use super::securepath::resolve_in_root;
+use crate::error::Context;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct PlannedMount {
+    /// Destination as the container sees it.
+    pub dest: PathBuf,
+    /// Source: an absolute host path for binds, else the fs source string.
+    pub source: Option<PathBuf>,
+    pub typ: String,
+    pub opts: MountOptions,
+    /// uid_map/gid_map text for an idmapped mount.
+    pub idmap: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RootfsPlan {
+    pub rootfs: PathBuf,
+    pub propagation: MsFlags,
+    pub readonly: bool,
+    pub mounts: Vec<PlannedMount>,
+    pub devices: Vec<Device>,
+    /// /dev comes from a bind of the host's: create no devices.
+    pub dev_bound: bool,
+    pub masked: Vec<PathBuf>,
+    pub readonly_paths: Vec<PathBuf>,
+    pub no_pivot: bool,
+    /// In a new user namespace: device nodes are bind-mounted, not made.
+    pub in_user_ns: bool,
+    /// (name under /sys/fs/cgroup, container's cgroup dir) for `cgroup` mounts.
+    pub cgroup_dirs: Vec<(String, PathBuf)>,
+    /// The host is pure cgroup v2.
+    pub cgroup_v2_only: bool,
+    pub new_cgroup_ns: bool,
+}
+
+/// Build the mount plan; relative bind sources are taken relative to the bundle.
+pub fn plan(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<RootfsPlan> {
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: missing".into()))?;
+    let propagation = match linux.rootfs_propagation().as_deref() {
+        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(p) => *mountopts::parse(&[p.to_string()]).propagation.first().ok_or_else(|| {
+            Error::Invalid(format!("linux.rootfsPropagation: {p:?} is not a propagation mode"))
+        })?,
+    };
+    let mut mounts = Vec::new();
+    let mut dev_bound = false;
+    for m in spec.mounts().as_deref().unwrap_or_default() {
+        let opts = mountopts::parse(m.options().as_deref().unwrap_or_default());
+        let typ = m.typ().clone().unwrap_or_default();
+        let is_bind = opts.is_bind() || typ == "bind";
+        let mut opts = opts;
+        if typ == "bind" {
+            opts.flags |= MsFlags::MS_BIND;
+        }
+        let source = m.source().as_ref().map(|s| if is_bind && s.is_relative() { bundle.join(s) } else { s.clone() });
+        if is_bind {
+            let s = source.as_ref().ok_or_else(|| {
+                Error::Invalid(format!("mounts: bind mount onto {} has no source", m.destination().display()))
+            })?;
+            if !s.exists() {
+                return Err(Error::Invalid(format!("mounts: bind source {}: no such file or directory", s.display())));
+            }
+            if m.destination() == Path::new("/dev") {
+                dev_bound = true;
+            }
+        }
+        let idmap = match (m.uid_mappings(), m.gid_mappings()) {
+            (Some(u), Some(g)) if !u.is_empty() => Some((super::namespaces::id_map(u), super::namespaces::id_map(g))),
+            (Some(u), None) if !u.is_empty() => {
+                return Err(Error::Invalid(format!("mounts: {}: uidMappings without gidMappings", m.destination().display())))
+            }
+            _ if opts.idmap => {
+                return Err(Error::Invalid(format!("mounts: {}: idmap needs uidMappings and gidMappings", m.destination().display())))
+            }
+            _ => None,
+        };
+        if idmap.is_some() && !is_bind {
+            return Err(Error::Invalid(format!("mounts: {}: id mappings are only supported on bind mounts", m.destination().display())));
+        }
+        // Resolve now so an escaping destination fails before any side effect.
+        resolve_in_root(rootfs, m.destination())
+            .map_err(|e| Error::Invalid(format!("mount destination {e}")))?;
+        mounts.push(PlannedMount { dest: m.destination().clone(), source, typ, opts, idmap });
+    }
+    let ns = super::namespaces::plan(linux);
+    Ok(RootfsPlan {
+        rootfs: rootfs.to_path_buf(),
+        propagation,
+        readonly: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+        mounts,
+        devices: devices::plan(linux),
+        dev_bound,
+        masked: linux.masked_paths().clone().unwrap_or_default().into_iter().map(PathBuf::from).collect(),
+        readonly_paths: linux.readonly_paths().clone().unwrap_or_default().into_iter().map(PathBuf::from).collect(),
+        no_pivot: false,
+        in_user_ns: ns.new_user() || ns.join.iter().any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::User),
+        cgroup_dirs: Vec::new(),
+        cgroup_v2_only: false,
+        new_cgroup_ns: ns.new_cgroup,
+    })
+}
+
+fn mount(src: Option<&Path>, dest: &Path, typ: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<()> {
+    nix::mount::mount(src, dest, typ, flags, data).ctx(|| {
+        format!("mount {} on {} (type {}, flags {flags:?}, data {:?})", src.map(|s| s.display().to_string()).unwrap_or_default(), dest.display(), typ.unwrap_or("none"), data.unwrap_or(""))
+    })
+}
+
+fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default()
+}
+
+/// Everything before pivot_root: propagation, the rootfs bind, mounts, devices, symlinks.
+pub fn prepare(p: &RootfsPlan, idmap_userns: &[Option<std::os::fd::OwnedFd>]) -> Result<()> {
+    mount(None, Path::new("/"), None, p.propagation, None)?;
+    if p.propagation.contains(MsFlags::MS_SHARED) {
+        // pivot_root refuses a new root whose parent mount is shared.
+        make_parent_private(&p.rootfs)?;
+    }
+    mount(Some(&p.rootfs), &p.rootfs, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+    for (i, m) in p.mounts.iter().enumerate() {
+        let userns = idmap_userns.get(i).and_then(|o| o.as_ref());
+        mount_entry(p, m, userns).map_err(|e| Error::Invalid(format!("mount {}: {e}", m.dest.display())))?;
+    }
+    if !p.dev_bound {
+        devices::create(&p.rootfs, &p.devices, p.in_user_ns)?;
+        devices::create_symlinks(&p.rootfs)?;
+    }
+    Ok(())
+}
+
+fn make_parent_private(rootfs: &Path) -> Result<()> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo".into())?;
+    let parent = rootfs.parent().unwrap_or(Path::new("/"));
+    let mp = mi
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(Path::new)
+        .filter(|m| parent.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
+    mount(None, &mp, None, MsFlags::MS_PRIVATE, None)
+}
+
+fn mount_entry(p: &RootfsPlan, m: &PlannedMount, idmap_userns: Option<&std::os::fd::OwnedFd>) -> Result<()> {
+    let dest = resolve_in_root(&p.rootfs, &m.dest).map_err(|e| Error::Invalid(e.to_string()))?;
+    let o = &m.opts;
+    if m.typ == "cgroup" || m.typ == "cgroup2" {
+        return mount_cgroup(p, &dest, o);
+    }
+    if o.is_bind() {
+        let src = m.source.as_deref().unwrap_or(Path::new(""));
+        make_target(&dest, !src.is_dir())?;
+        if let Some(userns) = idmap_userns {
+            use std::os::fd::AsRawFd;
+            let tree = super::sys::open_tree_clone(&cpath(src), o.flags.contains(MsFlags::MS_REC))
+                .ctx(|| format!("open_tree {}", src.display()))?;
+            super::sys::mount_setattr(
+                tree.as_raw_fd(),
+                c"",
+                (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as u32,
+                super::sys::MOUNT_ATTR_IDMAP,
+                0,
+                Some(userns.as_raw_fd()),
+            )
+            .ctx(|| format!("idmap {}", src.display()))?;
+            super::sys::move_mount(tree.as_raw_fd(), &cpath(&dest)).ctx(|| format!("move_mount to {}", dest.display()))?;
+        } else {
+            mount(Some(src), &dest, None, MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC), None)?;
+        }
+        let extra = o.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !extra.is_empty() {
+            remount_bind(&dest, extra)?;
+        }
+    } else {
+        make_target(&dest, false)?;
+        let src = m.source.clone().unwrap_or_else(|| PathBuf::from(&m.typ));
+        let data = (!o.data.is_empty()).then_some(o.data.as_str());
+        let r = mount(Some(&src), &dest, Some(&m.typ), o.flags, data);
+        match r {
+            // devpts with gid=5 fails in a user namespace that does not map gid 5.
+            Err(_) if m.typ == "devpts" && o.data.contains("gid=") => {
+                let data: Vec<&str> = o.data.split(',').filter(|d| !d.starts_with("gid=")).collect();
+                mount(Some(&src), &dest, Some(&m.typ), o.flags, Some(&data.join(",")))?;
+            }
+            // sysfs can only be mounted by the owner of the network namespace: bind the host's.
+            Err(_) if m.typ == "sysfs" && p.in_user_ns => {
+                mount(Some(Path::new("/sys")), &dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+                remount_bind(&dest, o.flags)?;
+            }
+            r => r?,
+        }
+    }
+    for prop in &o.propagation {
+        mount(None, &dest, None, *prop, None)?;
+    }
+    if !o.rec.is_empty() {
+        super::sys::mount_setattr(libc::AT_FDCWD, &cpath(&dest), libc::AT_RECURSIVE as u32, o.rec.set, o.rec.clr, None)
+            .ctx(|| format!("mount_setattr {}", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// /sys/fs/cgroup: on v2 a cgroup2 mount (fresh in a cgroup namespace, else the container's
+/// directory bound); on v1/hybrid a tmpfs holding a bind of the container's directory in each
+/// hierarchy, as runc does.
+fn mount_cgroup(p: &RootfsPlan, dest: &Path, o: &MountOptions) -> Result<()> {
+    make_target(dest, false)?;
+    let flags = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+    if p.cgroup_v2_only {
+        if p.new_cgroup_ns {
+            return mount(Some(Path::new("cgroup2")), dest, Some("cgroup2"), flags, None);
+        }
+        let dir = p.cgroup_dirs.first().map(|(_, d)| d.clone()).unwrap_or_default();
+        mount(Some(&dir), dest, None, MsFlags::MS_BIND, None)?;
+        return remount_bind(dest, flags);
+    }
+    mount(Some(Path::new("tmpfs")), dest, Some("tmpfs"), flags - MsFlags::MS_RDONLY, Some("mode=755"))?;
+    for (name, dir) in &p.cgroup_dirs {
+        let sub = dest.join(name);
+        make_target(&sub, false)?;
+        mount(Some(dir), &sub, None, MsFlags::MS_BIND, None)?;
+        remount_bind(&sub, flags)?;
+        if name.contains(',') {
+            for c in name.split(',') {
+                let _ = std::os::unix::fs::symlink(name, dest.join(c));
+            }
+        }
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        mount(None, dest, None, MsFlags::MS_REMOUNT | flags, Some("mode=755"))?;
+    }
+    Ok(())
+}
+
+/// Remount a bind mount with `flags`, keeping the flags the kernel locks in a user namespace
+/// (a remount that drops them fails with EPERM).
+pub fn remount_bind(dest: &Path, flags: MsFlags) -> Result<()> {
+    let locked = nix::sys::statvfs::statvfs(dest)
+        .map(|s| {
+            use nix::sys::statvfs::FsFlags as V;
+            let f = s.flags();
+            let mut m = MsFlags::empty();
+            for (v, ms) in [
+                (V::ST_NOSUID, MsFlags::MS_NOSUID),
+                (V::ST_NODEV, MsFlags::MS_NODEV),
+                (V::ST_NOEXEC, MsFlags::MS_NOEXEC),
+                (V::ST_NOATIME, MsFlags::MS_NOATIME),
+                (V::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+                (V::ST_RELATIME, MsFlags::MS_RELATIME),
+            ] {
+                if f.contains(v) {
+                    m |= ms;
+                }
+            }
+            m
+        })
+        .unwrap_or(MsFlags::empty());
+    mount(None, dest, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked, None)
+}
+
+/// Make a mount target: a directory, or an empty file for a file bind.
+fn make_target(dest: &Path, file: bool) -> Result<()> {
+    if file {
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
+        }
+        if !dest.exists() {
+            std::fs::File::create(dest).ctx(|| format!("create {}", dest.display()))?;
+        }
+        Ok(())
+    } else {
+        std::fs::create_dir_all(dest).ctx(|| format!("create {}", dest.display()))
+    }
+}
+
+/// Make the rootfs the root: pivot_root, or a move + chroot with --no-pivot.
+pub fn pivot(p: &RootfsPlan) -> Result<()> {
+    nix::unistd::chdir(&p.rootfs).ctx(|| format!("chdir {}", p.rootfs.display()))?;
+    if p.no_pivot {
+        mount(Some(&p.rootfs), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
+        nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+    } else {
+        // pivot_root(".", ".") stacks the old root under the new one; detach it at once.
+        super::sys::pivot_root(c".", c".").ctx(|| format!("pivot_root {}", p.rootfs.display()))?;
+        mount(None, Path::new("."), None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)?;
+        nix::mount::umount2(".", MntFlags::MNT_DETACH).ctx(|| "unmount the old root".into())?;
+    }
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())
+}
+
+/// After pivot: masked paths, read-only paths, the read-only root.
+pub fn finalize(p: &RootfsPlan) -> Result<()> {
+    for path in &p.masked {
+        mask(path)?;
+    }
+    for path in &p.readonly_paths {
+        match mount(Some(path), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None) {
+            Err(_) if !path.exists() => continue,
+            r => r?,
+        }
+        remount_bind(path, MsFlags::MS_RDONLY | MsFlags::MS_REC)?;
+    }
+    if p.readonly {
+        remount_bind(Path::new("/"), MsFlags::MS_RDONLY)?;
+    }
+    Ok(())
+}
+
+fn mask(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Err(_) => Ok(()),
+        Ok(m) if m.is_dir() => mount(Some(Path::new("tmpfs")), path, Some("tmpfs"), MsFlags::MS_RDONLY, None),
+        Ok(_) => mount(Some(Path::new("/dev/null")), path, None, MsFlags::MS_BIND, None),
+    }
+}

@@ -1,0 +1,107 @@
+//! The socket between `wrun` and the container's init during setup: small tagged messages so
+//! the parent can write id maps and join cgroups at the right moment, and the child can report
+//! "ready" or the one-line error that `create` prints.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+use crate::error::Context;
+use crate::{Error, Result};
+
+/// Messages on the setup socket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Msg {
+    /// parent → child: id maps written, cgroup joined, devices moved: carry on.
+    Go,
+    /// child → parent: a user namespace was unshared; write its id maps now.
+    MapIds,
+    /// intermediate → parent: the init's pid (in the parent's pid namespace).
+    Pid(i32),
+    /// child → parent: set up and waiting to be started.
+    Ready,
+    /// child → parent: setup failed.
+    Failed(String),
+    /// parent → child (`run`): start now, no exec fifo involved.
+    Start,
+}
+
+pub struct SyncSocket(pub OwnedFd);
+
+/// A connected pair: (parent end, child end), both close-on-exec.
+pub fn pair() -> Result<(SyncSocket, SyncSocket)> {
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .ctx(|| "setup socket: socketpair".into())?;
+    Ok((SyncSocket(a), SyncSocket(b)))
+}
+
+impl SyncSocket {
+    pub fn send(&self, m: &Msg) -> Result<()> {
+        let mut buf = Vec::with_capacity(8);
+        match m {
+            Msg::Go => buf.push(b'G'),
+            Msg::MapIds => buf.push(b'M'),
+            Msg::Pid(p) => {
+                buf.push(b'P');
+                buf.extend_from_slice(&p.to_le_bytes());
+            }
+            Msg::Ready => buf.push(b'R'),
+            Msg::Failed(s) => {
+                buf.push(b'E');
+                buf.extend_from_slice(s.as_bytes());
+            }
+            Msg::Start => buf.push(b'S'),
+        }
+        nix::unistd::write(&self.0, &buf).ctx(|| "setup socket: write".into()).map(drop)
+    }
+
+    /// Receive one message; `None` when the other side has gone (EOF).
+    pub fn recv(&self) -> Result<Option<Msg>> {
+        let mut buf = vec![0u8; 8192];
+        let n = loop {
+            match nix::unistd::read(self.0.as_raw_fd(), &mut buf) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r.ctx(|| "setup socket: read".into())?,
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let body = &buf[1..n];
+        Ok(Some(match buf[0] {
+            b'G' => Msg::Go,
+            b'M' => Msg::MapIds,
+            b'P' if body.len() == 4 => Msg::Pid(i32::from_le_bytes(body.try_into().unwrap_or_default())),
+            b'R' => Msg::Ready,
+            b'E' => Msg::Failed(String::from_utf8_lossy(body).into_owned()),
+            b'S' => Msg::Start,
+            t => return Err(Error::Init(format!("unexpected setup message {t:#x}"))),
+        }))
+    }
+
+    /// Receive and require a specific message.
+    pub fn expect(&self, want: Msg) -> Result<()> {
+        match self.recv()? {
+            Some(m) if m == want => Ok(()),
+            Some(Msg::Failed(e)) => Err(Error::Init(e)),
+            Some(m) => Err(Error::Init(format!("expected {want:?}, got {m:?}"))),
+            None => Err(Error::Init("the other side of the setup socket went away".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let (a, b) = pair().unwrap();
+        for m in [Msg::Go, Msg::MapIds, Msg::Pid(4242), Msg::Ready, Msg::Failed("mount /proc: EPERM".into()), Msg::Start] {
+            a.send(&m).unwrap();
+            assert_eq!(b.recv().unwrap(), Some(m));
+        }
+        drop(a);
+        assert_eq!(b.recv().unwrap(), None);
+    }
+}

@@ -1,0 +1,8 @@
+//! The `wrun` binary: parse the runc-compatible command line, call the library, print one
+//! line per error and exit non-zero.
+
+mod cli;
+
+fn main() {
+    std::process::exit(cli::main());
+}

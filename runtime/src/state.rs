@@ -1,0 +1,209 @@
+//! The container state directory under `--root`: `state.json` (written atomically once the
+//! container is set up) and `exec.fifo`. Status is derived from the init process in /proc,
+//! so it stays right after the `wrun` process that made the container has exited.
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Context;
+use crate::{Error, Result};
+
+const STATE_FILE: &str = "state.json";
+pub const EXEC_FIFO: &str = "exec.fifo";
+
+/// What `wrun` remembers about a container between invocations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    /// The init's start time (clock ticks since boot, /proc/PID/stat field 22): tells our
+    /// init from an unrelated process that reused its pid.
+    pub pid_start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Cgroup directories the container was placed in, one per hierarchy.
+    #[serde(default)]
+    pub cgroup_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state JSON of the OCI runtime spec, as `wrun state` prints it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciState<'a> {
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub pid: i32,
+    pub status: &'static str,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub created: &'a str,
+    pub owner: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+/// One container's directory under the state root.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    pub id: String,
+    pub path: PathBuf,
+}
+
+impl StateDir {
+    /// Make the directory for a new container; an existing one means a duplicate id.
+    pub fn create(root: &Path, id: &str) -> Result<StateDir> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(root)
+            .ctx(|| format!("state root {}", root.display()))?;
+        let path = root.join(id);
+        match std::fs::DirBuilder::new().mode(0o711).create(&path) {
+            Ok(()) => Ok(StateDir { id: id.into(), path }),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(Error::AlreadyExists(id.into())),
+            Err(e) => Err(Error::io(format!("state dir {}", path.display()), e)),
+        }
+    }
+
+    /// Open the directory of an existing container.
+    pub fn open(root: &Path, id: &str) -> Result<StateDir> {
+        crate::spec::validate_id(id)?;
+        let path = root.join(id);
+        if path.is_dir() {
+            Ok(StateDir { id: id.into(), path })
+        } else {
+            Err(Error::NotFound(id.into()))
+        }
+    }
+
+    pub fn fifo(&self) -> PathBuf {
+        self.path.join(EXEC_FIFO)
+    }
+
+    /// The record, or `None` while the container is still being created.
+    pub fn read(&self) -> Result<Option<Record>> {
+        let path = self.path.join(STATE_FILE);
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|source| Error::StateFile { path, source }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("state file {}", path.display()), e)),
+        }
+    }
+
+    /// Write the record atomically (temp file + rename), so a reader never sees half of it.
+    pub fn write(&self, rec: &Record) -> Result<()> {
+        let tmp = self.path.join(".state.json.tmp");
+        let bytes = serde_json::to_vec(rec).map_err(|source| Error::StateFile { path: tmp.clone(), source })?;
+        std::fs::write(&tmp, bytes).ctx(|| format!("write {}", tmp.display()))?;
+        let dst = self.path.join(STATE_FILE);
+        std::fs::rename(&tmp, &dst).ctx(|| format!("rename {} to {}", tmp.display(), dst.display()))
+    }
+
+    pub fn remove(&self) -> Result<()> {
+        match std::fs::remove_dir_all(&self.path) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::io(format!("remove {}", self.path.display()), e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Derive the status the way runc does: no record yet → creating; init alive and the exec
+/// fifo still there → created; alive and fifo gone → running (or paused); else stopped.
+pub fn status(dir: &StateDir, rec: Option<&Record>) -> Status {
+    let Some(rec) = rec else { return Status::Creating };
+    if !process_alive(rec.pid, rec.pid_start_time) {
+        return Status::Stopped;
+    }
+    if dir.fifo().exists() {
+        return Status::Created;
+    }
+    if crate::linux::cgroups::is_frozen(&rec.cgroup_dirs) {
+        return Status::Paused;
+    }
+    Status::Running
+}
+
+/// Fields of /proc/PID/stat after the command name: (state, starttime).
+pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let mut f = rest.split(' ');
+    let state = f.next()?.chars().next()?;
+    // starttime is field 22 overall; `rest` starts at field 3.
+    let start = f.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Is `pid` our live process (not a zombie, not a reused pid)?
+pub fn process_alive(pid: i32, start_time: u64) -> bool {
+    pid > 0 && matches!(proc_stat(pid), Some((s, t)) if t == start_time && s != 'Z' && s != 'X')
+}
+
+/// Ids of the containers under `root`, sorted.
+pub fn list_ids(root: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(Error::io(format!("state root {}", root.display()), e)),
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_process_is_alive_and_a_wrong_start_time_is_not() {
+        let pid = std::process::id() as i32;
+        let (state, start) = proc_stat(pid).unwrap();
+        assert_ne!(state, 'Z');
+        assert!(process_alive(pid, start));
+        assert!(!process_alive(pid, start + 1));
+        assert!(!process_alive(0, 0));
+    }
+}
