@@ -91,10 +91,14 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         return Err(Error::Invalid("process.terminal is true: --console-socket is required".into()));
     }
     let console_socket = opts.console_socket.as_deref().map(connect_console).transpose()?;
-    let idmap_userns = rootfs
+    let idmapped_trees = rootfs
         .mounts
         .iter()
-        .map(|m| m.idmap.as_ref().map(|(u, g)| idmap::userns_with(u, g)).transpose())
+        .map(|m| {
+            let recursive = m.opts.flags.contains(nix::mount::MsFlags::MS_REC);
+            let src = m.source.as_deref().unwrap_or(Path::new(""));
+            m.idmap.as_ref().map(|(u, g)| idmap::idmapped_tree(src, recursive, u, g)).transpose()
+        })
         .collect::<Result<Vec<_>>>()?;
 
     // 2. Side effects, each undone by `undo` if a later step fails.
@@ -117,7 +121,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         ns,
         rootfs,
         process,
-        idmap_userns,
+        idmapped_trees,
         console_socket,
         gate,
         new_keyring: !opts.no_new_keyring,

@@ -1,8 +1,12 @@
-//! User namespaces that carry the id mapping of an idmapped mount. The kernel takes the
-//! mapping from a user namespace fd, so a short-lived child is made with the mapping, its
-//! namespace file is opened, and the child is gone again before the container starts.
+//! Idmapped mounts. The kernel takes the mapping from a user namespace fd, so a short-lived
+//! child is made with the mapping, its namespace file is opened, and the child is gone again.
+//! The mount itself is cloned and idmapped here in the parent, because only the owner of the
+//! source filesystem's user namespace (the host) may idmap it; the init attaches the
+//! detached tree with move_mount, as runc does.
 
-use std::os::fd::OwnedFd;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
 
 use crate::error::Context;
 use crate::Result;
@@ -29,4 +33,15 @@ pub fn userns_with(uid_map: &str, gid_map: &str) -> Result<OwnedFd> {
     drop(w);
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     result
+}
+
+/// A detached clone of `src` (recursive with `recursive`), idmapped with the given maps.
+pub fn idmapped_tree(src: &Path, recursive: bool, uid_map: &str, gid_map: &str) -> Result<OwnedFd> {
+    let userns = userns_with(uid_map, gid_map)?;
+    let c = CString::new(src.as_os_str().as_encoded_bytes()).unwrap_or_default();
+    let tree = super::sys::open_tree_clone(&c, recursive).ctx(|| format!("idmapped mount: open_tree {}", src.display()))?;
+    let flags = (libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 }) as u32;
+    super::sys::mount_setattr(tree.as_raw_fd(), c"", flags, super::sys::MOUNT_ATTR_IDMAP, 0, Some(userns.as_raw_fd()))
+        .ctx(|| format!("idmapped mount: mount_setattr {}", src.display()))?;
+    Ok(tree)
 }

@@ -35,8 +35,8 @@ pub struct InitPlan {
     pub ns: NsPlan,
     pub rootfs: RootfsPlan,
     pub process: ProcessPlan,
-    /// For each mount, the user namespace fd of its id mapping, if any.
-    pub idmap_userns: Vec<Option<OwnedFd>>,
+    /// For each mount, its detached idmapped tree, if it has an id mapping.
+    pub idmapped_trees: Vec<Option<OwnedFd>>,
     pub console_socket: Option<OwnedFd>,
     pub gate: Gate,
     pub new_keyring: bool,
@@ -51,11 +51,11 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     join_session_keyring(plan);
     process::apply_oom_score_adj(&plan.process)?;
-    rootfs::prepare(&plan.rootfs, &plan.idmap_userns)?;
+    rootfs::prepare(&plan.rootfs, &plan.idmapped_trees)?;
     rootfs::pivot(&plan.rootfs)?;
     setup_console(plan)?;
-    rootfs::finalize(&plan.rootfs)?;
     process::apply_identity(&plan.process)?;
+    rootfs::finalize(&plan.rootfs)?;
     process::apply_scheduling(&plan.process)?;
     process::apply_rlimits(&plan.process)?;
     process::enter_cwd(&plan.process)?;

@@ -125,7 +125,8 @@ fn cpath(p: &Path) -> CString {
 }
 
 /// Everything before pivot_root: propagation, the rootfs bind, mounts, devices, symlinks.
-pub fn prepare(p: &RootfsPlan, idmap_userns: &[Option<std::os::fd::OwnedFd>]) -> Result<()> {
+/// `idmapped_trees[i]` is the detached, idmapped tree for mount `i`, made by the parent.
+pub fn prepare(p: &RootfsPlan, idmapped_trees: &[Option<std::os::fd::OwnedFd>]) -> Result<()> {
     mount(None, Path::new("/"), None, p.propagation, None)?;
     if p.propagation.contains(MsFlags::MS_SHARED) {
         // pivot_root refuses a new root whose parent mount is shared.
@@ -133,8 +134,8 @@ pub fn prepare(p: &RootfsPlan, idmap_userns: &[Option<std::os::fd::OwnedFd>]) ->
     }
     mount(Some(&p.rootfs), &p.rootfs, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
     for (i, m) in p.mounts.iter().enumerate() {
-        let userns = idmap_userns.get(i).and_then(|o| o.as_ref());
-        mount_entry(p, m, userns).map_err(|e| Error::Invalid(format!("mount {}: {e}", m.dest.display())))?;
+        let tree = idmapped_trees.get(i).and_then(|o| o.as_ref());
+        mount_entry(p, m, tree).map_err(|e| Error::Invalid(format!("mount {}: {e}", m.dest.display())))?;
     }
     if !p.dev_bound {
         devices::create(&p.rootfs, &p.devices, p.in_user_ns)?;
@@ -157,7 +158,7 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
     mount(None, &mp, None, MsFlags::MS_PRIVATE, None)
 }
 
-fn mount_entry(p: &RootfsPlan, m: &PlannedMount, idmap_userns: Option<&std::os::fd::OwnedFd>) -> Result<()> {
+fn mount_entry(p: &RootfsPlan, m: &PlannedMount, idmapped_tree: Option<&std::os::fd::OwnedFd>) -> Result<()> {
     let dest = resolve_in_root(&p.rootfs, &m.dest).map_err(|e| Error::Invalid(e.to_string()))?;
     let o = &m.opts;
     if m.typ == "cgroup" || m.typ == "cgroup2" {
@@ -166,19 +167,8 @@ fn mount_entry(p: &RootfsPlan, m: &PlannedMount, idmap_userns: Option<&std::os::
     if o.is_bind() {
         let src = m.source.as_deref().unwrap_or(Path::new(""));
         make_target(&dest, !src.is_dir())?;
-        if let Some(userns) = idmap_userns {
+        if let Some(tree) = idmapped_tree {
             use std::os::fd::AsRawFd;
-            let tree = super::sys::open_tree_clone(&cpath(src), o.flags.contains(MsFlags::MS_REC))
-                .ctx(|| format!("open_tree {}", src.display()))?;
-            super::sys::mount_setattr(
-                tree.as_raw_fd(),
-                c"",
-                (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as u32,
-                super::sys::MOUNT_ATTR_IDMAP,
-                0,
-                Some(userns.as_raw_fd()),
-            )
-            .ctx(|| format!("idmap {}", src.display()))?;
             super::sys::move_mount(tree.as_raw_fd(), &cpath(&dest)).ctx(|| format!("move_mount to {}", dest.display()))?;
         } else {
             mount(Some(src), &dest, None, MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC), None)?;

@@ -1,0 +1,188 @@
+//! Bad bundles and ids: each must fail with one clear line on stderr naming
+//! the culprit, and leave nothing behind (no state dir, process or mount).
+
+use serde_json::json;
+use std::fs;
+use std::path::Path;
+use wrun_tests::*;
+
+/// create must fail naming one of `names`, and leave nothing behind.
+#[track_caller]
+fn create_fails_cleanly(b: &Bundle, names: &[&str]) {
+    let rt = Runtime::new();
+    let id = rt.id("bad");
+    let o = rt.create(&id, b);
+    assert_one_line_error(&o, names);
+    assert_fails(&rt.state_raw(&id), "state after a failed create");
+    assert_clean(rt.root(), &id, b.path());
+}
+
+#[test]
+fn missing_config_json_is_rejected() {
+    let b = Bundle::busybox();
+    fs::remove_file(b.config_path()).unwrap();
+    create_fails_cleanly(&b, &["config.json"]);
+}
+
+// runc 1.1 fails but does not name the file ("unexpected EOF"): fails
+// against runc 1.1.
+#[test]
+fn malformed_config_json_is_rejected() {
+    let b = Bundle::busybox();
+    fs::write(b.config_path(), "{\"ociVersion\": \"1.0.2\", \"process\": ").unwrap();
+    create_fails_cleanly(&b, &["config.json", "json"]);
+}
+
+// runc 1.1 does not check ociVersion: fails against runc 1.1.
+#[test]
+fn unsupported_oci_version_is_rejected() {
+    let mut b = Bundle::busybox();
+    b.with_config(|c| c["ociVersion"] = json!("2.0.0"));
+    create_fails_cleanly(&b, &["ociVersion", "2.0.0"]);
+}
+
+#[test]
+fn missing_rootfs_is_rejected() {
+    let b = Bundle::busybox();
+    fs::remove_dir_all(b.rootfs()).unwrap();
+    create_fails_cleanly(&b, &["rootfs"]);
+}
+
+#[test]
+fn missing_bundle_directory_is_rejected() {
+    let b = Bundle::busybox();
+    let rt = Runtime::new();
+    let id = rt.id("nobundle");
+    let missing = b.path().join("not-here");
+    let o = rt.exec(&["create", &id, "--bundle", missing.to_str().unwrap()]);
+    assert_one_line_error(&o, &["not-here", "config.json", "bundle"]);
+    assert_clean(rt.root(), &id, b.path());
+}
+
+#[test]
+fn nonexistent_process_binary_fails_at_create() {
+    let mut b = Bundle::busybox();
+    b.args(&["/nonexistent-binary"]);
+    create_fails_cleanly(&b, &["/nonexistent-binary"]);
+}
+
+#[test]
+fn duplicate_id_is_rejected_and_the_first_container_is_unaffected() {
+    let mut b = Bundle::busybox();
+    b.args(&["sleep", "1000"]);
+    let b2 = Bundle::busybox();
+    let rt = Runtime::new();
+    let id = rt.id("dup");
+    rt.create_ok(&id, &b);
+    let pid = rt.pid(&id);
+    let o = rt.create(&id, &b2);
+    assert_one_line_error(&o, &[&id, "exists"]);
+    let st = rt.state(&id);
+    assert_eq!(st["status"], "created", "{st}");
+    assert_eq!(st["pid"].as_i64(), Some(pid), "{st}");
+    assert!(pid_alive(pid));
+    assert_eq!(
+        fs::canonicalize(st["bundle"].as_str().unwrap()).unwrap(),
+        fs::canonicalize(b.path()).unwrap()
+    );
+    assert!(processes_rooted_in(b2.path()).is_empty());
+}
+
+/// The root dir holds no entry at all.
+#[track_caller]
+fn root_is_empty(root: &Path) {
+    let entries: Vec<_> = fs::read_dir(root)
+        .expect("root dir still exists")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(entries.is_empty(), "left in the state root: {entries:?}");
+}
+
+#[test]
+fn id_with_a_slash_is_rejected() {
+    let b = Bundle::busybox();
+    let rt = Runtime::new();
+    let id = format!("{}/x", unique("slash"));
+    let o = rt.create(&id, &b);
+    assert_one_line_error(&o, &[&id, "id"]);
+    root_is_empty(rt.root());
+    assert_clean(rt.root(), &id, b.path());
+}
+
+#[test]
+fn dot_dot_id_is_rejected() {
+    let b = Bundle::busybox();
+    let rt = Runtime::new();
+    let o = rt.create("..", &b);
+    assert_one_line_error(&o, &["..", "id"]);
+    root_is_empty(rt.root());
+    let parent = rt.root().parent().unwrap();
+    assert!(
+        !parent.join("state.json").exists(),
+        "state written outside the root"
+    );
+    assert!(processes_rooted_in(b.path()).is_empty());
+}
+
+/// A bundle whose rootfs has `escape -> ../../../../../../../../tmp` and a
+/// tmpfs mount at `/escape/<name>`; returns (bundle, host path the naive
+/// resolution would hit).
+fn escaping_bundle() -> (Bundle, std::path::PathBuf) {
+    let mut b = Bundle::busybox();
+    std::os::unix::fs::symlink("../../../../../../../../tmp", b.rootfs().join("escape")).unwrap();
+    let name = unique("wrun-escape");
+    b.add_mount(json!({
+        "destination": format!("/escape/{name}"),
+        "type": "tmpfs",
+        "source": "tmpfs",
+        "options": ["size=1m"]
+    }))
+    .args(&["true"]);
+    (b, Path::new("/tmp").join(name))
+}
+
+// runc 1.1 confines the destination to the rootfs (mounts on
+// rootfs/tmp/<name>) instead of failing: fails against runc 1.1.
+#[test]
+fn mount_destination_escaping_the_rootfs_through_a_symlink_is_rejected() {
+    let (b, host_target) = escaping_bundle();
+    let rt = Runtime::new();
+    let id = rt.id("escape");
+    let o = rt.create(&id, &b);
+    let created_on_host = host_target.exists();
+    let _ = fs::remove_dir(&host_target);
+    assert!(
+        !created_on_host,
+        "{} was created on the host",
+        host_target.display()
+    );
+    assert_one_line_error(&o, &["/escape", "escape", "symlink"]);
+    assert!(!mount_points().contains(&host_target));
+    assert_clean(rt.root(), &id, b.path());
+}
+
+/// Whatever the runtime does with an escaping destination (reject it or
+/// confine it to the rootfs), nothing may appear on the host.
+#[test]
+fn mount_destination_escaping_through_a_symlink_never_touches_the_host() {
+    let (b, host_target) = escaping_bundle();
+    let rt = Runtime::new();
+    let id = rt.id("escape");
+    let o = rt.run(&id, &b);
+    let created_on_host = host_target.exists();
+    let mounted_on_host = mount_points().contains(&host_target);
+    let _ = fs::remove_dir(&host_target);
+    assert!(
+        !created_on_host,
+        "{} was created on the host\n{}",
+        host_target.display(),
+        show(&o)
+    );
+    assert!(
+        !mounted_on_host,
+        "{} mounted on the host",
+        host_target.display()
+    );
+    assert_clean(rt.root(), &id, b.path());
+}

@@ -1,0 +1,378 @@
+//! create / start / state / kill / delete / run: the container lifecycle.
+
+use std::time::Duration;
+use wrun_tests::*;
+
+fn sleeper() -> Bundle {
+    let mut b = Bundle::busybox();
+    b.args(&["sleep", "1000"]);
+    b
+}
+
+#[test]
+fn create_leaves_a_created_container_with_a_live_init() {
+    let b = sleeper();
+    let rt = Runtime::new();
+    let id = rt.id("created");
+    let o = rt.create(&id, &b);
+    assert_ok(&o, "create");
+    // The create command has exited (we waited for it); the init lives on.
+    let st = rt.state(&id);
+    assert_eq!(st["status"], "created", "{st}");
+    let pid = st["pid"].as_i64().expect("pid");
+    assert!(pid > 0, "{st}");
+    assert!(pid_alive(pid), "init {pid} is not alive after create");
+}
+
+#[test]
+fn start_makes_the_container_running() {
+    let b = sleeper();
+    let rt = Runtime::new();
+    let id = rt.id("start");
+    rt.create_ok(&id, &b);
+    assert_ok(&rt.start(&id), "start");
+    rt.wait_status(&id, "running");
+    assert!(pid_alive(rt.pid(&id)));
+}
+
+#[test]
+fn the_process_runs_only_after_start() {
+    let out = TempDir::new("out");
+    let mut b = Bundle::busybox();
+    b.bind(out.path(), "/out", &[])
+        .sh("touch /out/marker; sleep 1000");
+    let rt = Runtime::new();
+    let id = rt.id("marker");
+    rt.create_ok(&id, &b);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !out.join("marker").exists(),
+        "the user process ran before start"
+    );
+    assert_ok(&rt.start(&id), "start");
+    assert!(
+        wait_until(Duration::from_secs(10), || out.join("marker").exists()),
+        "the user process did not run after start"
+    );
+}
+
+#[test]
+fn start_of_a_running_container_fails() {
+    let b = sleeper();
+    let rt = Runtime::new();
+    let id = rt.id("start2");
+    rt.create_ok(&id, &b);
+    assert_ok(&rt.start(&id), "start");
+    assert_fails(&rt.start(&id), "second start");
+    assert_eq!(rt.status(&id).as_deref(), Some("running"));
+}
+
+#[test]
+fn kill_with_sigkill_stops_a_running_container() {
+    let b = sleeper();
+    let rt = Runtime::new();
+    let id = rt.id("kill9");
+    rt.create_ok(&id, &b);
+    assert_ok(&rt.start(&id), "start");
+    let pid = rt.pid(&id);
+    assert_ok(&rt.kill(&id, "KILL"), "kill KILL");
+    rt.wait_status(&id, "stopped");
+    assert!(wait_until(Duration::from_secs(5), || !pid_alive(pid)));
+}
+
+#[test]
+fn delete_of_a_stopped_container_removes_it() {
+    let b = sleeper();
+    let rt = Runtime::new();
+    let id = rt.id("del");
+    rt.create_ok(&id, &b);
+    assert_ok(&rt.start(&id), "start");
+    assert_ok(&rt.kill(&id, "KILL"), "kill");
+    rt.wait_status(&id, "stopped");
+    assert_ok(&rt.delete(&id), "delete");
+    assert_fails(&rt.state_raw(&id), "state after delete");
+    assert_clean(rt.root(), &id, b.path());
+}
+
+fn is_rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return false;
+    }
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let date_time = digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && (b[10] == b'T' || b[10] == b't')
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        let n = r.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &r[n..];
+    }
+    let zone = rest == "Z"
+        || rest == "z"
+        || (rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && rest.as_bytes()[3] == b':'
+            && rest[1..3].bytes().all(|c| c.is_ascii_digit())
+            && rest[4..6].bytes().all(|c| c.is_ascii_digit()));
+    date_time && zone
+}
+
+#[test]
+fn state_has_the_standard_fields() {
+    let b = sleeper();
+    let rt = Runtime::new();
+    let id = rt.id("fields");
+    rt.create_ok(&id, &b);
+    let st = rt.state(&id);
+    assert!(st["ociVersion"].is_string(), "ociVersion: {st}");
+    assert_eq!(st["id"], id.as_str(), "{st}");
+    assert!(st["pid"].as_i64().unwrap_or(0) > 0, "pid: {st}");
+    assert_eq!(st["status"], "created", "{st}");
+    let bundle = st["bundle"].as_str().expect("bundle");
+    assert!(bundle.starts_with('/'), "bundle not absolute: {st}");
+    assert_eq!(
+        std::fs::canonicalize(bundle).unwrap(),
+        std::fs::canonicalize(b.path()).unwrap()
+    );
+    let created = st["created"].as_str().expect("created");
+    assert!(is_rfc3339(created), "created is not RFC 3339: {created}");
+    if let Some(owner) = st.get("owner") {
+        assert!(owner.is_string(), "owner: {st}");
+    }
+}
+
+#[test]
+fn state_reports_the_configs_annotations() {
+    let mut b = sleeper();
+    b.with_config(|c| {
+        c["annotations"] = serde_json::json!({"org.example.test": "yes", "second": "2"})
+    });
+    let rt = Runtime::new();
+    let id = rt.id("annot");
+    rt.create_ok(&id, &b);
+    let st = rt.state(&id);
+    assert_eq!(st["annotations"]["org.example.test"], "yes", "{st}");
+    assert_eq!(st["annotations"]["second"], "2", "{st}");
+}
+
+#[test]
+fn state_reports_an_absolute_bundle_for_a_relative_bundle_argument() {
+    let b = sleeper();
+    let rt = Runtime::new();
+    let id = rt.id("relbundle");
+    let name = b.path().file_name().unwrap().to_str().unwrap().to_string();
+    let mut cmd = rt.command(&["create", &id, "--bundle", &name]);
+    cmd.current_dir(b.path().parent().unwrap());
+    assert_ok(&run_cmd(&mut cmd, None), "create with relative bundle");
+    let st = rt.state(&id);
+    let bundle = st["bundle"].as_str().expect("bundle");
+    assert!(bundle.starts_with('/'), "bundle not absolute: {st}");
+    assert_eq!(
+        std::fs::canonicalize(bundle).unwrap(),
+        std::fs::canonicalize(b.path()).unwrap()
+    );
+}
+
+#[test]
+fn run_exits_with_the_containers_exit_code() {
+    let mut b = Bundle::busybox();
+    b.sh("exit 3");
+    let rt = Runtime::new();
+    let o = rt.run(&rt.id("exit3"), &b);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+}
+
+#[test]
+fn run_exits_with_zero_when_the_container_succeeds() {
+    let mut b = Bundle::busybox();
+    b.args(&["true"]);
+    let rt = Runtime::new();
+    let o = rt.run(&rt.id("true"), &b);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+}
+
+#[test]
+fn run_exits_with_128_plus_n_when_the_process_dies_of_signal_n() {
+    // Without a PID namespace the shell is not an init, so SIGKILL to itself
+    // works.
+    let mut b = Bundle::busybox();
+    b.remove_namespace("pid").sh("kill -9 $$");
+    let rt = Runtime::new();
+    let o = rt.run(&rt.id("sig9"), &b);
+    assert_eq!(o.status.code(), Some(137), "{}", show(&o));
+}
+
+#[test]
+fn run_exits_with_137_when_the_container_is_killed_from_outside() {
+    let b = sleeper();
+    let rt = Runtime::new();
+    let id = rt.id("outkill");
+    let run = rt.spawn(&["run", &id, "--bundle", b.path_str()]);
+    rt.wait_status(&id, "running");
+    assert_ok(&rt.kill(&id, "KILL"), "kill KILL");
+    let o = run.wait();
+    assert_eq!(o.status.code(), Some(137), "{}", show(&o));
+}
+
+#[test]
+fn run_deletes_the_container_afterwards() {
+    let mut b = Bundle::busybox();
+    b.args(&["true"]);
+    let rt = Runtime::new();
+    let id = rt.id("rundel");
+    assert_ok(&rt.run(&id, &b), "run");
+    assert_fails(&rt.state_raw(&id), "state after run");
+    assert_clean(rt.root(), &id, b.path());
+}
+
+#[test]
+fn run_detach_returns_at_once_with_the_container_running() {
+    let b = sleeper();
+    let rt = Runtime::new();
+    let id = rt.id("detach");
+    let started = std::time::Instant::now();
+    let o = rt.run_with(&id, &b, &["--detach"]);
+    assert_ok(&o, "run --detach");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(rt.status(&id).as_deref(), Some("running"));
+    assert!(pid_alive(rt.pid(&id)));
+}
+
+/// Runs a container whose shell traps TERM and exits 42, sends it `sig`
+/// with `kill`, and returns the exit code of `run`.
+fn trap_term_and_kill_with(sig: &str) {
+    let mut b = Bundle::busybox();
+    b.sh("trap 'exit 42' TERM; while :; do sleep 0.1; done");
+    let rt = Runtime::new();
+    let id = rt.id("trap");
+    let run = rt.spawn(&["run", &id, "--bundle", b.path_str()]);
+    rt.wait_status(&id, "running");
+    let pid = rt.pid(&id);
+    assert!(
+        wait_until(Duration::from_secs(10), || catches_signal(
+            pid,
+            libc::SIGTERM
+        )),
+        "the shell never installed its TERM trap"
+    );
+    assert_ok(&rt.kill(&id, sig), &format!("kill {sig}"));
+    let o = run.wait();
+    assert_eq!(o.status.code(), Some(42), "kill {sig}: {}", show(&o));
+}
+
+#[test]
+fn kill_accepts_a_signal_name() {
+    trap_term_and_kill_with("TERM");
+}
+
+#[test]
+fn kill_accepts_a_signal_number() {
+    trap_term_and_kill_with("15");
+}
+
+#[test]
+fn kill_accepts_a_sig_prefixed_signal_name() {
+    trap_term_and_kill_with("SIGTERM");
+}
+
+#[test]
+fn kill_with_an_unknown_signal_fails_clearly() {
+    let b = sleeper();
+    let rt = Runtime::new();
+    let id = rt.id("badsig");
+    rt.create_ok(&id, &b);
+    assert_ok(&rt.start(&id), "start");
+    let o = rt.kill(&id, "SIGNOPE");
+    assert_fails(&o, "kill SIGNOPE");
+    let err = stderr(&o).to_lowercase();
+    assert!(
+        err.contains("signal") || err.contains("nope"),
+        "error should say what is wrong with the signal\n{}",
+        show(&o)
+    );
+    assert_eq!(rt.status(&id).as_deref(), Some("running"));
+}
+
+#[test]
+fn kill_all_reaches_child_processes() {
+    // The init shell ignores TERM (no handler, PID 1), so only --all makes
+    // the sleeps die, after which `wait` returns and the container stops.
+    let mut b = Bundle::busybox();
+    b.sh("sleep 1000 & sleep 1000 & wait");
+    let rt = Runtime::new();
+    let id = rt.id("killall");
+    rt.create_ok(&id, &b);
+    assert_ok(&rt.start(&id), "start");
+    let init = rt.pid(&id);
+    let mut kids = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            kids = children_of(init);
+            kids.len() == 2
+        }),
+        "expected two sleeps, children: {kids:?}"
+    );
+    assert_ok(&rt.exec(&["kill", "--all", &id, "TERM"]), "kill --all");
+    assert!(
+        wait_until(Duration::from_secs(10), || kids
+            .iter()
+            .all(|&k| !pid_alive(k))),
+        "children {kids:?} survived kill --all"
+    );
+    rt.wait_status(&id, "stopped");
+}
+
+#[test]
+fn delete_of_a_running_container_without_force_fails_and_it_keeps_running() {
+    let b = sleeper();
+    let rt = Runtime::new();
+    let id = rt.id("delrun");
+    rt.create_ok(&id, &b);
+    assert_ok(&rt.start(&id), "start");
+    let pid = rt.pid(&id);
+    assert_fails(&rt.delete(&id), "delete of a running container");
+    assert_eq!(rt.status(&id).as_deref(), Some("running"));
+    assert!(pid_alive(pid));
+}
+
+#[test]
+fn delete_force_kills_and_removes_a_running_container() {
+    let b = sleeper();
+    let rt = Runtime::new();
+    let id = rt.id("delforce");
+    rt.create_ok(&id, &b);
+    assert_ok(&rt.start(&id), "start");
+    let pid = rt.pid(&id);
+    assert_ok(&rt.delete_force(&id), "delete --force");
+    assert!(wait_until(Duration::from_secs(5), || !pid_alive(pid)));
+    assert_fails(&rt.state_raw(&id), "state after delete --force");
+    assert_clean(rt.root(), &id, b.path());
+}
+
+#[test]
+fn delete_of_a_created_container_kills_its_init() {
+    let b = sleeper();
+    let rt = Runtime::new();
+    let id = rt.id("delcreated");
+    rt.create_ok(&id, &b);
+    let pid = rt.pid(&id);
+    assert_ok(&rt.delete(&id), "delete of a created container");
+    assert!(
+        wait_until(Duration::from_secs(5), || !pid_alive(pid)),
+        "init {pid} survived delete"
+    );
+    assert_fails(&rt.state_raw(&id), "state after delete");
+    assert_clean(rt.root(), &id, b.path());
+}
