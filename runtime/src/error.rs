@@ -17,7 +17,11 @@ pub enum Error {
     #[error("container {0} already exists")]
     AlreadyExists(String),
     #[error("container {id} is {status}: {why}")]
-    WrongStatus { id: String, status: String, why: &'static str },
+    WrongStatus {
+        id: String,
+        status: String,
+        why: &'static str,
+    },
     #[error("container init: {0}")]
     Init(String),
     #[error("{what}: {source}")]
@@ -33,12 +37,18 @@ pub enum Error {
 impl Error {
     /// An I/O error with a description of what was being done.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { what: what.into(), source }
+        Error::Io {
+            what: what.into(),
+            source,
+        }
     }
 
     /// A syscall error with a description of what was being done.
     pub fn sys(what: impl Into<String>, source: nix::Error) -> Self {
-        Error::Sys { what: what.into(), source }
+        Error::Sys {
+            what: what.into(),
+            source,
+        }
     }
 }
 

@@ -97,7 +97,13 @@ pub fn init(file: Option<&Path>, format: LogFormat, debug: bool) -> std::io::Res
         None if debug => Box::new(std::io::stderr()),
         None => return Ok(()),
     };
-    let _ = tracing_subscriber::registry().with(RuncLines { format, max, out: Mutex::new(out) }).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(RuncLines {
+            format,
+            max,
+            out: Mutex::new(out),
+        })
+        .try_init();
     Ok(())
 }
 

@@ -43,7 +43,11 @@ const NAMES: &[(&str, i32)] = &[
 pub fn parse(s: &str) -> Result<i32> {
     let bad = || Error::Invalid(format!("signal {s:?}: unknown signal name or number"));
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=libc::SIGRTMAX()).contains(&n) { Ok(n) } else { Err(bad()) };
+        return if (1..=libc::SIGRTMAX()).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
     }
     let up = s.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
@@ -51,9 +55,17 @@ pub fn parse(s: &str) -> Result<i32> {
         return Ok(n);
     }
     let rt = |base: i32, rest: &str, sign: i32| -> Result<i32> {
-        let off = if rest.is_empty() { 0 } else { rest.parse::<i32>().map_err(|_| bad())? };
+        let off = if rest.is_empty() {
+            0
+        } else {
+            rest.parse::<i32>().map_err(|_| bad())?
+        };
         let n = base + sign * off;
-        if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) { Ok(n) } else { Err(bad()) }
+        if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        }
     };
     if let Some(rest) = name.strip_prefix("RTMIN") {
         return rt(libc::SIGRTMIN(), rest.strip_prefix('+').unwrap_or(rest), 1);

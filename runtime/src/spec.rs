@@ -41,35 +41,58 @@ impl Bundle {
         let path = dir.join("config.json");
         let bytes = std::fs::read(&path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => SpecError::Missing(dir.clone()),
-            _ => SpecError::Read { path: path.clone(), source },
+            _ => SpecError::Read {
+                path: path.clone(),
+                source,
+            },
         })?;
-        let spec: Spec = serde_json::from_slice(&bytes)
-            .map_err(|source| SpecError::Parse { path: path.clone(), source })?;
+        let spec: Spec = serde_json::from_slice(&bytes).map_err(|source| SpecError::Parse {
+            path: path.clone(),
+            source,
+        })?;
         let rootfs = validate(&spec, &dir, &path)?;
         Ok(Bundle { dir, rootfs, spec })
     }
 }
 
 fn field(path: &Path, field: &str, why: impl Into<String>) -> SpecError {
-    SpecError::Field { path: path.to_path_buf(), field: field.into(), why: why.into() }
+    SpecError::Field {
+        path: path.to_path_buf(),
+        field: field.into(),
+        why: why.into(),
+    }
 }
 
 /// Check a parsed spec; returns the absolute rootfs path.
 fn validate(spec: &Spec, dir: &Path, path: &Path) -> Result<PathBuf, SpecError> {
     if !version_supported(spec.version()) {
-        return Err(SpecError::Version { path: path.into(), version: spec.version().clone() });
+        return Err(SpecError::Version {
+            path: path.into(),
+            version: spec.version().clone(),
+        });
     }
     let root = spec.root().as_ref().ok_or_else(|| field(path, "root", "missing"))?;
-    let rootfs = if root.path().is_absolute() { root.path().clone() } else { dir.join(root.path()) };
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        dir.join(root.path())
+    };
     if !rootfs.is_dir() {
         return Err(SpecError::NoRootfs(rootfs));
     }
-    let process = spec.process().as_ref().ok_or_else(|| field(path, "process", "missing"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| field(path, "process", "missing"))?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(field(path, "process.args", "must name the program to run"));
     }
     if !process.cwd().is_absolute() {
-        return Err(field(path, "process.cwd", format!("{} is not an absolute path", process.cwd().display())));
+        return Err(field(
+            path,
+            "process.cwd",
+            format!("{} is not an absolute path", process.cwd().display()),
+        ));
     }
     let linux = spec.linux().as_ref().ok_or_else(|| field(path, "linux", "missing"))?;
     let namespaces = linux.namespaces().as_deref().unwrap_or_default();
@@ -80,7 +103,11 @@ fn validate(spec: &Spec, dir: &Path, path: &Path) -> Result<PathBuf, SpecError> 
         }
         if let Some(p) = ns.path() {
             if !p.exists() {
-                return Err(field(path, "linux.namespaces", format!("{} path {}: no such file", ns.typ(), p.display())));
+                return Err(field(
+                    path,
+                    "linux.namespaces",
+                    format!("{} path {}: no such file", ns.typ(), p.display()),
+                ));
             }
         }
     }
@@ -91,7 +118,11 @@ fn validate(spec: &Spec, dir: &Path, path: &Path) -> Result<PathBuf, SpecError> 
     let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     match user_ns {
         Some(ns) if ns.path().is_none() && !maps => {
-            return Err(field(path, "linux.uidMappings", "a new user namespace needs uid and gid mappings"))
+            return Err(field(
+                path,
+                "linux.uidMappings",
+                "a new user namespace needs uid and gid mappings",
+            ))
         }
         None if maps => return Err(field(path, "linux.uidMappings", "mappings need a user namespace")),
         _ => {}
@@ -102,7 +133,11 @@ fn validate(spec: &Spec, dir: &Path, path: &Path) -> Result<PathBuf, SpecError> 
     {
         return Err(field(path, "hostname", "setting a hostname needs a uts namespace"));
     }
-    if linux.time_offsets().is_some() && !namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_none()) {
+    if linux.time_offsets().is_some()
+        && !namespaces
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_none())
+    {
         return Err(field(path, "linux.timeOffsets", "needs a new time namespace"));
     }
     if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty())
@@ -112,7 +147,11 @@ fn validate(spec: &Spec, dir: &Path, path: &Path) -> Result<PathBuf, SpecError> 
     }
     for m in spec.mounts().as_deref().unwrap_or_default() {
         if !m.destination().is_absolute() {
-            return Err(field(path, "mounts", format!("destination {} is not absolute", m.destination().display())));
+            return Err(field(
+                path,
+                "mounts",
+                format!("destination {} is not absolute", m.destination().display()),
+            ));
         }
     }
     Ok(rootfs)
@@ -142,7 +181,10 @@ pub fn validate_id(id: &str) -> Result<(), crate::Error> {
         None
     };
     match why {
-        Some(why) => Err(crate::Error::InvalidId { id: id.to_string(), why }),
+        Some(why) => Err(crate::Error::InvalidId {
+            id: id.to_string(),
+            why,
+        }),
         None => Ok(()),
     }
 }

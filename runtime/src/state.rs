@@ -122,7 +122,9 @@ impl StateDir {
     pub fn read(&self) -> Result<Option<Record>> {
         let path = self.path.join(STATE_FILE);
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|source| Error::StateFile { path, source }),
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|source| Error::StateFile { path, source }),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(format!("state file {}", path.display()), e)),
         }
@@ -131,7 +133,10 @@ impl StateDir {
     /// Write the record atomically (temp file + rename), so a reader never sees half of it.
     pub fn write(&self, rec: &Record) -> Result<()> {
         let tmp = self.path.join(".state.json.tmp");
-        let bytes = serde_json::to_vec(rec).map_err(|source| Error::StateFile { path: tmp.clone(), source })?;
+        let bytes = serde_json::to_vec(rec).map_err(|source| Error::StateFile {
+            path: tmp.clone(),
+            source,
+        })?;
         std::fs::write(&tmp, bytes).ctx(|| format!("write {}", tmp.display()))?;
         let dst = self.path.join(STATE_FILE);
         std::fs::rename(&tmp, &dst).ctx(|| format!("rename {} to {}", tmp.display(), dst.display()))

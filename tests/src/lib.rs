@@ -39,11 +39,7 @@ pub fn unique(prefix: &str) -> String {
 pub fn runtime_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("WRUN_TEST_RUNTIME") {
         let p = PathBuf::from(p);
-        assert!(
-            p.exists(),
-            "WRUN_TEST_RUNTIME={} does not exist",
-            p.display()
-        );
+        assert!(p.exists(), "WRUN_TEST_RUNTIME={} does not exist", p.display());
         return p;
     }
     let exe = std::env::current_exe().expect("current_exe");
@@ -91,11 +87,7 @@ pub fn assert_ok(o: &Output, what: &str) {
 
 #[track_caller]
 pub fn assert_fails(o: &Output, what: &str) {
-    assert!(
-        !o.status.success(),
-        "{what} unexpectedly succeeded\n{}",
-        show(o)
-    );
+    assert!(!o.status.success(), "{what} unexpectedly succeeded\n{}", show(o));
 }
 
 /// Asserts a command failed with exactly one non-empty line on stderr that
@@ -256,9 +248,7 @@ impl Spawned {
             .stdout(out.try_clone().expect("dup"))
             .stderr(err.try_clone().expect("dup"));
         let desc = format!("{cmd:?}");
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {desc}: {e}"));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {desc}: {e}"));
         Spawned {
             child: Some(child),
             out: Some(out),
@@ -290,10 +280,8 @@ impl Spawned {
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                let out =
-                    String::from_utf8_lossy(&read_back(self.out.take().unwrap())).into_owned();
-                let err =
-                    String::from_utf8_lossy(&read_back(self.err.take().unwrap())).into_owned();
+                let out = String::from_utf8_lossy(&read_back(self.out.take().unwrap())).into_owned();
+                let err = String::from_utf8_lossy(&read_back(self.err.take().unwrap())).into_owned();
                 return Err(format!(
                     "timed out after {timeout:?}, killed: {}\n--- stdout ---\n{out}\n--- stderr ---\n{err}",
                     self.desc
@@ -383,10 +371,7 @@ pub fn mount_points() -> Vec<PathBuf> {
 /// Lazily unmounts everything mounted at or below `dir`, deepest first.
 pub fn detach_mounts_under(dir: &Path) {
     for _ in 0..8 {
-        let mut under: Vec<PathBuf> = mount_points()
-            .into_iter()
-            .filter(|m| m.starts_with(dir))
-            .collect();
+        let mut under: Vec<PathBuf> = mount_points().into_iter().filter(|m| m.starts_with(dir)).collect();
         if under.is_empty() {
             return;
         }
@@ -430,10 +415,7 @@ impl Drop for TempDir {
         // Never follow anything still mounted: refuse to remove if a mount
         // is left below us.
         if mount_points().iter().any(|m| m.starts_with(&self.path)) {
-            eprintln!(
-                "warning: not removing {}: mounts remain",
-                self.path.display()
-            );
+            eprintln!("warning: not removing {}: mounts remain", self.path.display());
             return;
         }
         let _ = fs::remove_dir_all(&self.path);
@@ -512,8 +494,7 @@ impl Default for NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Spawned::spawn(Command::new("ip").args(["netns", "del", &self.name]), None)
-            .try_wait_timeout(TIMEOUT);
+        let _ = Spawned::spawn(Command::new("ip").args(["netns", "del", &self.name]), None).try_wait_timeout(TIMEOUT);
     }
 }
 
@@ -529,10 +510,7 @@ impl DummyLink {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         // IFNAMSIZ: at most 15 characters.
         let name = format!("wrt{}x{n}", std::process::id() % 1_000_000);
-        let dummy = run_cmd(
-            Command::new("ip").args(["link", "add", &name, "type", "dummy"]),
-            None,
-        );
+        let dummy = run_cmd(Command::new("ip").args(["link", "add", &name, "type", "dummy"]), None);
         if !dummy.status.success() {
             host(&["ip", "link", "add", &name, "type", "ifb"]);
         }
@@ -553,8 +531,8 @@ impl Default for DummyLink {
 impl Drop for DummyLink {
     fn drop(&mut self) {
         if self.on_host() {
-            let _ = Spawned::spawn(Command::new("ip").args(["link", "del", &self.name]), None)
-                .try_wait_timeout(TIMEOUT);
+            let _ =
+                Spawned::spawn(Command::new("ip").args(["link", "del", &self.name]), None).try_wait_timeout(TIMEOUT);
         }
     }
 }
@@ -705,11 +683,7 @@ impl Bundle {
 
     /// Writes the in-memory config to config.json.
     pub fn save(&self) {
-        fs::write(
-            self.config_path(),
-            serde_json::to_vec_pretty(&self.config).unwrap(),
-        )
-        .expect("write config.json");
+        fs::write(self.config_path(), serde_json::to_vec_pretty(&self.config).unwrap()).expect("write config.json");
     }
 
     /// Edits the config and saves it.
@@ -868,8 +842,7 @@ impl Runtime {
     pub fn state(&self, id: &str) -> Value {
         let o = self.state_raw(id);
         assert_ok(&o, "state");
-        serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("state output is not JSON: {e}\n{}", show(&o)))
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("state output is not JSON: {e}\n{}", show(&o)))
     }
 
     /// The status from `state`, or None if `state` fails.
@@ -891,9 +864,7 @@ impl Runtime {
     /// Waits up to 10 s for `status`; panics with the last state otherwise.
     #[track_caller]
     pub fn wait_status(&self, id: &str, status: &str) {
-        let ok = wait_until(Duration::from_secs(10), || {
-            self.status(id).as_deref() == Some(status)
-        });
+        let ok = wait_until(Duration::from_secs(10), || self.status(id).as_deref() == Some(status));
         assert!(
             ok,
             "container {id} did not reach status {status}; last state: {}",
@@ -963,8 +934,7 @@ impl Drop for Runtime {
                 .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
                 .and_then(|v| v["pid"].as_i64())
                 .unwrap_or(0);
-            let r = Spawned::spawn(&mut self.command(&["delete", "--force", &id]), None)
-                .try_wait_timeout(TIMEOUT);
+            let r = Spawned::spawn(&mut self.command(&["delete", "--force", &id]), None).try_wait_timeout(TIMEOUT);
             let deleted = matches!(r, Ok(ref o) if o.status.success());
             if !deleted && pid_alive(pid) {
                 // The container's init, which this test created.
@@ -983,18 +953,12 @@ impl Drop for Runtime {
 #[track_caller]
 pub fn assert_clean(root: &Path, id: &str, bundle: &Path) {
     let state_dir = root.join(id);
-    assert!(
-        !state_dir.exists(),
-        "state dir {} left behind",
-        state_dir.display()
-    );
+    assert!(!state_dir.exists(), "state dir {} left behind", state_dir.display());
     let b = bundle.to_str().unwrap();
     let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let left: Vec<&str> = mi.lines().filter(|l| l.contains(b)).collect();
     assert!(left.is_empty(), "mounts left behind: {left:#?}");
-    let gone = wait_until(Duration::from_secs(3), || {
-        processes_rooted_in(bundle).is_empty()
-    });
+    let gone = wait_until(Duration::from_secs(3), || processes_rooted_in(bundle).is_empty());
     assert!(
         gone,
         "processes left running in {}: {:?}",
@@ -1102,10 +1066,7 @@ impl ConsoleSocket {
             match self.listener.accept() {
                 Ok((s, _)) => break s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "nobody connected to the console socket"
-                    );
+                    assert!(Instant::now() < deadline, "nobody connected to the console socket");
                     sleep(Duration::from_millis(10));
                 }
                 Err(e) => panic!("accept on console socket: {e}"),
@@ -1125,11 +1086,7 @@ impl ConsoleSocket {
         msg.msg_control = cmsg.as_mut_ptr() as *mut libc::c_void;
         msg.msg_controllen = cmsg.len() as _;
         let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        assert!(
-            n >= 0,
-            "recvmsg on console socket: {}",
-            std::io::Error::last_os_error()
-        );
+        assert!(n >= 0, "recvmsg on console socket: {}", std::io::Error::last_os_error());
         unsafe {
             let mut c = libc::CMSG_FIRSTHDR(&msg);
             while !c.is_null() {
@@ -1167,13 +1124,7 @@ pub fn read_pty(fd: &OwnedFd, timeout: Duration, until: Option<&str>) -> String 
             continue;
         }
         let mut buf = [0u8; 4096];
-        let n = unsafe {
-            libc::read(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-            )
-        };
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
         if n <= 0 {
             break;
         }

@@ -118,10 +118,7 @@ fn dot_dot_id_is_rejected() {
     assert_one_line_error(&o, &["..", "id"]);
     root_is_empty(rt.root());
     let parent = rt.root().parent().unwrap();
-    assert!(
-        !parent.join("state.json").exists(),
-        "state written outside the root"
-    );
+    assert!(!parent.join("state.json").exists(), "state written outside the root");
     assert!(processes_rooted_in(b.path()).is_empty());
 }
 
@@ -152,11 +149,7 @@ fn mount_destination_escaping_the_rootfs_through_a_symlink_is_rejected() {
     let o = rt.create(&id, &b);
     let created_on_host = host_target.exists();
     let _ = fs::remove_dir(&host_target);
-    assert!(
-        !created_on_host,
-        "{} was created on the host",
-        host_target.display()
-    );
+    assert!(!created_on_host, "{} was created on the host", host_target.display());
     assert_one_line_error(&o, &["/escape", "escape", "symlink"]);
     assert!(!mount_points().contains(&host_target));
     assert_clean(rt.root(), &id, b.path());
@@ -179,10 +172,6 @@ fn mount_destination_escaping_through_a_symlink_never_touches_the_host() {
         host_target.display(),
         show(&o)
     );
-    assert!(
-        !mounted_on_host,
-        "{} mounted on the host",
-        host_target.display()
-    );
+    assert!(!mounted_on_host, "{} mounted on the host", host_target.display());
     assert_clean(rt.root(), &id, b.path());
 }

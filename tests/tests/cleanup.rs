@@ -20,9 +20,7 @@ fn assert_no_cgroup_left(id: &str) {
 /// Asserts the container's cgroup exists somewhere below the caller's
 /// cgroups while it runs (so the "nothing left" checks mean something).
 fn cgroup_exists(id: &str) -> bool {
-    own_cgroup_dirs()
-        .iter()
-        .any(|d| !find_dirs_named(d, id, 3).is_empty())
+    own_cgroup_dirs().iter().any(|d| !find_dirs_named(d, id, 3).is_empty())
 }
 
 #[test]

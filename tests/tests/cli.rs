@@ -29,10 +29,7 @@ fn spec_refuses_to_overwrite_an_existing_config() {
         "error should name config.json\n{}",
         show(&o)
     );
-    assert_eq!(
-        fs::read_to_string(dir.join("config.json")).unwrap(),
-        "{\"mine\": true}"
-    );
+    assert_eq!(fs::read_to_string(dir.join("config.json")).unwrap(), "{\"mine\": true}");
 }
 
 #[test]
@@ -79,10 +76,7 @@ fn run_passes_stdin_to_the_container() {
     b.args(&["cat"]);
     let rt = Runtime::new();
     let id = rt.id("stdin");
-    let o = rt.exec_stdin(
-        &["run", &id, "--bundle", b.path_str()],
-        b"piped in\nsecond line\n",
-    );
+    let o = rt.exec_stdin(&["run", &id, "--bundle", b.path_str()], b"piped in\nsecond line\n");
     assert_ok(&o, "run");
     assert_eq!(stdout(&o), "piped in\nsecond line\n");
 }

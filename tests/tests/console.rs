@@ -8,16 +8,13 @@ use wrun_tests::*;
 
 fn terminal_bundle(script: &str) -> Bundle {
     let mut b = Bundle::busybox();
-    b.with_config(|c| c["process"]["terminal"] = json!(true))
-        .sh(script);
+    b.with_config(|c| c["process"]["terminal"] = json!(true)).sh(script);
     b
 }
 
 #[test]
 fn container_output_comes_through_the_console_socket() {
-    let b = terminal_bundle(
-        "tty; [ -t 0 ] && echo stdin-is-a-tty; [ -t 1 ] && echo stdout-is-a-tty; echo the-end",
-    );
+    let b = terminal_bundle("tty; [ -t 0 ] && echo stdin-is-a-tty; [ -t 1 ] && echo stdout-is-a-tty; echo the-end");
     let sock = ConsoleSocket::new();
     let rt = Runtime::new();
     let id = rt.id("console");
@@ -52,13 +49,7 @@ fn input_written_to_the_master_reaches_the_container() {
     let master = sock.recv_master(TIMEOUT);
     assert_ok(&rt.start(&id), "start");
     let line = b"typed-text\n";
-    let n = unsafe {
-        libc::write(
-            master.as_raw_fd(),
-            line.as_ptr() as *const libc::c_void,
-            line.len(),
-        )
-    };
+    let n = unsafe { libc::write(master.as_raw_fd(), line.as_ptr() as *const libc::c_void, line.len()) };
     assert_eq!(n, line.len() as isize);
     let out = read_pty(&master, Duration::from_secs(10), Some(":done"));
     assert!(out.contains("got:typed-text:done"), "{out}");
@@ -72,11 +63,7 @@ fn run_detach_sends_the_master_to_the_console_socket() {
     let id = rt.id("console-run");
     let sock_path = sock.path();
     assert_ok(
-        &rt.run_with(
-            &id,
-            &b,
-            &["--detach", "--console-socket", sock_path.to_str().unwrap()],
-        ),
+        &rt.run_with(&id, &b, &["--detach", "--console-socket", sock_path.to_str().unwrap()]),
         "run --detach --console-socket",
     );
     let master = sock.recv_master(TIMEOUT);

@@ -83,10 +83,7 @@ fn masked_directories_are_empty() {
         .into_iter()
         .filter(|d| Path::new(d).is_dir())
         .collect();
-    assert!(
-        !dirs.is_empty(),
-        "no maskable directory exists on this host"
-    );
+    assert!(!dirs.is_empty(), "no maskable directory exists on this host");
     for d in dirs {
         let out = rt.run_sh(&mut b, &format!("ls -A {d} 2>/dev/null | wc -l"));
         assert_eq!(out.trim(), "0", "{d} is not empty in the container");
@@ -120,11 +117,7 @@ fn no_host_mounts_are_visible() {
         );
     }
     assert!(points.contains(&"/"), "no root mount:\n{out}");
-    assert!(
-        points.len() < 30,
-        "too many mounts ({}):\n{out}",
-        points.len()
-    );
+    assert!(points.len() < 30, "too many mounts ({}):\n{out}", points.len());
 }
 
 #[test]
@@ -178,8 +171,7 @@ fn dev_has_the_standard_symlinks() {
         assert!(out.lines().any(|l| l == want), "want `{want}` in:\n{out}");
     }
     assert!(
-        out.lines()
-            .any(|l| l == "ptmx pts/ptmx" || l == "ptmx /dev/pts/ptmx"),
+        out.lines().any(|l| l == "ptmx pts/ptmx" || l == "ptmx /dev/pts/ptmx"),
         "/dev/ptmx is not a symlink to pts/ptmx:\n{out}"
     );
 }
@@ -188,10 +180,7 @@ fn dev_has_the_standard_symlinks() {
 fn dev_pts_is_a_devpts_mount() {
     let mut b = Bundle::busybox();
     let rt = Runtime::new();
-    let out = rt.run_sh(
-        &mut b,
-        "[ -d /dev/pts ] && grep ' /dev/pts ' /proc/self/mounts",
-    );
+    let out = rt.run_sh(&mut b, "[ -d /dev/pts ] && grep ' /dev/pts ' /proc/self/mounts");
     assert!(out.contains("devpts"), "{out}");
 }
 
@@ -258,10 +247,7 @@ fn tmpfs_mount_gets_its_size_mode_and_flags() {
         "options": ["nosuid", "nodev", "noexec", "size=1m", "mode=1770"]
     }));
     let rt = Runtime::new();
-    let out = rt.run_sh(
-        &mut b,
-        "stat -c %a /scratch; grep ' /scratch ' /proc/self/mounts",
-    );
+    let out = rt.run_sh(&mut b, "stat -c %a /scratch; grep ' /scratch ' /proc/self/mounts");
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("1770"), "{out}");
     let m = lines.next().unwrap_or_default();
@@ -289,18 +275,13 @@ fn process_env_is_honoured() {
             .push(json!("WRUN_GREETING=hello there"))
     });
     let rt = Runtime::new();
-    assert_eq!(
-        rt.run_sh(&mut b, "echo \"$WRUN_GREETING\"").trim(),
-        "hello there"
-    );
+    assert_eq!(rt.run_sh(&mut b, "echo \"$WRUN_GREETING\"").trim(), "hello there");
 }
 
 #[test]
 fn process_user_sets_uid_gid_and_additional_groups() {
     let mut b = Bundle::busybox();
-    b.with_config(|c| {
-        c["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 20]})
-    });
+    b.with_config(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 20]}));
     let rt = Runtime::new();
     let out = rt.run_sh(&mut b, "id -u; id -g; id -G");
     let lines: Vec<&str> = out.lines().collect();
@@ -322,9 +303,7 @@ fn process_umask_is_honoured() {
 #[test]
 fn process_rlimits_are_honoured() {
     let mut b = Bundle::busybox();
-    b.with_config(|c| {
-        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}])
-    });
+    b.with_config(|c| c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}]));
     let rt = Runtime::new();
     let out = rt.run_sh(&mut b, "ulimit -Sn; ulimit -Hn");
     assert_eq!(out, "512\n1024\n");
@@ -335,10 +314,7 @@ fn no_new_privileges_is_set() {
     let mut b = Bundle::busybox();
     let rt = Runtime::new();
     let out = rt.run_sh(&mut b, "grep NoNewPrivs /proc/self/status");
-    assert_eq!(
-        out.split_whitespace().collect::<Vec<_>>(),
-        ["NoNewPrivs:", "1"]
-    );
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["NoNewPrivs:", "1"]);
 }
 
 #[test]
@@ -362,10 +338,7 @@ fn oom_score_adj_is_honoured() {
     let mut b = Bundle::busybox();
     b.with_config(|c| c["process"]["oomScoreAdj"] = json!(500));
     let rt = Runtime::new();
-    assert_eq!(
-        rt.run_sh(&mut b, "cat /proc/self/oom_score_adj").trim(),
-        "500"
-    );
+    assert_eq!(rt.run_sh(&mut b, "cat /proc/self/oom_score_adj").trim(), "500");
 }
 
 #[test]
@@ -374,11 +347,7 @@ fn sysctl_is_applied_inside_the_network_namespace() {
     b.with_config(|c| c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"}));
     let rt = Runtime::new();
     let host_before = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
-    assert_eq!(
-        rt.run_sh(&mut b, "cat /proc/sys/net/ipv4/ip_forward")
-            .trim(),
-        "1"
-    );
+    assert_eq!(rt.run_sh(&mut b, "cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
     assert_eq!(
         fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
         host_before,
@@ -394,14 +363,8 @@ fn user_namespace_maps_root_to_the_configured_host_ids() {
         c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     });
     let rt = Runtime::new();
-    let out = rt.run_sh(
-        &mut b,
-        "cat /proc/self/uid_map; cat /proc/self/gid_map; id -u",
-    );
-    let lines: Vec<Vec<&str>> = out
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let out = rt.run_sh(&mut b, "cat /proc/self/uid_map; cat /proc/self/gid_map; id -u");
+    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(lines.len(), 3, "{out}");
     assert_eq!(lines[0], ["0", "100000", "65536"], "{out}");
     assert_eq!(lines[1], ["0", "100000", "65536"], "{out}");
@@ -426,10 +389,7 @@ fn no_pivot_still_gives_a_working_container() {
         .sh("{ echo $$; hostname; cat /proc/self/mountinfo; } > /out/report; touch /out/done");
     let rt = Runtime::new();
     let id = rt.id("nopivot");
-    assert_ok(
-        &rt.create_with(&id, &b, &["--no-pivot"]),
-        "create --no-pivot",
-    );
+    assert_ok(&rt.create_with(&id, &b, &["--no-pivot"]), "create --no-pivot");
     assert_ok(&rt.start(&id), "start");
     assert!(
         wait_until(Duration::from_secs(10), || out_dir.join("done").exists()),

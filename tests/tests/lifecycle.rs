@@ -39,16 +39,12 @@ fn start_makes_the_container_running() {
 fn the_process_runs_only_after_start() {
     let out = TempDir::new("out");
     let mut b = Bundle::busybox();
-    b.bind(out.path(), "/out", &[])
-        .sh("touch /out/marker; sleep 1000");
+    b.bind(out.path(), "/out", &[]).sh("touch /out/marker; sleep 1000");
     let rt = Runtime::new();
     let id = rt.id("marker");
     rt.create_ok(&id, &b);
     std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        !out.join("marker").exists(),
-        "the user process ran before start"
-    );
+    assert!(!out.join("marker").exists(), "the user process ran before start");
     assert_ok(&rt.start(&id), "start");
     assert!(
         wait_until(Duration::from_secs(10), || out.join("marker").exists()),
@@ -156,9 +152,7 @@ fn state_has_the_standard_fields() {
 #[test]
 fn state_reports_the_configs_annotations() {
     let mut b = sleeper();
-    b.with_config(|c| {
-        c["annotations"] = serde_json::json!({"org.example.test": "yes", "second": "2"})
-    });
+    b.with_config(|c| c["annotations"] = serde_json::json!({"org.example.test": "yes", "second": "2"}));
     let rt = Runtime::new();
     let id = rt.id("annot");
     rt.create_ok(&id, &b);
@@ -261,10 +255,7 @@ fn trap_term_and_kill_with(sig: &str) {
     rt.wait_status(&id, "running");
     let pid = rt.pid(&id);
     assert!(
-        wait_until(Duration::from_secs(10), || catches_signal(
-            pid,
-            libc::SIGTERM
-        )),
+        wait_until(Duration::from_secs(10), || catches_signal(pid, libc::SIGTERM)),
         "the shell never installed its TERM trap"
     );
     assert_ok(&rt.kill(&id, sig), &format!("kill {sig}"));
@@ -326,9 +317,7 @@ fn kill_all_reaches_child_processes() {
     );
     assert_ok(&rt.exec(&["kill", "--all", &id, "TERM"]), "kill --all");
     assert!(
-        wait_until(Duration::from_secs(10), || kids
-            .iter()
-            .all(|&k| !pid_alive(k))),
+        wait_until(Duration::from_secs(10), || kids.iter().all(|&k| !pid_alive(k))),
         "children {kids:?} survived kill --all"
     );
     rt.wait_status(&id, "stopped");

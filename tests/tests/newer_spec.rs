@@ -36,19 +36,14 @@ fn time_namespace_offsets_shift_the_containers_clocks() {
         .next()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad /proc/uptime: {out}"));
-    assert!(
-        inside >= before + 86000.0,
-        "uptime inside {inside} vs host {before}"
-    );
+    assert!(inside >= before + 86000.0, "uptime inside {inside} vs host {before}");
 }
 
 // runc 1.1 lacks process.ioPriority.
 #[test]
 fn io_priority_idle_class_is_applied() {
     let mut b = Bundle::busybox();
-    b.with_config(|c| {
-        c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0})
-    });
+    b.with_config(|c| c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0}));
     let rt = Runtime::new();
     assert_eq!(rt.run_sh(&mut b, "ionice -p $$").trim(), "idle");
 }
@@ -57,14 +52,9 @@ fn io_priority_idle_class_is_applied() {
 #[test]
 fn io_priority_best_effort_level_is_applied() {
     let mut b = Bundle::busybox();
-    b.with_config(|c| {
-        c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 4})
-    });
+    b.with_config(|c| c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 4}));
     let rt = Runtime::new();
-    assert_eq!(
-        rt.run_sh(&mut b, "ionice -p $$").trim(),
-        "best-effort: prio 4"
-    );
+    assert_eq!(rt.run_sh(&mut b, "ionice -p $$").trim(), "best-effort: prio 4");
 }
 
 // runc 1.1 lacks process.scheduler.
@@ -89,10 +79,7 @@ fn exec_cpu_affinity_pins_the_process() {
     b.with_config(|c| c["process"]["execCPUAffinity"] = json!({"initial": "0", "final": "0"}));
     let rt = Runtime::new();
     let out = rt.run_sh(&mut b, "grep Cpus_allowed_list /proc/self/status");
-    assert_eq!(
-        out.split_whitespace().collect::<Vec<_>>(),
-        ["Cpus_allowed_list:", "0"]
-    );
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["Cpus_allowed_list:", "0"]);
 }
 
 // runc 1.1 lacks linux.personality.
@@ -162,10 +149,7 @@ fn idmapped_mount_shows_host_owners_through_the_user_namespace() {
     }))
     .bind(src.path(), "/plain", &[]);
     let rt = Runtime::new();
-    let out = rt.run_sh(
-        &mut b,
-        "stat -c %u:%g /idm/root-file /idm/one-file /plain/root-file",
-    );
+    let out = rt.run_sh(&mut b, "stat -c %u:%g /idm/root-file /idm/one-file /plain/root-file");
     assert_eq!(out, "0:0\n1:1\n65534:65534\n");
 }
 
@@ -212,10 +196,7 @@ fn net_device_is_moved_into_the_container_and_renamed() {
         .lines()
         .filter_map(|l| l.split_once(':').map(|(n, _)| n.trim()))
         .collect();
-    assert!(
-        ifaces.contains(&"eth9"),
-        "eth9 missing in the container: {ifaces:?}"
-    );
+    assert!(ifaces.contains(&"eth9"), "eth9 missing in the container: {ifaces:?}");
     assert!(
         !link.on_host(),
         "{} is still on the host while the container runs",
@@ -225,8 +206,7 @@ fn net_device_is_moved_into_the_container_and_renamed() {
 
 fn runs_with_oci_version(v: &str) {
     let mut b = Bundle::busybox();
-    b.with_config(|c| c["ociVersion"] = json!(v))
-        .args(&["true"]);
+    b.with_config(|c| c["ociVersion"] = json!(v)).args(&["true"]);
     let rt = Runtime::new();
     let o = rt.run(&rt.id("ociver"), &b);
     assert_eq!(o.status.code(), Some(0), "ociVersion {v}: {}", show(&o));

@@ -107,7 +107,9 @@ pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
 
 pub fn state(cli: &Cli, a: &IdArg) -> anyhow::Result<()> {
     let c = container::load(&cli.root, &a.id)?;
-    let s = c.oci_state().ok_or_else(|| anyhow::anyhow!("container {} is still being created", a.id))?;
+    let s = c
+        .oci_state()
+        .ok_or_else(|| anyhow::anyhow!("container {} is still being created", a.id))?;
     println!("{}", serde_json::to_string_pretty(&s)?);
     Ok(())
 }
@@ -140,7 +142,14 @@ pub fn list(cli: &Cli, a: &ListArgs) -> anyhow::Result<()> {
                 .iter()
                 .filter_map(|c| c.oci_state())
                 .map(|s| {
-                    [s.id.into(), s.pid.to_string(), s.status.into(), s.bundle.display().to_string(), s.created.into(), s.owner.into()]
+                    [
+                        s.id.into(),
+                        s.pid.to_string(),
+                        s.status.into(),
+                        s.bundle.display().to_string(),
+                        s.created.into(),
+                        s.owner.into(),
+                    ]
                 })
                 .collect();
             let head = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
@@ -151,7 +160,11 @@ pub fn list(cli: &Cli, a: &ListArgs) -> anyhow::Result<()> {
                 }
             }
             for r in std::iter::once(&head).chain(&rows) {
-                let cells: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
+                let cells: Vec<String> = r
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+                    .collect();
                 writeln!(out, "{}", cells.join("   ").trim_end())?;
             }
         }

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use wrun::logging::{self, LogFormat};
 
 #[derive(Parser, Debug)]
-#[command(name = "wrun", version, about = "An OCI runtime for native Linux and WebAssembly containers")]
+#[command(
+    name = "wrun",
+    version,
+    about = "An OCI runtime for native Linux and WebAssembly containers"
+)]
 pub struct Cli {
     /// Directory for container state.
     #[arg(long, global = true, default_value = "/run/wrun")]
@@ -57,7 +61,10 @@ pub enum Command {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
-        eprintln!("wrun: --log {}: {e}", cli.log.as_deref().unwrap_or(std::path::Path::new("")).display());
+        eprintln!(
+            "wrun: --log {}: {e}",
+            cli.log.as_deref().unwrap_or(std::path::Path::new("")).display()
+        );
         return 1;
     }
     match dispatch(&cli) {

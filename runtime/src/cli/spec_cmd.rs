@@ -59,7 +59,12 @@ pub fn run(a: &SpecArgs) -> anyhow::Result<()> {
         .write(true)
         .create_new(true)
         .open(&path)
-        .with_context(|| format!("{}: cannot write a new config.json (remove the existing one first)", path.display()))?;
+        .with_context(|| {
+            format!(
+                "{}: cannot write a new config.json (remove the existing one first)",
+                path.display()
+            )
+        })?;
     let text = serde_json::to_string_pretty(&default_config())?;
     writeln!(f, "{text}").with_context(|| format!("write {}", path.display()))?;
     Ok(())

@@ -77,7 +77,10 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     spec::validate_id(&opts.id)?;
     let bundle = Bundle::load(&opts.bundle)?;
     let spec = &bundle.spec;
-    let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: missing".into()))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("linux: missing".into()))?;
     let ns = namespaces::plan(linux);
     let mut rootfs = rootfs::plan(spec, &bundle.dir, &bundle.rootfs)?;
     rootfs.no_pivot = opts.no_pivot;
@@ -88,7 +91,9 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     rootfs.cgroup_dirs = cgroup_names(&cgroup_dirs);
     let join_fds = namespaces::open_join_fds(&ns)?;
     if process.terminal && opts.console_socket.is_none() {
-        return Err(Error::Invalid("process.terminal is true: --console-socket is required".into()));
+        return Err(Error::Invalid(
+            "process.terminal is true: --console-socket is required".into(),
+        ));
     }
     let console_socket = opts.console_socket.as_deref().map(connect_console).transpose()?;
     let idmapped_trees = rootfs
@@ -97,20 +102,32 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         .map(|m| {
             let recursive = m.opts.flags.contains(nix::mount::MsFlags::MS_REC);
             let src = m.source.as_deref().unwrap_or(Path::new(""));
-            m.idmap.as_ref().map(|(u, g)| idmap::idmapped_tree(src, recursive, u, g)).transpose()
+            m.idmap
+                .as_ref()
+                .map(|(u, g)| idmap::idmapped_tree(src, recursive, u, g))
+                .transpose()
         })
         .collect::<Result<Vec<_>>>()?;
 
     // 2. Side effects, each undone by `undo` if a later step fails.
     let dir = StateDir::create(&opts.root, &opts.id)?;
-    let mut undo = Undo { dir: Some(&dir), cgroups: &[], pid: None };
+    let mut undo = Undo {
+        dir: Some(&dir),
+        cgroups: &[],
+        pid: None,
+    };
     cgroups::create(&cgroup_dirs)?;
     undo.cgroups = &cgroup_dirs;
     let gate = match mode {
         StartMode::Fifo => {
-            nix::unistd::mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o622)).ctx(|| format!("mkfifo {}", dir.fifo().display()))?;
-            let fd = nix::fcntl::open(&dir.path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                .ctx(|| format!("open {}", dir.path.display()))?;
+            nix::unistd::mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o622))
+                .ctx(|| format!("mkfifo {}", dir.fifo().display()))?;
+            let fd = nix::fcntl::open(
+                &dir.path,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .ctx(|| format!("open {}", dir.path.display()))?;
             // SAFETY: a new fd we own.
             Gate::Fifo(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
         }
@@ -141,7 +158,9 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     parent.send(&Msg::Go)?;
     parent.expect(Msg::Ready)?;
 
-    let start_time = state::proc_stat(pid).map(|(_, t)| t).ok_or_else(|| Error::Init("the init exited during setup".into()))?;
+    let start_time = state::proc_stat(pid)
+        .map(|(_, t)| t)
+        .ok_or_else(|| Error::Init("the init exited during setup".into()))?;
     let rec = Record {
         oci_version: spec.version().clone(),
         id: opts.id.clone(),
@@ -168,11 +187,15 @@ fn plan_net_devices(linux: &oci_spec::runtime::Linux) -> Result<Vec<(String, Opt
         let new_name = d.name().clone().filter(|n| !n.is_empty());
         for n in std::iter::once(&name).chain(new_name.as_ref()) {
             if !netdev::valid_name(n) {
-                return Err(Error::Invalid(format!("linux.netDevices: {n:?} is not a valid interface name")));
+                return Err(Error::Invalid(format!(
+                    "linux.netDevices: {n:?} is not a valid interface name"
+                )));
             }
         }
         if !Path::new("/sys/class/net").join(&name).exists() {
-            return Err(Error::Invalid(format!("linux.netDevices: host interface {name} does not exist")));
+            return Err(Error::Invalid(format!(
+                "linux.netDevices: host interface {name} does not exist"
+            )));
         }
         out.push((name, new_name));
     }
@@ -206,17 +229,22 @@ fn owner() -> String {
     let uid = unsafe { libc::geteuid() };
     std::fs::read_to_string("/etc/passwd")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 2 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
-        }))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
+            })
+        })
         .unwrap_or_default()
 }
 
 /// Write the pid file atomically, as runc does (no trailing newline).
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")));
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
+    ));
     std::fs::write(&tmp, pid.to_string()).ctx(|| format!("pid file {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).ctx(|| format!("pid file {}", path.display()))
 }

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::create::{create, CreateOptions, StartMode};
+use super::create::{create, CreateOptions, Created, StartMode};
 use crate::error::Context;
 use crate::linux::cgroups;
 use crate::state::{self, OciState, Record, StateDir, Status};
@@ -41,7 +41,11 @@ impl Loaded {
     }
 
     fn wrong(&self, why: &'static str) -> Error {
-        Error::WrongStatus { id: self.dir.id.clone(), status: self.status.to_string(), why }
+        Error::WrongStatus {
+            id: self.dir.id.clone(),
+            status: self.status.to_string(),
+            why,
+        }
     }
 
     fn record(&self) -> Result<&Record> {
@@ -71,13 +75,20 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     }
     let rec = c.record()?;
     let fifo = c.dir.fifo();
-    let fd = nix::fcntl::open(&fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| format!("open {}", fifo.display()))?;
+    let fd = nix::fcntl::open(
+        &fifo,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open {}", fifo.display()))?;
     // SAFETY: new fd we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let pfd = pidfd(rec.pid).ok_or_else(|| c.wrong("its init process is gone"))?;
     loop {
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN), PollFd::new(pfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(fd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pfd.as_fd(), PollFlags::POLLIN),
+        ];
         match nix::poll::poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
             r => r.ctx(|| "wait for the container init".into())?,
@@ -89,7 +100,9 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             }
         }
         if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-            return Err(Error::Init(format!("container {id}: the init exited before it could be started")));
+            return Err(Error::Init(format!(
+                "container {id}: the init exited before it could be started"
+            )));
         }
     }
     std::fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))
@@ -144,7 +157,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
             let _ = cgroups::signal_all(&rec.cgroup_dirs, libc::SIGKILL);
             let _ = nix::sys::signal::kill(Pid::from_raw(rec.pid), nix::sys::signal::Signal::SIGKILL);
             if !wait_for_exit(rec.pid, Duration::from_secs(10)) {
-                return Err(Error::Invalid(format!("container {id}: init pid {} did not die after SIGKILL", rec.pid)));
+                return Err(Error::Invalid(format!(
+                    "container {id}: init pid {} did not die after SIGKILL",
+                    rec.pid
+                )));
             }
         }
         (Status::Running | Status::Paused, false) => {
@@ -170,47 +186,126 @@ fn destroy(c: &Loaded) -> Result<()> {
 
 /// States of every container under `root`.
 pub fn list(root: &Path) -> Result<Vec<Loaded>> {
-    Ok(state::list_ids(root)?.into_iter().filter_map(|id| load(root, &id).ok()).collect())
+    Ok(state::list_ids(root)?
+        .into_iter()
+        .filter_map(|id| load(root, &id).ok())
+        .collect())
 }
 
 /// `run`: create, start, wait with signals forwarded to the init, delete. Returns the exit
 /// code (128+N after signal N). With `detach`, returns 0 once the container runs.
 pub fn run(opts: &CreateOptions, detach: bool) -> Result<i32> {
-    // Block signals before the init exists so none is lost; the init unblocks its own.
-    let all = SigSet::all();
-    let mut old = SigSet::empty();
-    if !detach {
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), Some(&mut old)).ctx(|| "block signals".into())?;
+    // A terminal in the foreground without --console-socket: be the console socket ourselves.
+    let terminal = !detach && opts.console_socket.is_none() && wants_terminal(&opts.bundle);
+    let console = if terminal { Some(ConsoleListener::bind()?) } else { None };
+    let mut opts = opts.clone();
+    if let Some(l) = &console {
+        opts.console_socket = Some(l.path.clone());
     }
-    let created = create(opts, StartMode::Socket);
-    let created = match created {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-            return Err(e);
-        }
-    };
+    // Block signals before the init exists so none is lost; the init unblocks its own.
+    let _mask = if detach { None } else { Some(BlockedSignals::all()?) };
+    let created = create(&opts, StartMode::Socket)?;
+    // The container exists from here: a failure removes it again.
+    let result = run_created(&created, console.as_ref(), &opts, detach);
+    if result.is_err() {
+        let _ = delete(&opts.root, &opts.id, true);
+    }
+    result
+}
+
+fn run_created(
+    created: &Created,
+    console: Option<&ConsoleListener>,
+    opts: &CreateOptions,
+    detach: bool,
+) -> Result<i32> {
+    let proxy = console.map(|l| l.accept_master()).transpose()?;
     created.start()?;
     if detach {
         return Ok(0);
     }
-    let pid = Pid::from_raw(created.rec.pid);
-    let code = loop {
+    let code = wait_forwarding_signals(Pid::from_raw(created.rec.pid), proxy.as_ref())?;
+    if let Some(p) = proxy {
+        p.finish();
+    }
+    destroy(&load(&opts.root, &opts.id)?)?;
+    Ok(code)
+}
+
+/// Wait for our child `pid`, passing every signal we get on to it (SIGWINCH resizes the
+/// pty instead when we proxy a terminal).
+fn wait_forwarding_signals(pid: Pid, proxy: Option<&crate::linux::console::Proxy>) -> Result<i32> {
+    let all = SigSet::all();
+    loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, c)) => break c,
-            Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+            Ok(WaitStatus::Exited(_, c)) => return Ok(c),
+            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
             Ok(_) => {}
-            Err(e) => return Err(Error::sys(format!("wait for container {}", opts.id), e)),
+            Err(e) => return Err(Error::sys(format!("wait for pid {pid}"), e)),
         }
-        match all.wait() {
-            Ok(nix::sys::signal::Signal::SIGCHLD) => {}
-            Ok(sig) => {
+        match (all.wait(), proxy) {
+            (Ok(Signal::SIGCHLD), _) | (Err(_), _) => {}
+            (Ok(Signal::SIGWINCH), Some(p)) => crate::linux::console::resize_from_stdin(&p.master),
+            (Ok(sig), _) => {
                 let _ = nix::sys::signal::kill(pid, sig);
             }
-            Err(_) => {}
         }
-    };
-    let c = load(&opts.root, &opts.id)?;
-    destroy(&c)?;
-    Ok(code)
+    }
+}
+
+/// Every signal blocked until dropped (then the previous mask is back).
+struct BlockedSignals(SigSet);
+
+impl BlockedSignals {
+    fn all() -> Result<BlockedSignals> {
+        let mut old = SigSet::empty();
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), Some(&mut old))
+            .ctx(|| "block signals".into())?;
+        Ok(BlockedSignals(old))
+    }
+}
+
+impl Drop for BlockedSignals {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
+    }
+}
+
+fn wants_terminal(bundle: &Path) -> bool {
+    crate::spec::Bundle::load(bundle)
+        .ok()
+        .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false)
+}
+
+/// A private listening socket that stands in for `--console-socket`; its file is removed
+/// as soon as it is dropped.
+struct ConsoleListener {
+    path: std::path::PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl ConsoleListener {
+    fn bind() -> Result<ConsoleListener> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        let path = std::env::temp_dir().join(format!("wrun-console-{}-{nanos}.sock", std::process::id()));
+        let listener =
+            std::os::unix::net::UnixListener::bind(&path).ctx(|| format!("console socket {}", path.display()))?;
+        Ok(ConsoleListener { path, listener })
+    }
+
+    fn accept_master(&self) -> Result<crate::linux::console::Proxy> {
+        let (conn, _) = self.listener.accept().ctx(|| "accept the console connection".into())?;
+        let master = crate::linux::console::recv_fd(conn.as_raw_fd())?;
+        Ok(crate::linux::console::Proxy::start(master))
+    }
+}
+
+impl Drop for ConsoleListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }

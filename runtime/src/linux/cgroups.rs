@@ -29,7 +29,9 @@ impl Hierarchy {
 pub fn hierarchies_from(mountinfo: &str) -> Vec<Hierarchy> {
     let mut out: Vec<Hierarchy> = Vec::new();
     for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
         let pre: Vec<&str> = pre.split(' ').collect();
         let post: Vec<&str> = post.split(' ').collect();
         if pre.len() < 5 || post.len() < 3 {
@@ -40,14 +42,20 @@ pub fn hierarchies_from(mountinfo: &str) -> Vec<Hierarchy> {
             "cgroup" => post[2]
                 .split(',')
                 .filter(|o| {
-                    !matches!(*o, "rw" | "ro" | "nosuid" | "nodev" | "noexec" | "relatime" | "clone_children" | "xattr")
-                        && !o.starts_with("release_agent=")
+                    !matches!(
+                        *o,
+                        "rw" | "ro" | "nosuid" | "nodev" | "noexec" | "relatime" | "clone_children" | "xattr"
+                    ) && !o.starts_with("release_agent=")
                 })
                 .map(String::from)
                 .collect(),
             _ => continue,
         };
-        let h = Hierarchy { mountpoint: unescape(pre[4]).into(), root: unescape(pre[3]), controllers };
+        let h = Hierarchy {
+            mountpoint: unescape(pre[4]).into(),
+            root: unescape(pre[3]),
+            controllers,
+        };
         if !out.iter().any(|o| o.controllers == h.controllers) {
             out.push(h);
         }
@@ -56,7 +64,10 @@ pub fn hierarchies_from(mountinfo: &str) -> Vec<Hierarchy> {
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// The caller's cgroup in the hierarchy with `controllers`, from /proc/self/cgroup text.
@@ -64,7 +75,11 @@ pub fn own_path(proc_cgroup: &str, controllers: &[String]) -> Option<String> {
     proc_cgroup.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
         let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
-        let mine: Vec<&str> = if ctrl.is_empty() { vec![] } else { ctrl.split(',').collect() };
+        let mine: Vec<&str> = if ctrl.is_empty() {
+            vec![]
+        } else {
+            ctrl.split(',').collect()
+        };
         let mut want: Vec<&str> = controllers.iter().map(String::as_str).collect();
         let mut have = mine.clone();
         want.sort_unstable();
@@ -230,7 +245,11 @@ mod tests {
 
     #[test]
     fn a_hierarchy_mounted_below_its_root_maps_paths_relative_to_that_root() {
-        let h = Hierarchy { mountpoint: "/sys/fs/cgroup".into(), root: "/ctr".into(), controllers: vec![] };
+        let h = Hierarchy {
+            mountpoint: "/sys/fs/cgroup".into(),
+            root: "/ctr".into(),
+            controllers: vec![],
+        };
         assert_eq!(dir_in(&h, "/ctr/sub"), PathBuf::from("/sys/fs/cgroup/sub"));
     }
 }

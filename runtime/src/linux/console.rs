@@ -17,8 +17,12 @@ nix::ioctl_read!(tiocgptn, b'T', 0x30, libc::c_uint);
 
 /// Make the pty, send its master over `socket`, and put the slave on fds 0-2.
 pub fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Result<()> {
-    let master = nix::fcntl::open("/dev/ptmx", OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .ctx(|| "open /dev/ptmx".into())?;
+    let master = nix::fcntl::open(
+        "/dev/ptmx",
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| "open /dev/ptmx".into())?;
     // SAFETY: `open` returned a new fd that we own.
     let master = unsafe { OwnedFd::from_raw_fd(master) };
     // SAFETY: TIOCSPTLCK with 0 unlocks the slave; the argument is a valid int pointer.
@@ -30,10 +34,19 @@ pub fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Result<()> {
     // SAFETY: TIOCGPTN writes the pty number to `n`.
     unsafe { tiocgptn(master.as_raw_fd(), &mut n) }.ctx(|| "get pty number".into())?;
     let slave_path = format!("/dev/pts/{n}");
-    let slave = nix::fcntl::open(slave_path.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY, nix::sys::stat::Mode::empty())
-        .ctx(|| format!("open {slave_path}"))?;
+    let slave = nix::fcntl::open(
+        slave_path.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("open {slave_path}"))?;
     if let Some((rows, cols)) = size {
-        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         // SAFETY: valid fd and winsize pointer.
         unsafe { libc::ioctl(slave, libc::TIOCSWINSZ, &ws) };
     }
@@ -42,13 +55,25 @@ pub fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Result<()> {
     if !console.exists() {
         std::fs::File::create(console).ctx(|| "create /dev/console".into())?;
     }
-    nix::mount::mount(Some(slave_path.as_str()), console, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .ctx(|| "bind the pty on /dev/console".into())?;
+    nix::mount::mount(
+        Some(slave_path.as_str()),
+        console,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx(|| "bind the pty on /dev/console".into())?;
 
     let fds = [master.as_raw_fd()];
     let iov = [IoSlice::new(slave_path.as_bytes())];
-    sendmsg::<()>(socket, &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
-        .ctx(|| "send the pty master to the console socket".into())?;
+    sendmsg::<()>(
+        socket,
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .ctx(|| "send the pty master to the console socket".into())?;
     drop(master);
     // SAFETY: closing the console socket; it is not needed after the handover.
     unsafe { libc::close(socket) };
@@ -61,7 +86,110 @@ pub fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Result<()> {
     }
     // SAFETY: TIOCSCTTY on our new session's stdin.
     if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
-        return Err(Error::io("make the pty the controlling terminal", std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "make the pty the controlling terminal",
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
+}
+
+/// The foreground side of `run` with a terminal and no `--console-socket` (what runc does):
+/// receive the pty master, put our own terminal in raw mode, and copy both ways until the
+/// container is gone. Dropping the returned value restores the terminal.
+pub struct Proxy {
+    saved: Option<nix::sys::termios::Termios>,
+    out: Option<std::thread::JoinHandle<()>>,
+    pub master: std::sync::Arc<OwnedFd>,
+}
+
+/// Receive one fd sent with SCM_RIGHTS on `sock`.
+pub fn recv_fd(sock: RawFd) -> Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned};
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .ctx(|| "receive the pty master".into())?;
+    for c in msg.cmsgs().ctx(|| "receive the pty master".into())? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel installed this fd for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err(Error::Init("the container sent no pty master".into()))
+}
+
+impl Proxy {
+    pub fn start(master: OwnedFd) -> Proxy {
+        use nix::sys::termios;
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(&stdin).ok();
+        if let Some(t) = &saved {
+            let mut raw = t.clone();
+            termios::cfmakeraw(&mut raw);
+            let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw);
+        }
+        let master = std::sync::Arc::new(master);
+        resize_from_stdin(&master);
+        let m_in = master.clone();
+        // Detached: it ends with the process, blocked on our stdin or not.
+        std::thread::spawn(move || copy(0, m_in.as_raw_fd()));
+        let m_out = master.clone();
+        let out = Some(std::thread::spawn(move || copy(m_out.as_raw_fd(), 1)));
+        Proxy { saved, out, master }
+    }
+
+    /// Wait for the container's output to drain (the pty reports EIO once every holder of the
+    /// slave has exited).
+    pub fn finish(mut self) {
+        if let Some(h) = self.out.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, t);
+        }
+    }
+}
+
+/// Copy the size of our terminal to the pty (at start and on SIGWINCH).
+pub fn resize_from_stdin(master: &OwnedFd) {
+    let mut ws: libc::winsize = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a valid winsize.
+    unsafe {
+        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
+
+fn copy(from: RawFd, to: RawFd) {
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match nix::unistd::read(from, &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut off = 0;
+        while off < n {
+            // SAFETY: `to` stays open for the life of the proxy.
+            match nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(to) }, &buf[off..n]) {
+                Ok(w) => off += w,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
 }

@@ -26,7 +26,15 @@ pub struct Device {
 }
 
 fn dev(path: &str, major: u64, minor: u64) -> Device {
-    Device { path: path.into(), kind: SFlag::S_IFCHR, major, minor, mode: 0o666, uid: 0, gid: 0 }
+    Device {
+        path: path.into(),
+        kind: SFlag::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    }
 }
 
 /// The devices every container gets (runtime-spec "Default Devices").
@@ -95,7 +103,10 @@ fn create_one(rootfs: &Path, d: &Device, bind: bool) -> Result<()> {
     // SAFETY: valid C string; chmod is needed because mknod's mode is filtered by the umask
     // only when one is set, and the node must carry exactly `fileMode`.
     if unsafe { libc::chmod(c.as_ptr(), d.mode) } != 0 {
-        return Err(crate::Error::io(format!("chmod {}", d.path.display()), std::io::Error::last_os_error()));
+        return Err(crate::Error::io(
+            format!("chmod {}", d.path.display()),
+            std::io::Error::last_os_error(),
+        ));
     }
     std::os::unix::fs::chown(&dest, Some(d.uid), Some(d.gid)).ctx(|| format!("chown {}", d.path.display()))
 }

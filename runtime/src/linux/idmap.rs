@@ -39,9 +39,17 @@ pub fn userns_with(uid_map: &str, gid_map: &str) -> Result<OwnedFd> {
 pub fn idmapped_tree(src: &Path, recursive: bool, uid_map: &str, gid_map: &str) -> Result<OwnedFd> {
     let userns = userns_with(uid_map, gid_map)?;
     let c = CString::new(src.as_os_str().as_encoded_bytes()).unwrap_or_default();
-    let tree = super::sys::open_tree_clone(&c, recursive).ctx(|| format!("idmapped mount: open_tree {}", src.display()))?;
+    let tree =
+        super::sys::open_tree_clone(&c, recursive).ctx(|| format!("idmapped mount: open_tree {}", src.display()))?;
     let flags = (libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 }) as u32;
-    super::sys::mount_setattr(tree.as_raw_fd(), c"", flags, super::sys::MOUNT_ATTR_IDMAP, 0, Some(userns.as_raw_fd()))
-        .ctx(|| format!("idmapped mount: mount_setattr {}", src.display()))?;
+    super::sys::mount_setattr(
+        tree.as_raw_fd(),
+        c"",
+        flags,
+        super::sys::MOUNT_ATTR_IDMAP,
+        0,
+        Some(userns.as_raw_fd()),
+    )
+    .ctx(|| format!("idmapped mount: mount_setattr {}", src.display()))?;
     Ok(tree)
 }

@@ -60,7 +60,9 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     process::apply_rlimits(&plan.process)?;
     process::enter_cwd(&plan.process)?;
     process::switch_user(&plan.process, true)?;
-    let workload = Workload::Native { program: process::find_program(&plan.process)? };
+    let workload = Workload::Native {
+        program: process::find_program(&plan.process)?,
+    };
     mark_fds_cloexec(plan.preserve_fds)?;
     reset_signals();
     process::set_no_new_privs(&plan.process)?;
@@ -99,7 +101,9 @@ fn join_session_keyring(plan: &InitPlan) {
 fn setup_console(plan: &InitPlan) -> Result<()> {
     match (&plan.console_socket, plan.process.terminal) {
         (Some(sock), true) => super::console::setup(sock.as_raw_fd(), plan.process.console_size),
-        (None, true) => Err(Error::Invalid("process.terminal is true but no --console-socket was given".into())),
+        (None, true) => Err(Error::Invalid(
+            "process.terminal is true but no --console-socket was given".into(),
+        )),
         _ => Ok(()),
     }
 }
@@ -127,15 +131,24 @@ fn reset_signals() {
             unsafe { libc::signal(sig, libc::SIG_DFL) };
         }
     }
-    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None);
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
 }
 
 fn wait_for_start(gate: &Gate, sock: &SyncSocket) -> Result<()> {
     match gate {
         Gate::Socket => sock.expect(Msg::Start),
         Gate::Fifo(dir) => {
-            let fd = nix::fcntl::openat(Some(dir.as_raw_fd()), EXEC_FIFO, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
-                .ctx(|| "open exec fifo".into())?;
+            let fd = nix::fcntl::openat(
+                Some(dir.as_raw_fd()),
+                EXEC_FIFO,
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .ctx(|| "open exec fifo".into())?;
             let r = nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, b"0");
             let _ = nix::unistd::close(fd);
             r.ctx(|| "write exec fifo".into()).map(drop)
@@ -145,7 +158,8 @@ fn wait_for_start(gate: &Gate, sock: &SyncSocket) -> Result<()> {
 
 fn apply_final_affinity(p: &ProcessPlan) -> Result<()> {
     if let Some(set) = &p.affinity_final {
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set).ctx(|| "process.execCPUAffinity.final".into())?;
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set)
+            .ctx(|| "process.execCPUAffinity.final".into())?;
     }
     Ok(())
 }

@@ -37,7 +37,13 @@ pub struct MountOptions {
 
 impl Default for MountOptions {
     fn default() -> Self {
-        MountOptions { flags: MsFlags::empty(), propagation: vec![], rec: RecAttr::default(), data: String::new(), idmap: false }
+        MountOptions {
+            flags: MsFlags::empty(),
+            propagation: vec![],
+            rec: RecAttr::default(),
+            data: String::new(),
+            idmap: false,
+        }
     }
 }
 
@@ -174,13 +180,66 @@ fn recursive_atime_option(opt: &str) -> Option<u64> {
 /// Every option `parse` understands, for `wrun features`.
 pub fn known_options() -> Vec<&'static str> {
     let mut v = vec![
-        "defaults", "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "sync", "async", "dirsync",
-        "remount", "mand", "nomand", "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime",
-        "strictatime", "nostrictatime", "iversion", "noiversion", "lazytime", "nolazytime", "silent", "loud",
-        "nosymfollow", "symfollow", "bind", "rbind", "private", "rprivate", "shared", "rshared", "slave", "rslave",
-        "unbindable", "runbindable", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec",
-        "rnodiratime", "rdiratime", "rnosymfollow", "rsymfollow", "rrelatime", "rnorelatime", "ratime", "rnoatime",
-        "rstrictatime", "idmap", "ridmap",
+        "defaults",
+        "ro",
+        "rw",
+        "nosuid",
+        "suid",
+        "nodev",
+        "dev",
+        "noexec",
+        "exec",
+        "sync",
+        "async",
+        "dirsync",
+        "remount",
+        "mand",
+        "nomand",
+        "atime",
+        "noatime",
+        "diratime",
+        "nodiratime",
+        "relatime",
+        "norelatime",
+        "strictatime",
+        "nostrictatime",
+        "iversion",
+        "noiversion",
+        "lazytime",
+        "nolazytime",
+        "silent",
+        "loud",
+        "nosymfollow",
+        "symfollow",
+        "bind",
+        "rbind",
+        "private",
+        "rprivate",
+        "shared",
+        "rshared",
+        "slave",
+        "rslave",
+        "unbindable",
+        "runbindable",
+        "rro",
+        "rrw",
+        "rnosuid",
+        "rsuid",
+        "rnodev",
+        "rdev",
+        "rnoexec",
+        "rexec",
+        "rnodiratime",
+        "rdiratime",
+        "rnosymfollow",
+        "rsymfollow",
+        "rrelatime",
+        "rnorelatime",
+        "ratime",
+        "rnoatime",
+        "rstrictatime",
+        "idmap",
+        "ridmap",
     ];
     v.sort_unstable();
     v
@@ -212,14 +271,23 @@ mod tests {
     fn rbind_is_a_recursive_bind_and_propagation_is_kept_in_order() {
         let o = p(&["rbind", "rprivate", "shared"]);
         assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
-        assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC, MsFlags::MS_SHARED]);
+        assert_eq!(
+            o.propagation,
+            vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC, MsFlags::MS_SHARED]
+        );
     }
 
     #[test]
     fn recursive_options_become_mount_setattr_attributes() {
         let o = p(&["rbind", "rro", "rnosuid", "rnoexec"]);
         assert_eq!(o.rec.set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
-        assert_eq!(p(&["rro", "rrw"]).rec, RecAttr { set: 0, clr: MOUNT_ATTR_RDONLY });
+        assert_eq!(
+            p(&["rro", "rrw"]).rec,
+            RecAttr {
+                set: 0,
+                clr: MOUNT_ATTR_RDONLY
+            }
+        );
         let atime = p(&["rnoatime"]).rec;
         assert_eq!((atime.set, atime.clr), (MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME));
     }

@@ -108,7 +108,9 @@ pub fn plan(linux: &Linux) -> NsPlan {
 
 /// The text of /proc/PID/uid_map for `maps`.
 pub fn id_map(maps: &[LinuxIdMapping]) -> String {
-    maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
 }
 
 /// Write uid_map and gid_map of `pid`.
@@ -142,10 +144,14 @@ fn join_all(fds: &JoinFds) -> Result<()> {
 fn unshare_time(offsets: &str) -> Result<()> {
     nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)).ctx(|| "unshare time namespace".into())?;
     if !offsets.is_empty() {
-        std::fs::write("/proc/self/timens_offsets", offsets).ctx(|| "linux.timeOffsets: write timens_offsets".into())?;
+        std::fs::write("/proc/self/timens_offsets", offsets)
+            .ctx(|| "linux.timeOffsets: write timens_offsets".into())?;
     }
     Ok(())
 }
+
+/// The body of a child process; returns only with an error.
+type InitFn<'a> = dyn FnOnce(&SyncSocket) -> Result<Infallible> + 'a;
 
 /// Start the init in its namespaces and return its pid. `init` runs in the child with the
 /// child's end of the setup socket; it never returns on success (it execs), and its error
@@ -158,7 +164,7 @@ pub fn spawn(
     child: &SyncSocket,
     init: impl FnOnce(&SyncSocket) -> Result<Infallible>,
 ) -> Result<i32> {
-    let run_child = |sock: &SyncSocket, init: Box<dyn FnOnce(&SyncSocket) -> Result<Infallible> + '_>| -> ! {
+    let run_child = |sock: &SyncSocket, init: Box<InitFn<'_>>| -> ! {
         // SAFETY: closing our copy of the parent's end so we see EOF if the parent dies.
         unsafe { libc::close(parent.0.as_raw_fd()) };
         let code = match init(sock) {
@@ -208,8 +214,8 @@ pub fn spawn(
                 unshare_time(&plan.time_offsets)?;
             }
             // SAFETY: the intermediate is single-threaded; the init is made our parent's child.
-            let pid = unsafe { super::sys::clone_fork(libc::CLONE_PARENT as libc::c_ulong) }
-                .ctx(|| "clone init".into())?;
+            let pid =
+                unsafe { super::sys::clone_fork(libc::CLONE_PARENT as libc::c_ulong) }.ctx(|| "clone init".into())?;
             if pid == 0 {
                 run_child(child, Box::new(init));
             }
@@ -261,14 +267,21 @@ mod tests {
 
     #[test]
     fn new_namespaces_become_clone_flags_and_cgroup_time_are_separate() {
-        let p = plan(&linux(r#"{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"network"},{"type":"cgroup"},{"type":"time"}]}"#));
-        assert_eq!(p.new_flags, CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET);
+        let p = plan(&linux(
+            r#"{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"network"},{"type":"cgroup"},{"type":"time"}]}"#,
+        ));
+        assert_eq!(
+            p.new_flags,
+            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET
+        );
         assert!(p.new_cgroup && p.new_time && p.join.is_empty());
     }
 
     #[test]
     fn joined_namespaces_put_user_first() {
-        let p = plan(&linux(r#"{"namespaces":[{"type":"network","path":"/n"},{"type":"user","path":"/u"},{"type":"mount"}]}"#));
+        let p = plan(&linux(
+            r#"{"namespaces":[{"type":"network","path":"/n"},{"type":"user","path":"/u"},{"type":"mount"}]}"#,
+        ));
         let types: Vec<_> = p.join.iter().map(|(t, _)| *t).collect();
         assert_eq!(types, vec![LinuxNamespaceType::User, LinuxNamespaceType::Network]);
         assert_eq!(p.new_flags, CloneFlags::CLONE_NEWNS);

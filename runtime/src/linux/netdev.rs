@@ -25,7 +25,7 @@ fn push_attr(buf: &mut Vec<u8>, typ: u16, data: &[u8]) {
 pub fn move_request(index: i32, pid: i32, new_name: Option<&str>, seq: u32) -> Vec<u8> {
     let mut b = Vec::with_capacity(64);
     b.extend_from_slice(&[0u8; 16]); // nlmsghdr, filled in below
-    // struct ifinfomsg: family, pad, type, index, flags, change
+                                     // struct ifinfomsg: family, pad, type, index, flags, change
     b.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
     b.extend_from_slice(&index.to_ne_bytes());
     b.extend_from_slice(&0u32.to_ne_bytes());
@@ -46,7 +46,12 @@ pub fn move_request(index: i32, pid: i32, new_name: Option<&str>, seq: u32) -> V
 
 /// Check a name the kernel would accept for an interface.
 pub fn valid_name(n: &str) -> bool {
-    !n.is_empty() && n.len() < libc::IFNAMSIZ && n != "." && n != ".." && !n.contains(['/', ':']) && !n.contains(char::is_whitespace)
+    !n.is_empty()
+        && n.len() < libc::IFNAMSIZ
+        && n != "."
+        && n != ".."
+        && !n.contains(['/', ':'])
+        && !n.contains(char::is_whitespace)
 }
 
 /// Move host interface `name` into the network namespace of `pid`, renaming it to `new_name`.
@@ -59,7 +64,13 @@ pub fn move_to(name: &str, pid: i32, new_name: Option<&str>) -> Result<()> {
         return Err(Error::io(what(), std::io::Error::last_os_error()));
     }
     // SAFETY: plain socket(2).
-    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
     if fd < 0 {
         return Err(Error::io(what(), std::io::Error::last_os_error()));
     }
@@ -72,7 +83,14 @@ pub fn move_to(name: &str, pid: i32, new_name: Option<&str>) -> Result<()> {
     addr.nl_family = libc::AF_NETLINK as u16;
     // SAFETY: buffer and address are valid for the call.
     let n = unsafe {
-        libc::sendto(raw, req.as_ptr().cast(), req.len(), 0, (&addr as *const libc::sockaddr_nl).cast(), size_of::<libc::sockaddr_nl>() as u32)
+        libc::sendto(
+            raw,
+            req.as_ptr().cast(),
+            req.len(),
+            0,
+            (&addr as *const libc::sockaddr_nl).cast(),
+            size_of::<libc::sockaddr_nl>() as u32,
+        )
     };
     if n < 0 {
         return Err(Error::io(what(), std::io::Error::last_os_error()));

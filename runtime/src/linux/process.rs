@@ -88,7 +88,10 @@ impl ProcessPlan {
         for r in process.rlimits().as_deref().unwrap_or_default() {
             let (name, res) = rlimit(r.typ());
             if r.soft() > r.hard() {
-                return Err(bad("process.rlimits", format!("{name}: soft limit {} is above the hard limit {}", r.soft(), r.hard())));
+                return Err(bad(
+                    "process.rlimits",
+                    format!("{name}: soft limit {} is above the hard limit {}", r.soft(), r.hard()),
+                ));
             }
             p.rlimits.push((name, res, r.soft(), r.hard()));
         }
@@ -105,7 +108,11 @@ impl ProcessPlan {
                 });
             }
             if let Some(mp) = linux.memory_policy() {
-                p.mempolicy = Some(mempolicy(mp.mode(), mp.nodes().as_deref(), mp.flags().as_deref().unwrap_or_default())?);
+                p.mempolicy = Some(mempolicy(
+                    mp.mode(),
+                    mp.nodes().as_deref(),
+                    mp.flags().as_deref().unwrap_or_default(),
+                )?);
             }
         }
         if let Some(s) = process.scheduler() {
@@ -118,14 +125,24 @@ impl ProcessPlan {
                 IOPriorityClass::IoprioClassIdle => 3,
             };
             if !(0..=7).contains(&io.priority()) {
-                return Err(bad("process.ioPriority.priority", format!("{} is outside 0-7", io.priority())));
+                return Err(bad(
+                    "process.ioPriority.priority",
+                    format!("{} is outside 0-7", io.priority()),
+                ));
             }
             p.io_priority = Some((class, io.priority() as i32));
         }
         if let Some(aff) = process.exec_cpu_affinity() {
-            p.affinity_initial = aff.initial().as_deref().map(|s| cpu_set("process.execCPUAffinity.initial", s)).transpose()?;
-            p.affinity_final =
-                aff.cpu_affinity_final().as_deref().map(|s| cpu_set("process.execCPUAffinity.final", s)).transpose()?;
+            p.affinity_initial = aff
+                .initial()
+                .as_deref()
+                .map(|s| cpu_set("process.execCPUAffinity.initial", s))
+                .transpose()?;
+            p.affinity_final = aff
+                .cpu_affinity_final()
+                .as_deref()
+                .map(|s| cpu_set("process.execCPUAffinity.final", s))
+                .transpose()?;
         }
         Ok(p)
     }
@@ -158,13 +175,26 @@ fn check_sysctl(key: &str, ns: &NsPlan) -> Result<()> {
     let need = if key.starts_with("net.") {
         LinuxNamespaceType::Network
     } else if key.starts_with("fs.mqueue.")
-        || matches!(key, "kernel.msgmax" | "kernel.msgmnb" | "kernel.msgmni" | "kernel.sem" | "kernel.shmall" | "kernel.shmmax" | "kernel.shmmni" | "kernel.shm_rmid_forced")
+        || matches!(
+            key,
+            "kernel.msgmax"
+                | "kernel.msgmnb"
+                | "kernel.msgmni"
+                | "kernel.sem"
+                | "kernel.shmall"
+                | "kernel.shmmax"
+                | "kernel.shmmni"
+                | "kernel.shm_rmid_forced"
+        )
     {
         LinuxNamespaceType::Ipc
     } else if matches!(key, "kernel.hostname" | "kernel.domainname") {
         LinuxNamespaceType::Uts
     } else {
-        return Err(bad("linux.sysctl", format!("{key} is not namespaced and would change the host")));
+        return Err(bad(
+            "linux.sysctl",
+            format!("{key} is not namespaced and would change the host"),
+        ));
     };
     if key.contains("..") || key.contains('/') {
         return Err(bad("linux.sysctl", format!("{key:?} is not a sysctl name")));
@@ -213,7 +243,11 @@ fn sched_attr(s: &oci_spec::runtime::Scheduler) -> super::sys::SchedAttr {
 pub fn parse_list(field: &str, s: &str) -> Result<Vec<usize>> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let num = |x: &str| x.trim().parse::<usize>().map_err(|_| bad(field, format!("{s:?} is not a list like 0-3,6")));
+        let num = |x: &str| {
+            x.trim()
+                .parse::<usize>()
+                .map_err(|_| bad(field, format!("{s:?} is not a list like 0-3,6")))
+        };
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (num(a)?, num(b)?);
@@ -231,12 +265,17 @@ pub fn parse_list(field: &str, s: &str) -> Result<Vec<usize>> {
 fn cpu_set(field: &str, s: &str) -> Result<CpuSet> {
     let mut set = CpuSet::new();
     for cpu in parse_list(field, s)? {
-        set.set(cpu).map_err(|_| bad(field, format!("cpu {cpu} is out of range")))?;
+        set.set(cpu)
+            .map_err(|_| bad(field, format!("cpu {cpu} is out of range")))?;
     }
     Ok(set)
 }
 
-fn mempolicy(mode: MemoryPolicyModeType, nodes: Option<&str>, flags: &[MemoryPolicyFlagType]) -> Result<(i32, Vec<libc::c_ulong>)> {
+fn mempolicy(
+    mode: MemoryPolicyModeType,
+    nodes: Option<&str>,
+    flags: &[MemoryPolicyFlagType],
+) -> Result<(i32, Vec<libc::c_ulong>)> {
     use MemoryPolicyModeType as M;
     let mut m = match mode {
         M::MpolDefault => 0,
@@ -295,7 +334,10 @@ pub fn apply_identity(p: &ProcessPlan) -> Result<()> {
     if let Some(d) = &p.domainname {
         // SAFETY: pointer and length describe `d`.
         if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
-            return Err(Error::io(format!("domainname: set {d:?}"), std::io::Error::last_os_error()));
+            return Err(Error::io(
+                format!("domainname: set {d:?}"),
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     for (path, value) in &p.sysctl {
@@ -330,10 +372,16 @@ pub fn apply_scheduling(p: &ProcessPlan) -> Result<()> {
 
 pub fn apply_rlimits(p: &ProcessPlan) -> Result<()> {
     for &(name, res, soft, hard) in &p.rlimits {
-        let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+        let lim = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
         // SAFETY: valid resource and struct.
         if unsafe { libc::setrlimit(res, &lim) } != 0 {
-            return Err(Error::io(format!("process.rlimits: {name} {soft}:{hard}"), std::io::Error::last_os_error()));
+            return Err(Error::io(
+                format!("process.rlimits: {name} {soft}:{hard}"),
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     Ok(())
@@ -342,8 +390,13 @@ pub fn apply_rlimits(p: &ProcessPlan) -> Result<()> {
 /// Groups, gid, uid (in that order: after setuid the rest is no longer allowed), then umask.
 pub fn switch_user(p: &ProcessPlan, allow_setgroups: bool) -> Result<()> {
     if allow_setgroups {
-        let gids: Vec<nix::unistd::Gid> = p.additional_gids.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
-        nix::unistd::setgroups(&gids).ctx(|| format!("process.user.additionalGids: setgroups {:?}", p.additional_gids))?;
+        let gids: Vec<nix::unistd::Gid> = p
+            .additional_gids
+            .iter()
+            .map(|g| nix::unistd::Gid::from_raw(*g))
+            .collect();
+        nix::unistd::setgroups(&gids)
+            .ctx(|| format!("process.user.additionalGids: setgroups {:?}", p.additional_gids))?;
     }
     let (uid, gid) = (nix::unistd::Uid::from_raw(p.uid), nix::unistd::Gid::from_raw(p.gid));
     nix::unistd::setresgid(gid, gid, gid).ctx(|| format!("process.user.gid: setgid {}", p.gid))?;
@@ -376,7 +429,10 @@ pub fn find_program(p: &ProcessPlan) -> Result<CString> {
         return if executable(arg0) {
             Ok(arg0.clone())
         } else {
-            Err(bad("process.args[0]", format!("{name:?}: no such executable file in the container")))
+            Err(bad(
+                "process.args[0]",
+                format!("{name:?}: no such executable file in the container"),
+            ))
         };
     }
     for dir in p.path_env.split(':').filter(|d| !d.is_empty()) {
@@ -385,7 +441,10 @@ pub fn find_program(p: &ProcessPlan) -> Result<CString> {
             return Ok(cand);
         }
     }
-    Err(bad("process.args[0]", format!("{name:?}: executable file not found in PATH {}", p.path_env)))
+    Err(bad(
+        "process.args[0]",
+        format!("{name:?}: executable file not found in PATH {}", p.path_env),
+    ))
 }
 
 pub fn set_no_new_privs(p: &ProcessPlan) -> Result<()> {
@@ -409,7 +468,8 @@ mod tests {
 
     #[test]
     fn sysctls_need_their_namespace_and_global_ones_are_refused() {
-        let ns = super::super::namespaces::plan(&serde_json::from_str(r#"{"namespaces":[{"type":"network"}]}"#).unwrap());
+        let ns =
+            super::super::namespaces::plan(&serde_json::from_str(r#"{"namespaces":[{"type":"network"}]}"#).unwrap());
         assert!(check_sysctl("net.ipv4.ip_forward", &ns).is_ok());
         assert!(check_sysctl("kernel.shmmax", &ns).is_err());
         assert!(check_sysctl("vm.swappiness", &ns).is_err());
@@ -417,7 +477,12 @@ mod tests {
 
     #[test]
     fn memory_policy_flags_are_or_ed_into_the_mode() {
-        let (m, mask) = mempolicy(MemoryPolicyModeType::MpolBind, Some("0,2"), &[MemoryPolicyFlagType::MpolFStaticNodes]).unwrap();
+        let (m, mask) = mempolicy(
+            MemoryPolicyModeType::MpolBind,
+            Some("0,2"),
+            &[MemoryPolicyFlagType::MpolFStaticNodes],
+        )
+        .unwrap();
         assert_eq!(m, 2 | (1 << 15));
         assert_eq!(mask, vec![0b101]);
     }

@@ -49,12 +49,16 @@ pub struct RootfsPlan {
 
 /// Build the mount plan; relative bind sources are taken relative to the bundle.
 pub fn plan(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<RootfsPlan> {
-    let linux = spec.linux().as_ref().ok_or_else(|| Error::Invalid("linux: missing".into()))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("linux: missing".into()))?;
     let propagation = match linux.rootfs_propagation().as_deref() {
         None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        Some(p) => *mountopts::parse(&[p.to_string()]).propagation.first().ok_or_else(|| {
-            Error::Invalid(format!("linux.rootfsPropagation: {p:?} is not a propagation mode"))
-        })?,
+        Some(p) => *mountopts::parse(&[p.to_string()])
+            .propagation
+            .first()
+            .ok_or_else(|| Error::Invalid(format!("linux.rootfsPropagation: {p:?} is not a propagation mode")))?,
     };
     let mut mounts = Vec::new();
     let mut dev_bound = false;
@@ -66,13 +70,25 @@ pub fn plan(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<RootfsPlan> {
         if typ == "bind" {
             opts.flags |= MsFlags::MS_BIND;
         }
-        let source = m.source().as_ref().map(|s| if is_bind && s.is_relative() { bundle.join(s) } else { s.clone() });
+        let source = m.source().as_ref().map(|s| {
+            if is_bind && s.is_relative() {
+                bundle.join(s)
+            } else {
+                s.clone()
+            }
+        });
         if is_bind {
             let s = source.as_ref().ok_or_else(|| {
-                Error::Invalid(format!("mounts: bind mount onto {} has no source", m.destination().display()))
+                Error::Invalid(format!(
+                    "mounts: bind mount onto {} has no source",
+                    m.destination().display()
+                ))
             })?;
             if !s.exists() {
-                return Err(Error::Invalid(format!("mounts: bind source {}: no such file or directory", s.display())));
+                return Err(Error::Invalid(format!(
+                    "mounts: bind source {}: no such file or directory",
+                    s.display()
+                )));
             }
             if m.destination() == Path::new("/dev") {
                 dev_bound = true;
@@ -81,20 +97,34 @@ pub fn plan(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<RootfsPlan> {
         let idmap = match (m.uid_mappings(), m.gid_mappings()) {
             (Some(u), Some(g)) if !u.is_empty() => Some((super::namespaces::id_map(u), super::namespaces::id_map(g))),
             (Some(u), None) if !u.is_empty() => {
-                return Err(Error::Invalid(format!("mounts: {}: uidMappings without gidMappings", m.destination().display())))
+                return Err(Error::Invalid(format!(
+                    "mounts: {}: uidMappings without gidMappings",
+                    m.destination().display()
+                )))
             }
             _ if opts.idmap => {
-                return Err(Error::Invalid(format!("mounts: {}: idmap needs uidMappings and gidMappings", m.destination().display())))
+                return Err(Error::Invalid(format!(
+                    "mounts: {}: idmap needs uidMappings and gidMappings",
+                    m.destination().display()
+                )))
             }
             _ => None,
         };
         if idmap.is_some() && !is_bind {
-            return Err(Error::Invalid(format!("mounts: {}: id mappings are only supported on bind mounts", m.destination().display())));
+            return Err(Error::Invalid(format!(
+                "mounts: {}: id mappings are only supported on bind mounts",
+                m.destination().display()
+            )));
         }
         // Resolve now so an escaping destination fails before any side effect.
-        resolve_in_root(rootfs, m.destination())
-            .map_err(|e| Error::Invalid(format!("mount destination {e}")))?;
-        mounts.push(PlannedMount { dest: m.destination().clone(), source, typ, opts, idmap });
+        resolve_in_root(rootfs, m.destination()).map_err(|e| Error::Invalid(format!("mount destination {e}")))?;
+        mounts.push(PlannedMount {
+            dest: m.destination().clone(),
+            source,
+            typ,
+            opts,
+            idmap,
+        });
     }
     let ns = super::namespaces::plan(linux);
     Ok(RootfsPlan {
@@ -104,10 +134,26 @@ pub fn plan(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<RootfsPlan> {
         mounts,
         devices: devices::plan(linux),
         dev_bound,
-        masked: linux.masked_paths().clone().unwrap_or_default().into_iter().map(PathBuf::from).collect(),
-        readonly_paths: linux.readonly_paths().clone().unwrap_or_default().into_iter().map(PathBuf::from).collect(),
+        masked: linux
+            .masked_paths()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        readonly_paths: linux
+            .readonly_paths()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
         no_pivot: false,
-        in_user_ns: ns.new_user() || ns.join.iter().any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::User),
+        in_user_ns: ns.new_user()
+            || ns
+                .join
+                .iter()
+                .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::User),
         cgroup_dirs: Vec::new(),
         cgroup_v2_only: false,
         new_cgroup_ns: ns.new_cgroup,
@@ -116,7 +162,13 @@ pub fn plan(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<RootfsPlan> {
 
 fn mount(src: Option<&Path>, dest: &Path, typ: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<()> {
     nix::mount::mount(src, dest, typ, flags, data).ctx(|| {
-        format!("mount {} on {} (type {}, flags {flags:?}, data {:?})", src.map(|s| s.display().to_string()).unwrap_or_default(), dest.display(), typ.unwrap_or("none"), data.unwrap_or(""))
+        format!(
+            "mount {} on {} (type {}, flags {flags:?}, data {:?})",
+            src.map(|s| s.display().to_string()).unwrap_or_default(),
+            dest.display(),
+            typ.unwrap_or("none"),
+            data.unwrap_or("")
+        )
     })
 }
 
@@ -132,7 +184,13 @@ pub fn prepare(p: &RootfsPlan, idmapped_trees: &[Option<std::os::fd::OwnedFd>]) 
         // pivot_root refuses a new root whose parent mount is shared.
         make_parent_private(&p.rootfs)?;
     }
-    mount(Some(&p.rootfs), &p.rootfs, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+    mount(
+        Some(&p.rootfs),
+        &p.rootfs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
     for (i, m) in p.mounts.iter().enumerate() {
         let tree = idmapped_trees.get(i).and_then(|o| o.as_ref());
         mount_entry(p, m, tree).map_err(|e| Error::Invalid(format!("mount {}: {e}", m.dest.display())))?;
@@ -169,9 +227,16 @@ fn mount_entry(p: &RootfsPlan, m: &PlannedMount, idmapped_tree: Option<&std::os:
         make_target(&dest, !src.is_dir())?;
         if let Some(tree) = idmapped_tree {
             use std::os::fd::AsRawFd;
-            super::sys::move_mount(tree.as_raw_fd(), &cpath(&dest)).ctx(|| format!("move_mount to {}", dest.display()))?;
+            super::sys::move_mount(tree.as_raw_fd(), &cpath(&dest))
+                .ctx(|| format!("move_mount to {}", dest.display()))?;
         } else {
-            mount(Some(src), &dest, None, MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC), None)?;
+            mount(
+                Some(src),
+                &dest,
+                None,
+                MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC),
+                None,
+            )?;
         }
         let extra = o.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
@@ -190,7 +255,13 @@ fn mount_entry(p: &RootfsPlan, m: &PlannedMount, idmapped_tree: Option<&std::os:
             }
             // sysfs can only be mounted by the owner of the network namespace: bind the host's.
             Err(_) if m.typ == "sysfs" && p.in_user_ns => {
-                mount(Some(Path::new("/sys")), &dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+                mount(
+                    Some(Path::new("/sys")),
+                    &dest,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )?;
                 remount_bind(&dest, o.flags)?;
             }
             r => r?,
@@ -200,8 +271,15 @@ fn mount_entry(p: &RootfsPlan, m: &PlannedMount, idmapped_tree: Option<&std::os:
         mount(None, &dest, None, *prop, None)?;
     }
     if !o.rec.is_empty() {
-        super::sys::mount_setattr(libc::AT_FDCWD, &cpath(&dest), libc::AT_RECURSIVE as u32, o.rec.set, o.rec.clr, None)
-            .ctx(|| format!("mount_setattr {}", dest.display()))?;
+        super::sys::mount_setattr(
+            libc::AT_FDCWD,
+            &cpath(&dest),
+            libc::AT_RECURSIVE as u32,
+            o.rec.set,
+            o.rec.clr,
+            None,
+        )
+        .ctx(|| format!("mount_setattr {}", dest.display()))?;
     }
     Ok(())
 }
@@ -220,7 +298,13 @@ fn mount_cgroup(p: &RootfsPlan, dest: &Path, o: &MountOptions) -> Result<()> {
         mount(Some(&dir), dest, None, MsFlags::MS_BIND, None)?;
         return remount_bind(dest, flags);
     }
-    mount(Some(Path::new("tmpfs")), dest, Some("tmpfs"), flags - MsFlags::MS_RDONLY, Some("mode=755"))?;
+    mount(
+        Some(Path::new("tmpfs")),
+        dest,
+        Some("tmpfs"),
+        flags - MsFlags::MS_RDONLY,
+        Some("mode=755"),
+    )?;
     for (name, dir) in &p.cgroup_dirs {
         let sub = dest.join(name);
         make_target(&sub, false)?;
@@ -261,7 +345,13 @@ pub fn remount_bind(dest: &Path, flags: MsFlags) -> Result<()> {
             m
         })
         .unwrap_or(MsFlags::empty());
-    mount(None, dest, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked, None)
+    mount(
+        None,
+        dest,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked,
+        None,
+    )
 }
 
 /// Make a mount target: a directory, or an empty file for a file bind.

@@ -76,7 +76,11 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn tmp() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("wrun-securepath-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let d = std::env::temp_dir().join(format!(
+            "wrun-securepath-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(d.join("etc")).unwrap();
         d
@@ -93,7 +97,10 @@ mod tests {
     fn absolute_symlinks_are_rooted_in_the_rootfs() {
         let r = tmp();
         symlink("/etc", r.join("link")).unwrap();
-        assert_eq!(resolve_in_root(&r, Path::new("/link/hosts")).unwrap(), r.join("etc/hosts"));
+        assert_eq!(
+            resolve_in_root(&r, Path::new("/link/hosts")).unwrap(),
+            r.join("etc/hosts")
+        );
         symlink("../etc", r.join("etc/rel")).unwrap();
         assert_eq!(resolve_in_root(&r, Path::new("/etc/rel/x")).unwrap(), r.join("etc/x"));
         std::fs::remove_dir_all(&r).unwrap();
@@ -104,8 +111,17 @@ mod tests {
         let r = tmp();
         symlink("../../../../../../tmp", r.join("escape")).unwrap();
         let e = resolve_in_root(&r, Path::new("/escape/x")).unwrap_err();
-        assert_eq!(e, PathError::EscapesViaSymlink { path: "/escape/x".into(), via: "/escape".into() });
-        assert!(matches!(resolve_in_root(&r, Path::new("/../x")), Err(PathError::Escapes { .. })));
+        assert_eq!(
+            e,
+            PathError::EscapesViaSymlink {
+                path: "/escape/x".into(),
+                via: "/escape".into()
+            }
+        );
+        assert!(matches!(
+            resolve_in_root(&r, Path::new("/../x")),
+            Err(PathError::Escapes { .. })
+        ));
         std::fs::remove_dir_all(&r).unwrap();
     }
 
@@ -114,7 +130,10 @@ mod tests {
         let r = tmp();
         symlink("/a", r.join("b")).unwrap();
         symlink("/b", r.join("a")).unwrap();
-        assert!(matches!(resolve_in_root(&r, Path::new("/a")), Err(PathError::Loop { .. })));
+        assert!(matches!(
+            resolve_in_root(&r, Path::new("/a")),
+            Err(PathError::Loop { .. })
+        ));
         std::fs::remove_dir_all(&r).unwrap();
     }
 }

@@ -52,7 +52,9 @@ impl SyncSocket {
             }
             Msg::Start => buf.push(b'S'),
         }
-        nix::unistd::write(&self.0, &buf).ctx(|| "setup socket: write".into()).map(drop)
+        nix::unistd::write(&self.0, &buf)
+            .ctx(|| "setup socket: write".into())
+            .map(drop)
     }
 
     /// Receive one message; `None` when the other side has gone (EOF).
@@ -97,7 +99,14 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         let (a, b) = pair().unwrap();
-        for m in [Msg::Go, Msg::MapIds, Msg::Pid(4242), Msg::Ready, Msg::Failed("mount /proc: EPERM".into()), Msg::Start] {
+        for m in [
+            Msg::Go,
+            Msg::MapIds,
+            Msg::Pid(4242),
+            Msg::Ready,
+            Msg::Failed("mount /proc: EPERM".into()),
+            Msg::Start,
+        ] {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap(), Some(m));
         }

@@ -35,11 +35,30 @@ fn check(r: libc::c_long) -> nix::Result<libc::c_long> {
 }
 
 /// mount_setattr(2) on `path` (relative to `dirfd`), optionally recursive.
-pub fn mount_setattr(dirfd: RawFd, path: &CStr, flags: u32, set: u64, clr: u64, userns: Option<RawFd>) -> nix::Result<()> {
-    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: userns.unwrap_or(0) as u64 };
+pub fn mount_setattr(
+    dirfd: RawFd,
+    path: &CStr,
+    flags: u32,
+    set: u64,
+    clr: u64,
+    userns: Option<RawFd>,
+) -> nix::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: userns.unwrap_or(0) as u64,
+    };
     // SAFETY: all pointers are valid for the duration of the call; the size matches the struct.
     check(unsafe {
-        libc::syscall(libc::SYS_mount_setattr, dirfd, path.as_ptr(), flags, &attr as *const MountAttr, size_of::<MountAttr>())
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd,
+            path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            size_of::<MountAttr>(),
+        )
     })
     .map(drop)
 }
@@ -57,7 +76,14 @@ pub fn open_tree_clone(path: &CStr, recursive: bool) -> nix::Result<OwnedFd> {
 pub fn move_mount(from: RawFd, to: &CStr) -> nix::Result<()> {
     // SAFETY: valid fd and C strings.
     check(unsafe {
-        libc::syscall(libc::SYS_move_mount, from, c"".as_ptr(), libc::AT_FDCWD, to.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
+        libc::syscall(
+            libc::SYS_move_mount,
+            from,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
     })
     .map(drop)
 }
@@ -93,14 +119,25 @@ pub fn ioprio_set(class: i32, level: i32) -> nix::Result<()> {
     const IOPRIO_WHO_PROCESS: i32 = 1;
     const IOPRIO_CLASS_SHIFT: i32 = 13;
     // SAFETY: plain integer arguments.
-    check(unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, (class << IOPRIO_CLASS_SHIFT) | level) })
-        .map(drop)
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0,
+            (class << IOPRIO_CLASS_SHIFT) | level,
+        )
+    })
+    .map(drop)
 }
 
 /// set_mempolicy(2).
 pub fn set_mempolicy(mode: i32, nodemask: &[libc::c_ulong]) -> nix::Result<()> {
     let maxnode = nodemask.len() * libc::c_ulong::BITS as usize;
-    let ptr = if nodemask.is_empty() { std::ptr::null() } else { nodemask.as_ptr() };
+    let ptr = if nodemask.is_empty() {
+        std::ptr::null()
+    } else {
+        nodemask.as_ptr()
+    };
     // SAFETY: `ptr` is null or points to `maxnode` bits.
     check(unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode as libc::c_ulong) }).map(drop)
 }

@@ -1,0 +1,21 @@
+# The two entry points of the README, plus benchmarks. Everything runs as root.
+.PHONY: deps build demo test bench-start
+
+deps:
+	bash .ci/deps
+
+build: deps
+	cargo build --release -p wrun
+
+# A native container from a busybox bundle: create, state, start, run, delete.
+demo: build
+	bash tests/demo.sh
+
+# The whole test suite: unit tests and the end-to-end tests against the real kernel.
+test: deps
+	cargo build --workspace
+	cargo test --workspace --no-fail-fast
+
+# wrun vs runc vs crun start-to-exit latency (hyperfine medians, same run).
+bench-start: build
+	bash benches/start-latency.sh
