@@ -3,6 +3,7 @@
 //! the Linux setup they drive.
 
 pub mod container;
+pub mod dockerflags;
 pub mod error;
 pub mod linux;
 pub mod logging;

@@ -177,6 +177,12 @@ pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
     Some((state, start))
 }
 
+/// The parent pid from /proc/PID/stat.
+pub fn proc_ppid(pid: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+}
+
 /// Is `pid` our live process (not a zombie, not a reused pid)?
 pub fn process_alive(pid: i32, start_time: u64) -> bool {
     pid > 0 && matches!(proc_stat(pid), Some((s, t)) if t == start_time && s != 'Z' && s != 'X')

@@ -2,6 +2,7 @@
 
 mod features;
 mod lifecycle;
+mod resources;
 mod spec_cmd;
 
 use std::path::PathBuf;
@@ -55,6 +56,16 @@ pub enum Command {
     List(lifecycle::ListArgs),
     /// Print the features this runtime supports, as OCI features JSON.
     Features,
+    /// Change a live container's resource limits.
+    Update(resources::UpdateArgs),
+    /// Freeze every process of a container.
+    Pause(lifecycle::IdArg),
+    /// Thaw a paused container.
+    Resume(lifecycle::IdArg),
+    /// List a container's processes.
+    Ps(resources::PsArgs),
+    /// Stream OOM events and statistics (or print statistics once with --stats).
+    Events(resources::EventsArgs),
 }
 
 /// Run the CLI; returns the process exit code.
@@ -92,5 +103,10 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Delete(a) => lifecycle::delete(cli, a).map(|()| 0),
         Command::List(a) => lifecycle::list(cli, a).map(|()| 0),
         Command::Features => features::run().map(|()| 0),
+        Command::Update(a) => resources::update(cli, a).map(|()| 0),
+        Command::Pause(a) => resources::pause(cli, &a.id, true).map(|()| 0),
+        Command::Resume(a) => resources::pause(cli, &a.id, false).map(|()| 0),
+        Command::Ps(a) => resources::ps(cli, a).map(|()| 0),
+        Command::Events(a) => resources::events(cli, a).map(|()| 0),
     }
 }

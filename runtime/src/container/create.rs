@@ -118,6 +118,14 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     };
     cgroups::create(&cgroup_dirs)?;
     undo.cgroups = &cgroup_dirs;
+    // Limits go on while the cgroup is still empty: the init is born limited.
+    if let Some(r) = linux.resources() {
+        let devices = r.devices().as_deref().filter(|d| !d.is_empty());
+        let rules = devices
+            .map(|d| cgroups::device_rules(d, &rootfs.devices))
+            .unwrap_or_default();
+        cgroups::Cgroup::new(&cgroup_dirs).apply(r, &rules, false)?;
+    }
     let gate = match mode {
         StartMode::Fifo => {
             nix::unistd::mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o622))
@@ -156,7 +164,9 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         netdev::move_to(name, pid, new_name.as_deref())?;
     }
     parent.send(&Msg::Go)?;
-    parent.expect(Msg::Ready)?;
+    parent
+        .expect(Msg::Ready)
+        .map_err(|e| explain_setup_failure(e, linux, &cgroup_dirs))?;
 
     let start_time = state::proc_stat(pid)
         .map(|(_, t)| t)
@@ -179,6 +189,23 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     }
     std::mem::forget(undo);
     Ok(Created { dir, rec, sock: parent })
+}
+
+/// An init that vanished during setup because the memory limit was too small to set a
+/// container up says so, instead of "the setup socket went away".
+fn explain_setup_failure(e: Error, linux: &oci_spec::runtime::Linux, dirs: &[PathBuf]) -> Error {
+    if cgroups::oom_kill_count(dirs) > 0 {
+        let limit = linux
+            .resources()
+            .as_ref()
+            .and_then(|r| r.memory().as_ref())
+            .and_then(|m| m.limit())
+            .unwrap_or(-1);
+        return Error::Invalid(format!(
+            "linux.resources.memory.limit {limit}: too small: the container's init was killed by the OOM killer during setup"
+        ));
+    }
+    e
 }
 
 fn plan_net_devices(linux: &oci_spec::runtime::Linux) -> Result<Vec<(String, Option<String>)>> {

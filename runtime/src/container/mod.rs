@@ -4,6 +4,8 @@
 
 mod create;
 mod ops;
+mod resources;
 
 pub use create::{create, CreateOptions, Created, StartMode};
 pub use ops::{delete, kill, list, load, run, start, wait_for_exit, Loaded};
+pub use resources::{events, pause, pids, stats, stats_event, update};

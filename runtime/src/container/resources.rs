@@ -1,0 +1,120 @@
+//! The verbs that act on a running container's cgroup: update, pause, resume, ps, events
+//! (OOM notifications and statistics).
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use oci_spec::runtime::LinuxResources;
+use serde::Serialize;
+
+use super::ops::load;
+use crate::linux::cgroups::{self, stats::Stats, Cgroup};
+use crate::state::Status;
+use crate::{Error, Result};
+
+fn running_cgroup(root: &Path, id: &str, verb: &'static str) -> Result<(super::ops::Loaded, Cgroup)> {
+    let c = load(root, id)?;
+    if !matches!(c.status, Status::Created | Status::Running | Status::Paused) {
+        return Err(Error::WrongStatus {
+            id: id.into(),
+            status: c.status.to_string(),
+            why: verb,
+        });
+    }
+    let dirs = c.rec.as_ref().map(|r| r.cgroup_dirs.clone()).unwrap_or_default();
+    Ok((c, Cgroup::new(&dirs)))
+}
+
+/// `update`: apply new limits to a live container.
+pub fn update(root: &Path, id: &str, r: &LinuxResources) -> Result<()> {
+    let (_, cg) = running_cgroup(root, id, "only a live container can be updated")?;
+    let rules = r
+        .devices()
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .map(|d| cgroups::device_rules(d, &[]))
+        .unwrap_or_default();
+    cg.apply(r, &rules, true)
+}
+
+/// `pause` (true) or `resume` (false).
+pub fn pause(root: &Path, id: &str, paused: bool) -> Result<()> {
+    let (c, cg) = running_cgroup(root, id, "only a live container can be paused or resumed")?;
+    match (paused, c.status) {
+        (true, Status::Running) | (false, Status::Paused) => cg.freeze(paused),
+        (true, _) => Err(Error::WrongStatus {
+            id: id.into(),
+            status: c.status.to_string(),
+            why: "only a running container can be paused",
+        }),
+        (false, _) => Err(Error::WrongStatus {
+            id: id.into(),
+            status: c.status.to_string(),
+            why: "only a paused container can be resumed",
+        }),
+    }
+}
+
+/// `ps`: the host pids of the container's processes.
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let (_, cg) = running_cgroup(root, id, "only a live container has processes")?;
+    let mut p = cgroups::pids(&cg.dirs);
+    p.sort_unstable();
+    Ok(p)
+}
+
+pub fn stats(root: &Path, id: &str) -> Result<Stats> {
+    let (_, cg) = running_cgroup(root, id, "only a live container has statistics")?;
+    Ok(cg.stats())
+}
+
+#[derive(Serialize)]
+struct Event<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    typ: &'a str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<T>,
+}
+
+/// One `{"type":"stats","id":…,"data":…}` line, as `runc events --stats` prints.
+pub fn stats_event(id: &str, s: &Stats) -> String {
+    serde_json::to_string(&Event {
+        typ: "stats",
+        id,
+        data: Some(s),
+    })
+    .unwrap_or_default()
+}
+
+/// `events`: print an `oom` event line for each OOM kill and a `stats` line every
+/// `interval`, until the container stops.
+pub fn events(root: &Path, id: &str, interval: Duration, out: &mut dyn Write) -> Result<()> {
+    let (_, cg) = running_cgroup(root, id, "only a live container has events")?;
+    let mut watch = cg.oom_watch()?;
+    let step = interval.min(Duration::from_millis(200)).max(Duration::from_millis(10));
+    let mut since_stats = Duration::ZERO;
+    loop {
+        if watch.wait(step) {
+            let line = serde_json::to_string(&Event::<()> {
+                typ: "oom",
+                id,
+                data: None,
+            })
+            .unwrap_or_default();
+            writeln!(out, "{line}").map_err(|e| Error::io("events: write", e))?;
+            out.flush().map_err(|e| Error::io("events: write", e))?;
+        }
+        since_stats += step;
+        if since_stats >= interval {
+            since_stats = Duration::ZERO;
+            writeln!(out, "{}", stats_event(id, &cg.stats())).map_err(|e| Error::io("events: write", e))?;
+            out.flush().map_err(|e| Error::io("events: write", e))?;
+        }
+        match load(root, id) {
+            Ok(c) if matches!(c.status, Status::Created | Status::Running | Status::Paused) => {}
+            _ => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! Placing a container in cgroups and driving them: find the hierarchies (v1, hybrid or pure
+//! v2), make the container's directory in each, apply `linux.resources` through the v1 or v2
+//! backend (the only place the two differ), freeze, read statistics, watch for OOM kills,
+//! list and signal processes, and remove the directories on delete.
+
+pub mod ebpf;
+mod fs;
+pub mod stats;
+mod v1;
+pub mod v2;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxResources};
+
+use crate::error::Context;
+use crate::{Error, Result};
+
+/// One mounted cgroup hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// Where it is mounted.
+    pub mountpoint: PathBuf,
+    /// The cgroup path that the mount shows as its root (not "/" inside a cgroup namespace).
+    pub root: String,
+    /// v1 controllers (e.g. ["cpu", "cpuacct"], or ["name=systemd"]); empty for cgroup2.
+    pub controllers: Vec<String>,
+}
+
+impl Hierarchy {
+    pub fn is_v2(&self) -> bool {
+        self.controllers.is_empty()
+    }
+}
+
+/// Parse /proc/self/mountinfo text into the cgroup hierarchies, first mount of each wins.
+pub fn hierarchies_from(mountinfo: &str) -> Vec<Hierarchy> {
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        let controllers = match post[0] {
+            "cgroup2" => vec![],
+            "cgroup" => post[2]
+                .split(',')
+                .filter(|o| {
+                    !matches!(
+                        *o,
+                        "rw" | "ro" | "nosuid" | "nodev" | "noexec" | "relatime" | "clone_children" | "xattr"
+                    ) && !o.starts_with("release_agent=")
+                })
+                .map(String::from)
+                .collect(),
+            _ => continue,
+        };
+        let h = Hierarchy {
+            mountpoint: unescape(pre[4]).into(),
+            root: unescape(pre[3]),
+            controllers,
+        };
+        if !out.iter().any(|o| o.controllers == h.controllers) {
+            out.push(h);
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// The caller's cgroup in the hierarchy with `controllers`, from /proc/self/cgroup text.
+pub fn own_path(proc_cgroup: &str, controllers: &[String]) -> Option<String> {
+    proc_cgroup.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+        let mine: Vec<&str> = if ctrl.is_empty() {
+            vec![]
+        } else {
+            ctrl.split(',').collect()
+        };
+        let mut want: Vec<&str> = controllers.iter().map(String::as_str).collect();
+        let mut have = mine.clone();
+        want.sort_unstable();
+        have.sort_unstable();
+        (want == have).then(|| path.to_string())
+    })
+}
+
+/// The directory for cgroup path `cg` (absolute, as in /proc/self/cgroup) in `h`.
+fn dir_in(h: &Hierarchy, cg: &str) -> PathBuf {
+    let rel = cg.strip_prefix(h.root.trim_end_matches('/')).unwrap_or(cg);
+    h.mountpoint.join(rel.trim_start_matches('/'))
+}
+
+/// Where the container's cgroup goes in each hierarchy. Absolute `cgroups_path` is used as
+/// given; relative (or none: `wrun/<id>`) goes under the caller's own cgroup, as runc does.
+pub fn plan_dirs(hs: &[Hierarchy], proc_cgroup: &str, cgroups_path: Option<&Path>, id: &str) -> Vec<PathBuf> {
+    let default = PathBuf::from(format!("wrun/{id}"));
+    let p = cgroups_path.unwrap_or(&default);
+    hs.iter()
+        .map(|h| {
+            if p.is_absolute() {
+                dir_in(h, &p.to_string_lossy())
+            } else {
+                let own = own_path(proc_cgroup, &h.controllers).unwrap_or_else(|| "/".into());
+                dir_in(h, &own).join(p)
+            }
+        })
+        .collect()
+}
+
+/// Plan this host's directories for a container.
+pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Vec<PathBuf>> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo".into())?;
+    let pc = std::fs::read_to_string("/proc/self/cgroup").ctx(|| "read /proc/self/cgroup".into())?;
+    let hs = hierarchies_from(&mi);
+    if hs.is_empty() {
+        return Err(Error::Invalid("cgroups: no cgroup hierarchy is mounted".into()));
+    }
+    Ok(plan_dirs(&hs, &pc, cgroups_path, id))
+}
+
+/// Make the directories (and, for a v1 cpuset, give the new cgroup its parent's cpus and
+/// mems, without which no task can join; for v2, delegate the controllers down to it).
+pub fn create(dirs: &[PathBuf]) -> Result<()> {
+    let cg = Cgroup::new(dirs);
+    for d in dirs {
+        std::fs::create_dir_all(d).ctx(|| format!("create cgroup {}", d.display()))?;
+        if d.join("cpuset.cpus").exists() && !d.join("cgroup.controllers").exists() {
+            inherit_cpuset(d)?;
+        }
+    }
+    if let Some((root, dir)) = &cg.v2 {
+        v2::enable_controllers(root, dir);
+    }
+    Ok(())
+}
+
+/// A container's cgroup directories, sorted by backend: the v1 hierarchies with their
+/// controllers, and the cgroup2 directory (with its hierarchy's mountpoint) if there is one.
+#[derive(Debug, Clone, Default)]
+pub struct Cgroup {
+    pub dirs: Vec<PathBuf>,
+    v1: Vec<(Vec<String>, PathBuf)>,
+    v2: Option<(PathBuf, PathBuf)>,
+}
+
+impl Cgroup {
+    /// Classify `dirs` by this host's mounted hierarchies.
+    pub fn new(dirs: &[PathBuf]) -> Cgroup {
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        Cgroup::classify(&hierarchies_from(&mi), dirs)
+    }
+
+    pub fn classify(hs: &[Hierarchy], dirs: &[PathBuf]) -> Cgroup {
+        let mut cg = Cgroup {
+            dirs: dirs.to_vec(),
+            ..Default::default()
+        };
+        for d in dirs {
+            let Some(h) = hs
+                .iter()
+                .filter(|h| d.starts_with(&h.mountpoint))
+                .max_by_key(|h| h.mountpoint.as_os_str().len())
+            else {
+                continue;
+            };
+            if h.is_v2() {
+                cg.v2 = Some((h.mountpoint.clone(), d.clone()));
+            } else {
+                cg.v1.push((h.controllers.clone(), d.clone()));
+            }
+        }
+        cg
+    }
+
+    /// The v1 directory of `controller`, if that controller has a v1 hierarchy.
+    fn v1_dir(&self, controller: &str) -> Option<&Path> {
+        self.v1
+            .iter()
+            .find(|(c, _)| c.iter().any(|x| x == controller))
+            .map(|(_, d)| d.as_path())
+    }
+
+    fn v2_dir(&self) -> Option<&Path> {
+        self.v2.as_ref().map(|(_, d)| d.as_path())
+    }
+
+    fn missing(field: &str, controller: &str) -> Error {
+        Error::Invalid(format!(
+            "linux.resources.{field}: no {controller} controller is mounted on this host"
+        ))
+    }
+
+    /// Apply `r`. `devices` is the full device rule list (see `device_rules`). `update` turns
+    /// on the checks that only make sense for a running container (checkBeforeUpdate).
+    pub fn apply(&self, r: &LinuxResources, devices: &[LinuxDeviceCgroup], update: bool) -> Result<()> {
+        if let Some(m) = r.memory() {
+            check_memory(m)?;
+            match (self.v1_dir("memory"), self.v2_dir()) {
+                (Some(d), _) => v1::memory(d, m, update)?,
+                (None, Some(d)) => v2::memory(d, m, update)?,
+                _ => return Err(Self::missing("memory", "memory")),
+            }
+        }
+        if let Some(c) = r.cpu() {
+            check_cpuset(c)?;
+            match (self.v1_dir("cpu"), self.v2_dir()) {
+                (Some(d), _) => v1::cpu(d, c)?,
+                (None, Some(d)) => v2::cpu(d, c)?,
+                _ => return Err(Self::missing("cpu", "cpu")),
+            }
+            let cpuset_dir = self.v1_dir("cpuset").or(self.v2_dir());
+            for (file, v) in [("cpuset.cpus", c.cpus()), ("cpuset.mems", c.mems())] {
+                if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                    let d = cpuset_dir.ok_or_else(|| Self::missing("cpu.cpus", "cpuset"))?;
+                    fs::write(d, file, v)?;
+                }
+            }
+        }
+        if let Some(p) = r.pids() {
+            let d = self
+                .v1_dir("pids")
+                .or(self.v2_dir())
+                .ok_or_else(|| Self::missing("pids", "pids"))?;
+            fs::write(
+                d,
+                "pids.max",
+                if p.limit() > 0 {
+                    p.limit().to_string()
+                } else {
+                    "max".into()
+                },
+            )?;
+        }
+        if let Some(b) = r.block_io() {
+            match (self.v1_dir("blkio"), self.v2_dir()) {
+                (Some(d), _) => v1::blkio(d, b)?,
+                (None, Some(d)) => v2::io(d, b)?,
+                _ => return Err(Self::missing("blockIO", "blkio")),
+            }
+        }
+        if let Some(h) = r.hugepage_limits().as_deref().filter(|h| !h.is_empty()) {
+            match (self.v1_dir("hugetlb"), self.v2_dir()) {
+                (Some(d), _) => v1::hugetlb(d, h)?,
+                (None, Some(d)) => v2::hugetlb(d, h)?,
+                _ => return Err(Self::missing("hugepageLimits", "hugetlb")),
+            }
+        }
+        if !devices.is_empty() {
+            match (self.v1_dir("devices"), self.v2_dir()) {
+                (Some(d), _) => v1::devices(d, devices)?,
+                (None, Some(d)) => {
+                    let prog = ebpf::device_program(devices)
+                        .map_err(|e| Error::Invalid(format!("linux.resources.devices: {e}")))?;
+                    ebpf::attach(&prog, d).map_err(|e| Error::Invalid(format!("linux.resources.devices: {e}")))?;
+                }
+                _ => {}
+            }
+        }
+        if let Some(u) = r.unified().as_ref().filter(|u| !u.is_empty()) {
+            let d = self.v2_dir().ok_or_else(|| {
+                Error::Invalid(
+                    "linux.resources.unified: needs cgroup v2, and this host has no cgroup2 hierarchy".into(),
+                )
+            })?;
+            v2::unified(d, u)?;
+        }
+        Ok(())
+    }
+
+    /// Freeze (pause) or thaw (resume) every process.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        match (self.v1_dir("freezer"), self.v2_dir()) {
+            (Some(d), _) => v1::freeze(d, frozen),
+            (None, Some(d)) => v2::freeze(d, frozen),
+            _ => Err(Error::Invalid("pause: no freezer is available on this host".into())),
+        }
+    }
+
+    pub fn stats(&self) -> stats::Stats {
+        let mut s = stats::Stats::default();
+        if self.v1.is_empty() {
+            if let Some(d) = self.v2_dir() {
+                v2::stats(&mut s, d);
+            }
+        } else {
+            v1::stats(&mut s, &|c| self.v1_dir(c).map(Path::to_path_buf));
+        }
+        s
+    }
+
+    /// Start watching for OOM kills.
+    pub fn oom_watch(&self) -> Result<OomWatch> {
+        match (self.v1_dir("memory"), self.v2_dir()) {
+            (Some(d), _) => Ok(OomWatch::V1 {
+                fd: v1::oom_eventfd(d)?,
+                dir: d.to_path_buf(),
+                seen: v1::oom_kills(d),
+            }),
+            (None, Some(d)) => Ok(OomWatch::V2 {
+                dir: d.to_path_buf(),
+                seen: v2::oom_kills(d),
+            }),
+            _ => Ok(OomWatch::None),
+        }
+    }
+}
+
+/// Reports OOM kills in the container's memory cgroup.
+pub enum OomWatch {
+    /// The eventfd also fires when the cgroup goes away: the kill counter tells the two apart.
+    V1 {
+        fd: OwnedFd,
+        dir: PathBuf,
+        seen: u64,
+    },
+    V2 {
+        dir: PathBuf,
+        seen: u64,
+    },
+    None,
+}
+
+impl OomWatch {
+    /// Wait up to `timeout`; true if an OOM kill happened.
+    pub fn wait(&mut self, timeout: Duration) -> bool {
+        match self {
+            OomWatch::V1 { fd, dir, seen } => {
+                let ms = nix::poll::PollTimeout::try_from(timeout.as_millis().min(60_000) as i32)
+                    .unwrap_or(nix::poll::PollTimeout::ZERO);
+                let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+                let fired = nix::poll::poll(&mut fds, ms).unwrap_or(0) > 0;
+                if fired {
+                    let mut b = [0u8; 8];
+                    let _ = nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(fd), &mut b);
+                }
+                // The eventfd fires when the cgroup enters OOM, a moment before the kill is
+                // counted; it also fires when the cgroup is removed. The counter decides.
+                let deadline = std::time::Instant::now()
+                    + if fired {
+                        Duration::from_millis(200)
+                    } else {
+                        Duration::ZERO
+                    };
+                loop {
+                    let now = v1::oom_kills(dir);
+                    if now > *seen {
+                        *seen = now;
+                        return true;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            OomWatch::V2 { dir, seen } => {
+                let deadline = std::time::Instant::now() + timeout;
+                loop {
+                    let now = v2::oom_kills(dir);
+                    if now > *seen {
+                        *seen = now;
+                        return true;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(50).min(timeout));
+                }
+            }
+            OomWatch::None => {
+                std::thread::sleep(timeout);
+                false
+            }
+        }
+    }
+}
+
+/// Sizes are bytes or -1 (unlimited); anything below is a mistake the kernel would misread.
+fn check_memory(m: &oci_spec::runtime::LinuxMemory) -> Result<()> {
+    for (field, v) in [
+        ("limit", m.limit()),
+        ("reservation", m.reservation()),
+        ("swap", m.swap()),
+    ] {
+        if let Some(v) = v.filter(|v| *v < -1) {
+            return Err(Error::Invalid(format!(
+                "linux.resources.memory.{field} {v}: must be -1 (unlimited) or a size in bytes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How many OOM kills the container's memory cgroup has seen (0 without a memory cgroup).
+pub fn oom_kill_count(dirs: &[PathBuf]) -> u64 {
+    let cg = Cgroup::new(dirs);
+    match (cg.v1_dir("memory"), cg.v2_dir()) {
+        (Some(d), _) => v1::oom_kills(d),
+        (None, Some(d)) => v2::oom_kills(d),
+        _ => 0,
+    }
+}
+
+/// Refuse CPUs and memory nodes this host does not have, before the kernel's bare EINVAL.
+fn check_cpuset(c: &oci_spec::runtime::LinuxCpu) -> Result<()> {
+    let checks = [
+        ("cpu.cpus", c.cpus(), "/sys/devices/system/cpu/online", "CPU"),
+        ("cpu.mems", c.mems(), "/sys/devices/system/node/online", "memory node"),
+    ];
+    for (field, want, online_file, what) in checks {
+        let Some(want) = want.as_deref().filter(|w| !w.is_empty()) else {
+            continue;
+        };
+        let field = format!("linux.resources.{field}");
+        let online_text = std::fs::read_to_string(online_file).unwrap_or_else(|_| "0".into());
+        let online = crate::linux::process::parse_list(&field, online_text.trim())?;
+        for n in crate::linux::process::parse_list(&field, want)? {
+            if !online.contains(&n) {
+                return Err(Error::Invalid(format!(
+                    "{field} {want:?}: {what} {n} does not exist (online: {})",
+                    online_text.trim()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rule(allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str) -> LinuxDeviceCgroup {
+    let mut b = LinuxDeviceCgroupBuilder::default().allow(allow).typ(typ).access(access);
+    if let Some(m) = major {
+        b = b.major(m);
+    }
+    if let Some(m) = minor {
+        b = b.minor(m);
+    }
+    b.build().unwrap_or_default()
+}
+
+/// The device rules a container gets: the config's `linux.resources.devices`, then what every
+/// container needs (mknod anything; the default devices; ptys), then every `linux.devices`
+/// entry, as runc does; the last matching rule wins.
+pub fn device_rules(
+    spec_rules: &[LinuxDeviceCgroup],
+    devices: &[crate::linux::devices::Device],
+) -> Vec<LinuxDeviceCgroup> {
+    use LinuxDeviceType::{B, C};
+    let mut out = spec_rules.to_vec();
+    out.push(rule(true, C, None, None, "m"));
+    out.push(rule(true, B, None, None, "m"));
+    for (maj, min) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2)] {
+        out.push(rule(true, C, Some(maj), Some(min), "rwm"));
+    }
+    out.push(rule(true, C, Some(136), None, "rwm"));
+    for d in devices {
+        let typ = if d.kind == nix::sys::stat::SFlag::S_IFBLK { B } else { C };
+        let r = rule(true, typ, Some(d.major as i64), Some(d.minor as i64), "rwm");
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+fn inherit_cpuset(dir: &Path) -> Result<()> {
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        let cur = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        if !cur.trim().is_empty() {
+            continue;
+        }
+        if let Some(parent) = dir.parent() {
+            inherit_cpuset(parent)?;
+            let v = std::fs::read_to_string(parent.join(f)).ctx(|| format!("read {}", parent.join(f).display()))?;
+            std::fs::write(dir.join(f), v.trim()).ctx(|| format!("write {}", dir.join(f).display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Move `pid` into every directory.
+pub fn join(dirs: &[PathBuf], pid: i32) -> Result<()> {
+    for d in dirs {
+        let f = d.join("cgroup.procs");
+        std::fs::write(&f, pid.to_string()).ctx(|| format!("join cgroup {}", d.display()))?;
+    }
+    Ok(())
+}
+
+/// The pids in the container's cgroup (read from the first hierarchy that has the directory).
+pub fn pids(dirs: &[PathBuf]) -> Vec<i32> {
+    dirs.iter()
+        .find_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Send `sig` to every process in the cgroup.
+pub fn signal_all(dirs: &[PathBuf], sig: i32) -> Result<()> {
+    for pid in pids(dirs) {
+        // SAFETY: plain kill(2); ESRCH for a process that just exited is fine.
+        if unsafe { libc::kill(pid, sig) } != 0 {
+            let e = nix::errno::Errno::last();
+            if e != nix::errno::Errno::ESRCH {
+                return Err(Error::sys(format!("signal {sig} to pid {pid}"), e));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the v1 freezer or v2 cgroup.freeze says the cgroup is frozen.
+pub fn is_frozen(dirs: &[PathBuf]) -> bool {
+    dirs.iter().any(|d| {
+        std::fs::read_to_string(d.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
+            || std::fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+    })
+}
+
+/// Remove the directories, killing what is left and retrying while the kernel still says
+/// busy (a process that was just killed leaves its cgroup a moment later).
+pub fn remove(dirs: &[PathBuf]) -> Result<()> {
+    if !pids(dirs).is_empty() {
+        signal_all(dirs, libc::SIGKILL)?;
+    }
+    for d in dirs {
+        let mut delay = Duration::from_millis(1);
+        loop {
+            match std::fs::remove_dir(d) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && delay < Duration::from_secs(2) => {
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+                Err(e) => return Err(Error::io(format!("remove cgroup {}", d.display()), e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+30 24 0:26 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
+31 24 0:27 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,memory
+32 24 0:28 / /sys/fs/cgroup/cpu rw,nosuid,nodev,noexec,relatime shared:12 - cgroup cgroup rw,cpu
+33 24 0:29 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+40 24 0:22 / /proc rw - proc proc rw";
+    const PROC_CGROUP: &str = "9:name=systemd:/\n4:memory:/process_api/abc\n1:cpu:/\n0::/\n";
+
+    #[test]
+    fn hybrid_mountinfo_yields_v1_and_unified_hierarchies() {
+        let hs = hierarchies_from(HYBRID);
+        assert_eq!(hs.len(), 4);
+        assert!(hs[0].is_v2());
+        assert_eq!(hs[1].controllers, vec!["memory"]);
+        assert_eq!(hs[3].controllers, vec!["name=systemd"]);
+    }
+
+    #[test]
+    fn relative_paths_go_under_the_callers_cgroup_and_absolute_ones_are_used_as_given() {
+        let hs = hierarchies_from(HYBRID);
+        let dirs = plan_dirs(&hs, PROC_CGROUP, None, "c1");
+        assert_eq!(dirs[0], PathBuf::from("/sys/fs/cgroup/unified/wrun/c1"));
+        assert_eq!(dirs[1], PathBuf::from("/sys/fs/cgroup/memory/process_api/abc/wrun/c1"));
+        assert_eq!(dirs[2], PathBuf::from("/sys/fs/cgroup/cpu/wrun/c1"));
+        let abs = plan_dirs(&hs, PROC_CGROUP, Some(Path::new("/mine/c1")), "c1");
+        assert_eq!(abs[1], PathBuf::from("/sys/fs/cgroup/memory/mine/c1"));
+    }
+
+    #[test]
+    fn a_hierarchy_mounted_below_its_root_maps_paths_relative_to_that_root() {
+        let h = Hierarchy {
+            mountpoint: "/sys/fs/cgroup".into(),
+            root: "/ctr".into(),
+            controllers: vec![],
+        };
+        assert_eq!(dir_in(&h, "/ctr/sub"), PathBuf::from("/sys/fs/cgroup/sub"));
+    }
+}
