@@ -270,6 +270,29 @@ impl Cgroup {
                 _ => {}
             }
         }
+        if let Some(n) = r.network() {
+            let d = self.v1_dir("net_cls").or(self.v1_dir("net_prio"));
+            let d = d.ok_or_else(|| Self::missing("network", "net_cls/net_prio"))?;
+            if let Some(id) = n.class_id() {
+                fs::write(d, "net_cls.classid", id.to_string())?;
+            }
+            for p in n.priorities().as_deref().unwrap_or_default() {
+                fs::write(d, "net_prio.ifpriomap", format!("{} {}", p.name(), p.priority()))?;
+            }
+        }
+        if r.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
+            let d = self.v1_dir("rdma").or(self.v2_dir()).ok_or_else(|| Self::missing("rdma", "rdma"))?;
+            for (dev, l) in r.rdma().as_ref().into_iter().flatten() {
+                let mut v = dev.clone();
+                if let Some(h) = l.hca_handles() {
+                    v += &format!(" hca_handle={h}");
+                }
+                if let Some(o) = l.hca_objects() {
+                    v += &format!(" hca_object={o}");
+                }
+                fs::write(d, "rdma.max", v)?;
+            }
+        }
         if let Some(u) = r.unified().as_ref().filter(|u| !u.is_empty()) {
             let d = self.v2_dir().ok_or_else(|| {
                 Error::Invalid(
