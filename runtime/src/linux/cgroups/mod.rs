@@ -281,7 +281,10 @@ impl Cgroup {
             }
         }
         if r.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
-            let d = self.v1_dir("rdma").or(self.v2_dir()).ok_or_else(|| Self::missing("rdma", "rdma"))?;
+            let d = self
+                .v1_dir("rdma")
+                .or(self.v2_dir())
+                .ok_or_else(|| Self::missing("rdma", "rdma"))?;
             for (dev, l) in r.rdma().as_ref().into_iter().flatten() {
                 let mut v = dev.clone();
                 if let Some(h) = l.hca_handles() {
