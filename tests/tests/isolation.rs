@@ -318,7 +318,6 @@ fn no_new_privileges_is_set() {
 }
 
 #[test]
-#[ignore = "capabilities are applied by issue #4; un-ignore it there"]
 fn capabilities_are_limited_to_the_configured_set() {
     let mut b = Bundle::busybox();
     let rt = Runtime::new();

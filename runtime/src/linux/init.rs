@@ -59,7 +59,7 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     process::apply_scheduling(&plan.process)?;
     process::apply_rlimits(&plan.process)?;
     process::enter_cwd(&plan.process)?;
-    process::switch_user(&plan.process, true)?;
+    process::switch_user_with_capabilities(&plan.process)?;
     let workload = Workload::Native {
         program: process::find_program(&plan.process)?,
     };

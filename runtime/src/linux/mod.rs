@@ -1,6 +1,7 @@
 //! Linux mechanics of a container: namespaces, the rootfs, process attributes, the console
 //! and cgroups. Each file owns one kernel concern; `init` runs them in order.
 
+pub mod capabilities;
 pub mod cgroups;
 pub mod console;
 pub mod devices;

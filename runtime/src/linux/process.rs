@@ -42,6 +42,8 @@ pub struct ProcessPlan {
     pub affinity_final: Option<CpuSet>,
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
+    /// `None` when the config has no `process.capabilities` (then nothing is changed).
+    pub capabilities: Option<super::capabilities::CapPlan>,
 }
 
 fn bad(field: &str, why: impl std::fmt::Display) -> Error {
@@ -85,6 +87,9 @@ impl ProcessPlan {
             console_size: process.console_size().map(|b| (b.height() as u16, b.width() as u16)),
             ..Default::default()
         };
+        if let Some(c) = process.capabilities() {
+            p.capabilities = Some(super::capabilities::plan(c, &super::capabilities::supported())?);
+        }
         for r in process.rlimits().as_deref().unwrap_or_default() {
             let (name, res) = rlimit(r.typ());
             if r.soft() > r.hard() {
@@ -383,6 +388,22 @@ pub fn apply_rlimits(p: &ProcessPlan) -> Result<()> {
                 std::io::Error::last_os_error(),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Narrow the bounding set, switch to the configured user keeping the permitted set, then set
+/// the capability sets: the order the kernel allows.
+pub fn switch_user_with_capabilities(p: &ProcessPlan) -> Result<()> {
+    use super::capabilities as caps;
+    if let Some(c) = &p.capabilities {
+        caps::narrow_bounding(c)?;
+        caps::keep_across_setuid(true)?;
+    }
+    switch_user(p, true)?;
+    if let Some(c) = &p.capabilities {
+        caps::keep_across_setuid(false)?;
+        caps::apply(c)?;
     }
     Ok(())
 }
