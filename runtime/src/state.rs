@@ -35,6 +35,9 @@ pub struct Record {
     /// Cgroup directories the container was placed in, one per hierarchy.
     #[serde(default)]
     pub cgroup_dirs: Vec<PathBuf>,
+    /// The config's hooks, for poststart (at start) and poststop (at delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,23 @@ impl Status {
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl Record {
+    /// The OCI state with `status`, for hooks and `wrun state`.
+    pub fn oci_state(&self, status: Status) -> OciState<'_> {
+        OciState {
+            oci_version: &self.oci_version,
+            id: &self.id,
+            pid: if status == Status::Stopped { 0 } else { self.pid },
+            status: status.as_str(),
+            bundle: &self.bundle,
+            rootfs: &self.rootfs,
+            created: &self.created,
+            owner: &self.owner,
+            annotations: &self.annotations,
+        }
     }
 }
 

@@ -82,3 +82,106 @@ fn a_non_root_user_cannot_read_a_root_only_file() {
         "denied"
     );
 }
+
+/// A hook that appends its name and the status it was given to `log`.
+fn logging_hook(name: &str, log: &str) -> serde_json::Value {
+    let script = format!("s=$(cat); st=${{s#*\\\"status\\\":\\\"}}; echo \"{name} ${{st%%\\\"*}}\" >> {log}");
+    json!({"path": "/bin/sh", "args": ["sh", "-c", script]})
+}
+
+#[test]
+fn every_hook_runs_once_in_order_with_the_right_state() {
+    let dir = TempDir::new("hooks");
+    let host_log = dir.join("log");
+    let host = host_log.to_str().unwrap().to_string();
+    let mut b = Bundle::busybox();
+    b.bind(dir.path(), "/hooks", &[])
+        .sh("sleep 0.3; echo process >> /hooks/log");
+    b.with_config(|c| {
+        c["hooks"] = json!({
+            "prestart": [logging_hook("prestart", &host)],
+            "createRuntime": [logging_hook("createRuntime", &host)],
+            "createContainer": [logging_hook("createContainer", &host)],
+            // Runs inside the container, after pivot_root: the container's paths.
+            "startContainer": [logging_hook("startContainer", "/hooks/log")],
+            "poststart": [logging_hook("poststart", &host)],
+            "poststop": [logging_hook("poststop", &host)],
+        });
+    });
+    let rt = Runtime::new();
+    let id = rt.id("hooks");
+    rt.create_ok(&id, &b);
+    let after_create = std::fs::read_to_string(&host_log).unwrap_or_default();
+    assert_eq!(
+        after_create,
+        "prestart creating\ncreateRuntime creating\ncreateContainer creating\n"
+    );
+    assert_ok(&rt.start(&id), "start");
+    assert!(wait_until(std::time::Duration::from_secs(10), || rt
+        .status(&id)
+        .as_deref()
+        == Some("stopped")));
+    assert_ok(&rt.delete(&id), "delete");
+    let log = std::fs::read_to_string(&host_log).unwrap();
+    let want = "prestart creating\ncreateRuntime creating\ncreateContainer creating\nstartContainer created\n\
+                poststart running\nprocess\npoststop stopped\n";
+    assert_eq!(log, want);
+}
+
+#[test]
+fn a_failing_create_runtime_hook_fails_create_and_leaves_nothing() {
+    let mut b = Bundle::busybox();
+    b.args(&["true"]);
+    b.with_config(|c| {
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}]});
+    });
+    let rt = Runtime::new();
+    let id = rt.id("badhook");
+    let o = rt.create(&id, &b);
+    assert_fails(&o, "create");
+    assert_one_line_error(&o, &["createRuntime", "nope"]);
+    assert_clean(rt.root(), &id, b.path());
+}
+
+#[test]
+fn a_failing_start_container_hook_fails_start_and_the_process_never_runs() {
+    let dir = TempDir::new("hookfail");
+    let mut b = Bundle::busybox();
+    b.bind(dir.path(), "/out", &[]).sh("touch /out/ran");
+    b.with_config(|c| {
+        c["hooks"] = json!({"startContainer": [{"path": "/bin/false"}]});
+    });
+    let rt = Runtime::new();
+    let id = rt.id("hookstart");
+    rt.create_ok(&id, &b);
+    let o = rt.start(&id);
+    assert_fails(&o, "start");
+    assert_one_line_error(&o, &["startContainer"]);
+    assert!(
+        !dir.join("ran").exists(),
+        "the process ran although startContainer failed"
+    );
+}
+
+#[test]
+fn a_failing_poststart_hook_only_warns() {
+    let mut b = Bundle::busybox();
+    b.args(&["true"]);
+    b.with_config(|c| c["hooks"] = json!({"poststart": [{"path": "/bin/false"}]}));
+    let rt = Runtime::new();
+    let o = rt.run(&rt.id("poststart"), &b);
+    assert_ok(&o, "run");
+    assert!(stderr(&o).contains("poststart"), "{}", show(&o));
+}
+
+#[test]
+fn a_relative_hook_path_is_refused() {
+    let mut b = Bundle::busybox();
+    b.with_config(|c| c["hooks"] = json!({"prestart": [{"path": "bin/true"}]}));
+    let rt = Runtime::new();
+    let id = rt.id("relhook");
+    let o = rt.create(&id, &b);
+    assert_fails(&o, "create");
+    assert_one_line_error(&o, &["hooks.prestart[0]", "absolute"]);
+    assert_clean(rt.root(), &id, b.path());
+}

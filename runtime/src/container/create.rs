@@ -9,12 +9,13 @@ use std::time::SystemTime;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
+use super::hooks::{self, Kind};
 use crate::error::Context;
-use crate::linux::init::{self, Gate, InitPlan};
+use crate::linux::init::{self, Gate, InitHooks, InitPlan};
 use crate::linux::sync::{self, Msg, SyncSocket};
 use crate::linux::{cgroups, idmap, namespaces, netdev, process::ProcessPlan, rootfs};
 use crate::spec::{self, Bundle};
-use crate::state::{self, Record, StateDir};
+use crate::state::{self, Record, StateDir, Status};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Default)]
@@ -89,6 +90,22 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     let cgroup_dirs = cgroups::plan(linux.cgroups_path().as_deref(), &opts.id)?;
     rootfs.cgroup_v2_only = cgroup_dirs.len() == 1 && cgroup_dirs[0].starts_with("/sys/fs/cgroup") && is_v2_root();
     rootfs.cgroup_dirs = cgroup_names(&cgroup_dirs);
+    if let Some(h) = spec.hooks() {
+        hooks::validate(h)?;
+    }
+    let annotations: std::collections::BTreeMap<String, String> =
+        spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    let init_hooks = InitHooks {
+        hooks: spec.hooks().clone(),
+        runtime_side: spec
+            .hooks()
+            .as_ref()
+            .is_some_and(|h| !Kind::Prestart.of(h).is_empty() || !Kind::CreateRuntime.of(h).is_empty()),
+        oci_version: spec.version().clone(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        annotations: annotations.clone(),
+    };
     let join_fds = namespaces::open_join_fds(&ns)?;
     if process.terminal && opts.console_socket.is_none() {
         return Err(Error::Invalid(
@@ -151,6 +168,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         gate,
         new_keyring: !opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
+        hooks: init_hooks,
     };
     let (parent, child) = sync::pair()?;
     let pid = namespaces::spawn(&plan.ns, &join_fds, &parent, &child, |s| init::container_init(&plan, s))?;
@@ -164,25 +182,40 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         netdev::move_to(name, pid, new_name.as_deref())?;
     }
     parent.send(&Msg::Go)?;
-    parent
-        .expect(Msg::Ready)
-        .map_err(|e| explain_setup_failure(e, linux, &cgroup_dirs))?;
-
-    let start_time = state::proc_stat(pid)
-        .map(|(_, t)| t)
-        .ok_or_else(|| Error::Init("the init exited during setup".into()))?;
-    let rec = Record {
+    let mut rec = Record {
         oci_version: spec.version().clone(),
         id: opts.id.clone(),
         pid,
-        pid_start_time: start_time,
+        pid_start_time: 0,
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
         created: crate::timefmt::rfc3339(SystemTime::now()),
         owner: owner(),
-        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        annotations,
         cgroup_dirs: cgroup_dirs.clone(),
+        hooks: spec.hooks().clone(),
     };
+    loop {
+        match parent.recv()? {
+            Some(Msg::Ready) => break,
+            Some(Msg::RunHooks) => {
+                let state = rec.oci_state(Status::Creating);
+                hooks::run(Kind::Prestart, rec.hooks.as_ref(), &state)?;
+                hooks::run(Kind::CreateRuntime, rec.hooks.as_ref(), &state)?;
+                parent.send(&Msg::Go)?;
+            }
+            Some(Msg::Failed(e)) => return Err(explain_setup_failure(Error::Init(e), linux, &cgroup_dirs)),
+            Some(m) => return Err(Error::Init(format!("unexpected {m:?} during setup"))),
+            None => {
+                let e = Error::Init("the init exited during setup".into());
+                return Err(explain_setup_failure(e, linux, &cgroup_dirs));
+            }
+        }
+    }
+
+    rec.pid_start_time = state::proc_stat(pid)
+        .map(|(_, t)| t)
+        .ok_or_else(|| Error::Init("the init exited during setup".into()))?;
     dir.write(&rec)?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid)?;

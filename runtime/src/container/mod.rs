@@ -3,6 +3,7 @@
 //! wrong moment is a clear error rather than a half-done action.
 
 mod create;
+pub mod hooks;
 mod ops;
 mod resources;
 

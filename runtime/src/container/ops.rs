@@ -12,8 +12,10 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::create::{create, CreateOptions, Created, StartMode};
+use super::hooks::{self, Kind};
 use crate::error::Context;
 use crate::linux::cgroups;
+use crate::linux::sync::Msg;
 use crate::state::{self, OciState, Record, StateDir, Status};
 use crate::{Error, Result};
 
@@ -26,18 +28,7 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn oci_state(&self) -> Option<OciState<'_>> {
-        let r = self.rec.as_ref()?;
-        Some(OciState {
-            oci_version: &r.oci_version,
-            id: &r.id,
-            pid: if self.status == Status::Stopped { 0 } else { r.pid },
-            status: self.status.as_str(),
-            bundle: &r.bundle,
-            rootfs: &r.rootfs,
-            created: &r.created,
-            owner: &r.owner,
-            annotations: &r.annotations,
-        })
+        self.rec.as_ref().map(|r| r.oci_state(self.status))
     }
 
     fn wrong(&self, why: &'static str) -> Error {
@@ -84,28 +75,54 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     // SAFETY: new fd we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let pfd = pidfd(rec.pid).ok_or_else(|| c.wrong("its init process is gone"))?;
+    let reply = read_start_reply(&fd, &pfd);
+    std::fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))?;
+    match reply {
+        Some(r) if r.first() == Some(&b'0') => {
+            hooks::run_warn(Kind::Poststart, rec.hooks.as_ref(), &rec.oci_state(Status::Running));
+            Ok(())
+        }
+        Some(r) if !r.is_empty() => Err(Error::Init(String::from_utf8_lossy(&r[1..]).into_owned())),
+        _ => Err(Error::Init(format!(
+            "container {id}: the init exited before it could be started"
+        ))),
+    }
+}
+
+/// Opening the fifo released the init; it runs the startContainer hooks, writes "0" (or "1"
+/// and the error), then execs, which closes its end. Returns what it wrote once that end is
+/// closed (so poststart runs after the user process is started), or `None` if the init died
+/// without writing.
+fn read_start_reply(fifo: &OwnedFd, init: &OwnedFd) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
     loop {
         let mut fds = [
-            PollFd::new(fd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(pfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+            PollFd::new(init.as_fd(), PollFlags::POLLIN),
         ];
         match nix::poll::poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
-            r => r.ctx(|| "wait for the container init".into())?,
-        };
-        if fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
-            let mut b = [0u8; 1];
-            if nix::unistd::read(fd.as_raw_fd(), &mut b) == Ok(1) {
-                break;
-            }
+            Err(_) => return None,
+            Ok(_) => {}
         }
-        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-            return Err(Error::Init(format!(
-                "container {id}: the init exited before it could be started"
-            )));
+        let fifo_ev = fds[0].revents().unwrap_or(PollFlags::empty());
+        if fifo_ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP) {
+            let mut b = [0u8; 4096];
+            match nix::unistd::read(fifo.as_raw_fd(), &mut b) {
+                Ok(0) => return Some(got),
+                Ok(n) => got.extend_from_slice(&b[..n]),
+                Err(nix::errno::Errno::EAGAIN) => {}
+                Err(_) => return Some(got),
+            }
+        } else if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            // The init is gone; whatever it wrote is in the fifo already.
+            let mut b = [0u8; 4096];
+            if let Ok(n) = nix::unistd::read(fifo.as_raw_fd(), &mut b) {
+                got.extend_from_slice(&b[..n]);
+            }
+            return (!got.is_empty()).then_some(got);
         }
     }
-    std::fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))
 }
 
 /// `kill`: signal the init, or with `all` every process in the container's cgroup.
@@ -181,7 +198,11 @@ fn destroy(c: &Loaded) -> Result<()> {
     if let Some(rec) = &c.rec {
         cgroups::remove(&rec.cgroup_dirs)?;
     }
-    c.dir.remove()
+    c.dir.remove()?;
+    if let Some(rec) = &c.rec {
+        hooks::run_warn(Kind::Poststop, rec.hooks.as_ref(), &rec.oci_state(Status::Stopped));
+    }
+    Ok(())
 }
 
 /// States of every container under `root`.
@@ -221,6 +242,14 @@ fn run_created(
 ) -> Result<i32> {
     let proxy = console.map(|l| l.accept_master()).transpose()?;
     created.start()?;
+    // The init runs the startContainer hooks, says so, then execs (closing its end).
+    created.sock.expect(Msg::Started)?;
+    while created.sock.recv()?.is_some() {}
+    hooks::run_warn(
+        Kind::Poststart,
+        created.rec.hooks.as_ref(),
+        &created.rec.oci_state(Status::Running),
+    );
     if detach {
         return Ok(0);
     }

@@ -13,6 +13,7 @@ use super::namespaces::NsPlan;
 use super::process::{self, ProcessPlan};
 use super::rootfs::{self, RootfsPlan};
 use super::sync::{Msg, SyncSocket};
+use crate::container::hooks::Kind;
 use crate::error::Context;
 use crate::state::EXEC_FIFO;
 use crate::workload::Workload;
@@ -41,6 +42,37 @@ pub struct InitPlan {
     pub gate: Gate,
     pub new_keyring: bool,
     pub preserve_fds: i32,
+    pub hooks: InitHooks,
+}
+
+/// What the init needs to run its hooks (createContainer, startContainer) and to ask the
+/// parent to run the runtime-side ones (prestart, createRuntime) at the right moment.
+#[derive(Debug, Default)]
+pub struct InitHooks {
+    pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// The parent has prestart/createRuntime hooks to run before pivot_root.
+    pub runtime_side: bool,
+    pub oci_version: String,
+    pub bundle: std::path::PathBuf,
+    pub rootfs: std::path::PathBuf,
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+impl InitHooks {
+    fn run(&self, kind: Kind, id: &str, pid: i32, status: &'static str) -> Result<()> {
+        let state = crate::state::OciState {
+            oci_version: &self.oci_version,
+            id,
+            pid,
+            status,
+            bundle: &self.bundle,
+            rootfs: &self.rootfs,
+            created: "",
+            owner: "",
+            annotations: &self.annotations,
+        };
+        crate::container::hooks::run(kind, self.hooks.as_ref(), &state)
+    }
 }
 
 /// Run in the cloned child. Returns only with an error, which the caller reports.
@@ -51,7 +83,9 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     join_session_keyring(plan);
     process::apply_oom_score_adj(&plan.process)?;
+    let host_pid = host_pid()?;
     rootfs::prepare(&plan.rootfs, &plan.idmapped_trees)?;
+    run_create_hooks(plan, sock, host_pid)?;
     rootfs::pivot(&plan.rootfs)?;
     setup_console(plan)?;
     process::apply_identity(&plan.process)?;
@@ -68,9 +102,35 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     process::set_no_new_privs(&plan.process)?;
     // Capabilities and seccomp are applied here, last before the wait (issue #4).
     sock.send(&Msg::Ready)?;
-    wait_for_start(&plan.gate, sock)?;
+    let ack = wait_for_start(&plan.gate, sock)?;
+    let started = plan.hooks.run(Kind::StartContainer, &plan.id, host_pid, "created");
+    ack.report(sock, &started)?;
+    started?;
     apply_final_affinity(&plan.process)?;
+    // Whoever waits for our end of the setup socket to close (`run`, before poststart) must
+    // not wait for a workload that runs in this process instead of exec'ing.
+    // SAFETY: the socket is not used after this point; close-on-exec would close it anyway.
+    unsafe { libc::close(sock.0.as_raw_fd()) };
     workload.run(&plan.process)
+}
+
+/// Our pid as the host sees it: /proc is still the host's here, and its `self` link names
+/// us in the host's pid namespace.
+fn host_pid() -> Result<i32> {
+    let link = std::fs::read_link("/proc/self").ctx(|| "readlink /proc/self".into())?;
+    link.to_string_lossy()
+        .parse()
+        .map_err(|_| Error::Init(format!("/proc/self is {}", link.display())))
+}
+
+/// Between the mounts and pivot_root: the parent runs prestart and createRuntime in the
+/// runtime's namespaces, then we run createContainer in the container's.
+fn run_create_hooks(plan: &InitPlan, sock: &SyncSocket, host_pid: i32) -> Result<()> {
+    if plan.hooks.runtime_side {
+        sock.send(&Msg::RunHooks)?;
+        sock.expect(Msg::Go)?;
+    }
+    plan.hooks.run(Kind::CreateContainer, &plan.id, host_pid, "creating")
 }
 
 fn become_root_in_user_ns(ns: &NsPlan) -> Result<()> {
@@ -138,9 +198,32 @@ fn reset_signals() {
     );
 }
 
-fn wait_for_start(gate: &Gate, sock: &SyncSocket) -> Result<()> {
+/// The open line back to whoever started us, to say whether startContainer hooks passed.
+enum Ack {
+    /// The exec fifo's write end (close-on-exec: `start` sees EOF once we exec).
+    Fifo(std::os::fd::OwnedFd),
+    Socket,
+}
+
+impl Ack {
+    fn report(self, sock: &SyncSocket, r: &Result<()>) -> Result<()> {
+        match (self, r) {
+            (Ack::Fifo(fd), Ok(())) => nix::unistd::write(&fd, b"0").ctx(|| "write exec fifo".into()).map(drop),
+            (Ack::Fifo(fd), Err(e)) => {
+                let msg = format!("1{e}");
+                nix::unistd::write(&fd, msg.as_bytes())
+                    .ctx(|| "write exec fifo".into())
+                    .map(drop)
+            }
+            (Ack::Socket, Ok(())) => sock.send(&Msg::Started),
+            (Ack::Socket, Err(e)) => sock.send(&Msg::Failed(e.to_string())),
+        }
+    }
+}
+
+fn wait_for_start(gate: &Gate, sock: &SyncSocket) -> Result<Ack> {
     match gate {
-        Gate::Socket => sock.expect(Msg::Start),
+        Gate::Socket => sock.expect(Msg::Start).map(|()| Ack::Socket),
         Gate::Fifo(dir) => {
             let fd = nix::fcntl::openat(
                 Some(dir.as_raw_fd()),
@@ -149,9 +232,8 @@ fn wait_for_start(gate: &Gate, sock: &SyncSocket) -> Result<()> {
                 Mode::empty(),
             )
             .ctx(|| "open exec fifo".into())?;
-            let r = nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, b"0");
-            let _ = nix::unistd::close(fd);
-            r.ctx(|| "write exec fifo".into()).map(drop)
+            // SAFETY: openat returned a new fd that we own.
+            Ok(Ack::Fifo(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
         }
     }
 }

@@ -24,6 +24,10 @@ pub enum Msg {
     Failed(String),
     /// parent → child (`run`): start now, no exec fifo involved.
     Start,
+    /// child → parent: the mounts are done; run the prestart and createRuntime hooks now.
+    RunHooks,
+    /// child → parent (`run`): startContainer hooks done; the user process is next.
+    Started,
 }
 
 pub struct SyncSocket(pub OwnedFd);
@@ -51,6 +55,8 @@ impl SyncSocket {
                 buf.extend_from_slice(s.as_bytes());
             }
             Msg::Start => buf.push(b'S'),
+            Msg::RunHooks => buf.push(b'H'),
+            Msg::Started => buf.push(b'T'),
         }
         nix::unistd::write(&self.0, &buf)
             .ctx(|| "setup socket: write".into())
@@ -77,6 +83,8 @@ impl SyncSocket {
             b'R' => Msg::Ready,
             b'E' => Msg::Failed(String::from_utf8_lossy(body).into_owned()),
             b'S' => Msg::Start,
+            b'H' => Msg::RunHooks,
+            b'T' => Msg::Started,
             t => return Err(Error::Init(format!("unexpected setup message {t:#x}"))),
         }))
     }
