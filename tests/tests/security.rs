@@ -185,3 +185,49 @@ fn a_relative_hook_path_is_refused() {
     assert_one_line_error(&o, &["hooks.prestart[0]", "absolute"]);
     assert_clean(rt.root(), &id, b.path());
 }
+
+fn mkdir_filter(nnp: bool) -> Bundle {
+    let mut b = Bundle::busybox();
+    b.with_config(|c| {
+        c["process"]["noNewPrivileges"] = json!(nnp);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 122},
+                {"names": ["a_syscall_that_does_not_exist"], "action": "SCMP_ACT_KILL"}
+            ]
+        });
+    });
+    b
+}
+
+#[test]
+fn a_seccomp_rule_makes_mkdir_fail_with_the_configured_errno() {
+    let rt = Runtime::new();
+    for nnp in [true, false] {
+        let mut b = mkdir_filter(nnp);
+        let out = rt.run_sh(&mut b, "mkdir /tmp/d 2>&1; echo ok");
+        // errno 122 is EDQUOT.
+        assert!(
+            out.contains("quota") && out.contains("ok"),
+            "noNewPrivileges={nnp}: {out}"
+        );
+        assert!(out.contains("ok"));
+    }
+}
+
+#[test]
+fn a_seccomp_profile_with_notify_is_refused_and_leaves_nothing() {
+    let mut b = Bundle::busybox();
+    b.with_config(|c| {
+        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]});
+    });
+    let rt = Runtime::new();
+    let id = rt.id("notify");
+    let o = rt.create(&id, &b);
+    assert_fails(&o, "create");
+    assert_one_line_error(&o, &["seccomp", "SCMP_ACT_NOTIFY"]);
+    assert_clean(rt.root(), &id, b.path());
+}

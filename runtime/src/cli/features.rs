@@ -6,15 +6,23 @@ pub fn features() -> serde_json::Value {
     json!({
         "ociVersionMin": wrun::spec::OCI_VERSION_MIN,
         "ociVersionMax": wrun::spec::OCI_VERSION_MAX,
-        // Hooks are issue #4: none are run yet, so none are claimed.
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": wrun::linux::mountopts::known_options(),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
-            // Capabilities are issue #4: not applied yet, so none are claimed.
-            "capabilities": [],
+            "capabilities": capabilities(),
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
-            "seccomp": {"enabled": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+                            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
+                              "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+                "archs": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"],
+                // Seccomp user notification (SCMP_ACT_NOTIFY, listenerPath) is refused.
+                "knownFlags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"],
+                "supportedFlags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"]
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
@@ -30,6 +38,13 @@ pub fn features() -> serde_json::Value {
             "run.oci.handler": "native"
         }
     })
+}
+
+/// Every capability this runtime can name (the kernel's own list decides what is applied).
+fn capabilities() -> Vec<String> {
+    let mut v: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+    v.sort();
+    v
 }
 
 pub fn run() -> anyhow::Result<()> {

@@ -106,6 +106,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         rootfs: bundle.rootfs.clone(),
         annotations: annotations.clone(),
     };
+    let seccomp = linux.seccomp().as_ref().map(crate::linux::seccomp::build).transpose()?;
     let join_fds = namespaces::open_join_fds(&ns)?;
     if process.terminal && opts.console_socket.is_none() {
         return Err(Error::Invalid(
@@ -169,6 +170,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         new_keyring: !opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
         hooks: init_hooks,
+        seccomp,
     };
     let (parent, child) = sync::pair()?;
     let pid = namespaces::spawn(&plan.ns, &join_fds, &parent, &child, |s| init::container_init(&plan, s))?;

@@ -43,6 +43,7 @@ pub struct InitPlan {
     pub new_keyring: bool,
     pub preserve_fds: i32,
     pub hooks: InitHooks,
+    pub seccomp: Option<super::seccomp::Filter>,
 }
 
 /// What the init needs to run its hooks (createContainer, startContainer) and to ask the
@@ -93,6 +94,10 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     process::apply_scheduling(&plan.process)?;
     process::apply_rlimits(&plan.process)?;
     process::enter_cwd(&plan.process)?;
+    if !plan.process.no_new_privs {
+        // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before it is dropped.
+        load_seccomp(plan)?;
+    }
     process::switch_user_with_capabilities(&plan.process)?;
     let workload = Workload::Native {
         program: process::find_program(&plan.process)?,
@@ -100,13 +105,15 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     mark_fds_cloexec(plan.preserve_fds)?;
     reset_signals();
     process::set_no_new_privs(&plan.process)?;
-    // Capabilities and seccomp are applied here, last before the wait (issue #4).
     sock.send(&Msg::Ready)?;
     let ack = wait_for_start(&plan.gate, sock)?;
     let started = plan.hooks.run(Kind::StartContainer, &plan.id, host_pid, "created");
     ack.report(sock, &started)?;
     started?;
     apply_final_affinity(&plan.process)?;
+    if plan.process.no_new_privs {
+        load_seccomp(plan)?;
+    }
     // Whoever waits for our end of the setup socket to close (`run`, before poststart) must
     // not wait for a workload that runs in this process instead of exec'ing.
     // SAFETY: the socket is not used after this point; close-on-exec would close it anyway.
@@ -131,6 +138,10 @@ fn run_create_hooks(plan: &InitPlan, sock: &SyncSocket, host_pid: i32) -> Result
         sock.expect(Msg::Go)?;
     }
     plan.hooks.run(Kind::CreateContainer, &plan.id, host_pid, "creating")
+}
+
+fn load_seccomp(plan: &InitPlan) -> Result<()> {
+    plan.seccomp.as_ref().map_or(Ok(()), |f| f.load())
 }
 
 fn become_root_in_user_ns(ns: &NsPlan) -> Result<()> {

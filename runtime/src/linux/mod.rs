@@ -12,6 +12,7 @@ pub mod namespaces;
 pub mod netdev;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod securepath;
 pub mod sync;
 pub mod sys;
