@@ -1,5 +1,6 @@
 //! The runc-compatible command line: global flags and one subcommand per lifecycle verb.
 
+mod exec;
 mod features;
 mod lifecycle;
 mod resources;
@@ -56,6 +57,8 @@ pub enum Command {
     List(lifecycle::ListArgs),
     /// Print the features this runtime supports, as OCI features JSON.
     Features,
+    /// Run another process in a live container.
+    Exec(exec::ExecArgs),
     /// Change a live container's resource limits.
     Update(resources::UpdateArgs),
     /// Freeze every process of a container.
@@ -103,6 +106,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Delete(a) => lifecycle::delete(cli, a).map(|()| 0),
         Command::List(a) => lifecycle::list(cli, a).map(|()| 0),
         Command::Features => features::run().map(|()| 0),
+        Command::Exec(a) => exec::exec(cli, a),
         Command::Update(a) => resources::update(cli, a).map(|()| 0),
         Command::Pause(a) => resources::pause(cli, &a.id, true).map(|()| 0),
         Command::Resume(a) => resources::pause(cli, &a.id, false).map(|()| 0),

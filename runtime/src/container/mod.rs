@@ -3,10 +3,12 @@
 //! wrong moment is a clear error rather than a half-done action.
 
 mod create;
+mod exec;
 pub mod hooks;
 mod ops;
 mod resources;
 
 pub use create::{create, CreateOptions, Created, StartMode};
+pub use exec::{exec, ExecOptions};
 pub use ops::{delete, kill, list, load, run, start, wait_for_exit, Loaded};
 pub use resources::{events, pause, pids, stats, stats_event, update};

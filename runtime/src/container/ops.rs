@@ -263,7 +263,7 @@ fn run_created(
 
 /// Wait for our child `pid`, passing every signal we get on to it (SIGWINCH resizes the
 /// pty instead when we proxy a terminal).
-fn wait_forwarding_signals(pid: Pid, proxy: Option<&crate::linux::console::Proxy>) -> Result<i32> {
+pub(super) fn wait_forwarding_signals(pid: Pid, proxy: Option<&crate::linux::console::Proxy>) -> Result<i32> {
     let all = SigSet::all();
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
@@ -283,10 +283,10 @@ fn wait_forwarding_signals(pid: Pid, proxy: Option<&crate::linux::console::Proxy
 }
 
 /// Every signal blocked until dropped (then the previous mask is back).
-struct BlockedSignals(SigSet);
+pub(super) struct BlockedSignals(SigSet);
 
 impl BlockedSignals {
-    fn all() -> Result<BlockedSignals> {
+    pub(super) fn all() -> Result<BlockedSignals> {
         let mut old = SigSet::empty();
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), Some(&mut old))
             .ctx(|| "block signals".into())?;
@@ -309,13 +309,13 @@ fn wants_terminal(bundle: &Path) -> bool {
 
 /// A private listening socket that stands in for `--console-socket`; its file is removed
 /// as soon as it is dropped.
-struct ConsoleListener {
-    path: std::path::PathBuf,
+pub(super) struct ConsoleListener {
+    pub(super) path: std::path::PathBuf,
     listener: std::os::unix::net::UnixListener,
 }
 
 impl ConsoleListener {
-    fn bind() -> Result<ConsoleListener> {
+    pub(super) fn bind() -> Result<ConsoleListener> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -326,7 +326,7 @@ impl ConsoleListener {
         Ok(ConsoleListener { path, listener })
     }
 
-    fn accept_master(&self) -> Result<crate::linux::console::Proxy> {
+    pub(super) fn accept_master(&self) -> Result<crate::linux::console::Proxy> {
         let (conn, _) = self.listener.accept().ctx(|| "accept the console connection".into())?;
         let master = crate::linux::console::recv_fd(conn.as_raw_fd())?;
         Ok(crate::linux::console::Proxy::start(master))

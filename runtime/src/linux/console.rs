@@ -15,8 +15,9 @@ use crate::{Error, Result};
 
 nix::ioctl_read!(tiocgptn, b'T', 0x30, libc::c_uint);
 
-/// Make the pty, send its master over `socket`, and put the slave on fds 0-2.
-pub fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Result<()> {
+/// Make the pty, send its master over `socket`, and put the slave on fds 0-2. The container's
+/// init also gets the pty on /dev/console (`bind_console`); an exec'd process does not.
+pub fn setup(socket: RawFd, size: Option<(u16, u16)>, bind_console: bool) -> Result<()> {
     let master = nix::fcntl::open(
         "/dev/ptmx",
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
@@ -50,19 +51,21 @@ pub fn setup(socket: RawFd, size: Option<(u16, u16)>) -> Result<()> {
         // SAFETY: valid fd and winsize pointer.
         unsafe { libc::ioctl(slave, libc::TIOCSWINSZ, &ws) };
     }
-    // /dev/console is the pty too, as on runc.
-    let console = Path::new("/dev/console");
-    if !console.exists() {
-        std::fs::File::create(console).ctx(|| "create /dev/console".into())?;
+    if bind_console {
+        // /dev/console is the pty too, as on runc.
+        let console = Path::new("/dev/console");
+        if !console.exists() {
+            std::fs::File::create(console).ctx(|| "create /dev/console".into())?;
+        }
+        nix::mount::mount(
+            Some(slave_path.as_str()),
+            console,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(|| "bind the pty on /dev/console".into())?;
     }
-    nix::mount::mount(
-        Some(slave_path.as_str()),
-        console,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .ctx(|| "bind the pty on /dev/console".into())?;
 
     let fds = [master.as_raw_fd()];
     let iov = [IoSlice::new(slave_path.as_bytes())];

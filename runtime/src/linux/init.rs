@@ -171,7 +171,7 @@ fn join_session_keyring(plan: &InitPlan) {
 
 fn setup_console(plan: &InitPlan) -> Result<()> {
     match (&plan.console_socket, plan.process.terminal) {
-        (Some(sock), true) => super::console::setup(sock.as_raw_fd(), plan.process.console_size),
+        (Some(sock), true) => super::console::setup(sock.as_raw_fd(), plan.process.console_size, true),
         (None, true) => Err(Error::Invalid(
             "process.terminal is true but no --console-socket was given".into(),
         )),
@@ -180,7 +180,7 @@ fn setup_console(plan: &InitPlan) -> Result<()> {
 }
 
 /// Keep fds 0-2 and the `--preserve-fds` ones open across exec; close the rest.
-fn mark_fds_cloexec(preserve: i32) -> Result<()> {
+pub fn mark_fds_cloexec(preserve: i32) -> Result<()> {
     let first = 3 + preserve.max(0) as u32;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
@@ -195,7 +195,7 @@ fn mark_fds_cloexec(preserve: i32) -> Result<()> {
 
 /// The container starts with default signal handling and nothing blocked (Rust ignores
 /// SIGPIPE in our process, which exec would otherwise pass on).
-fn reset_signals() {
+pub fn reset_signals() {
     for sig in 1..libc::SIGRTMAX() {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
             // SAFETY: resetting a disposition to SIG_DFL is always valid.

@@ -1,0 +1,132 @@
+//! `wrun exec`: runc's flags over the container's own process settings, or a whole process
+//! from `--process FILE`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use oci_spec::runtime::Process;
+use wrun::container::{self, ExecOptions};
+
+use super::Cli;
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    pub id: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// A JSON file with the whole process (OCI `process` object).
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// KEY=VALUE, added to (or replacing in) the container's environment.
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// UID[:GID]
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short = 'g', long)]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (e.g. CAP_NET_ADMIN) to the bounding, effective and permitted sets.
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    #[arg(long)]
+    pub no_new_privs: bool,
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    /// Accepted for runc compatibility; this host has no AppArmor, so it is not applied.
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// Accepted for runc compatibility; this host has no SELinux, so it is not applied.
+    #[arg(long)]
+    pub process_label: Option<String>,
+}
+
+fn from_flags(base: Process, a: &ExecArgs) -> anyhow::Result<Process> {
+    let mut v = serde_json::to_value(base)?;
+    if a.command.is_empty() {
+        anyhow::bail!("exec: no command given (pass it after the container id, or use --process)");
+    }
+    v["args"] = serde_json::json!(a.command);
+    v["terminal"] = a.tty.into();
+    let mut env: Vec<String> = serde_json::from_value(v["env"].clone()).unwrap_or_default();
+    for kv in &a.env {
+        let key = kv.split('=').next().unwrap_or_default();
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    v["env"] = serde_json::json!(env);
+    if let Some(c) = &a.cwd {
+        v["cwd"] = serde_json::json!(c);
+    }
+    if let Some(u) = &a.user {
+        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+        let num = |s: &str| {
+            s.parse::<u32>()
+                .map_err(|_| anyhow::anyhow!("--user {u:?}: want UID[:GID] as numbers"))
+        };
+        v["user"]["uid"] = num(uid)?.into();
+        v["user"]["gid"] = num(gid)?.into();
+    }
+    if !a.additional_gids.is_empty() {
+        v["user"]["additionalGids"] = serde_json::json!(a.additional_gids);
+    }
+    for cap in &a.cap {
+        let name = if cap.starts_with("CAP_") {
+            cap.clone()
+        } else {
+            format!("CAP_{cap}")
+        };
+        for set in ["bounding", "effective", "permitted"] {
+            let list = v["capabilities"][set].as_array_mut();
+            match list {
+                Some(l) if !l.iter().any(|x| x == name.as_str()) => l.push(name.clone().into()),
+                Some(_) => {}
+                None => v["capabilities"][set] = serde_json::json!([name]),
+            }
+        }
+    }
+    if a.no_new_privs {
+        v["noNewPrivileges"] = true.into();
+    }
+    serde_json::from_value(v).map_err(|e| anyhow::anyhow!("exec: {e}"))
+}
+
+pub fn exec(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
+    let process = match &a.process {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?;
+            serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("--process {}: malformed JSON: {e}", p.display()))?
+        }
+        None => {
+            let c = container::load(&cli.root, &a.id)?;
+            let bundle = c
+                .rec
+                .as_ref()
+                .map(|r| r.bundle.clone())
+                .ok_or_else(|| anyhow::anyhow!("container {} is still being created", a.id))?;
+            let spec = wrun::spec::Bundle::load(&bundle)?.spec;
+            from_flags(spec.process().clone().unwrap_or_default(), a)?
+        }
+    };
+    let opts = ExecOptions {
+        root: cli.root.clone(),
+        id: a.id.clone(),
+        process,
+        console_socket: a.console_socket.clone(),
+        detach: a.detach,
+        pid_file: a.pid_file.clone(),
+        preserve_fds: a.preserve_fds,
+    };
+    Ok(container::exec(&opts)?)
+}

@@ -1,0 +1,117 @@
+//! `exec`: another process in a live container, in its namespaces and cgroup.
+
+use wrun_tests::*;
+
+fn running(rt: &Runtime, name: &str) -> (Bundle, String) {
+    let mut b = Bundle::busybox();
+    b.args(&["sleep", "1000"]);
+    let id = rt.id(name);
+    rt.create_ok(&id, &b);
+    assert_ok(&rt.start(&id), "start");
+    (b, id)
+}
+
+#[test]
+fn exec_sees_the_containers_pid_namespace_and_hostname() {
+    let rt = Runtime::new();
+    let (_b, id) = running(&rt, "exec-ns");
+    let o = rt.exec(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$",
+    ]);
+    assert_ok(&o, "exec");
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "wrun-test", "{out}");
+    assert_eq!(lines[1].trim(), "sleep 1000", "PID 1 is the container's init: {out}");
+    assert!(lines[2].parse::<u32>().unwrap() > 1, "{out}");
+}
+
+#[test]
+fn exec_returns_the_exit_code_of_its_process() {
+    let rt = Runtime::new();
+    let (_b, id) = running(&rt, "exec-code");
+    let o = rt.exec(&["exec", &id, "sh", "-c", "exit 5"]);
+    assert_eq!(o.status.code(), Some(5), "{}", show(&o));
+}
+
+#[test]
+fn exec_joins_the_containers_cgroup() {
+    let rt = Runtime::new();
+    let (_b, id) = running(&rt, "exec-cg");
+    let o = rt.exec(&["exec", &id, "cat", "/proc/self/cgroup"]);
+    assert_ok(&o, "exec");
+    let mine = stdout(&o);
+    let init = std::fs::read_to_string(format!("/proc/{}/cgroup", rt.pid(&id))).unwrap();
+    assert_eq!(mine, init);
+}
+
+#[test]
+fn exec_flags_set_env_cwd_and_user() {
+    let rt = Runtime::new();
+    let (_b, id) = running(&rt, "exec-flags");
+    let o = rt.exec(&[
+        "exec",
+        "-e",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        "-u",
+        "1000:1000",
+        &id,
+        "sh",
+        "-c",
+        "echo $FOO $(pwd) $(id -u):$(id -g)",
+    ]);
+    assert_ok(&o, "exec");
+    assert_eq!(stdout(&o).trim(), "bar /tmp 1000:1000");
+}
+
+#[test]
+fn a_failed_exec_is_one_line_and_leaves_the_container_running() {
+    let rt = Runtime::new();
+    let (_b, id) = running(&rt, "exec-fail");
+    let o = rt.exec(&["exec", &id, "/no/such/program"]);
+    assert_fails(&o, "exec of a missing program");
+    assert_one_line_error(&o, &["/no/such/program"]);
+    assert_eq!(rt.status(&id).as_deref(), Some("running"));
+    let o = rt.exec(&["exec", &id, "true"]);
+    assert_ok(&o, "exec after a failed exec");
+}
+
+#[test]
+fn exec_into_a_stopped_or_missing_container_fails() {
+    let rt = Runtime::new();
+    let (_b, id) = running(&rt, "exec-stopped");
+    assert_ok(&rt.kill(&id, "KILL"), "kill");
+    rt.wait_status(&id, "stopped");
+    let o = rt.exec(&["exec", &id, "true"]);
+    assert_fails(&o, "exec into a stopped container");
+    assert_one_line_error(&o, &[&id, "stopped"]);
+    let o = rt.exec(&["exec", "no-such-container", "true"]);
+    assert_fails(&o, "exec into a missing container");
+    assert_one_line_error(&o, &["no-such-container"]);
+}
+
+#[test]
+fn exec_with_a_malformed_process_file_fails() {
+    let rt = Runtime::new();
+    let (_b, id) = running(&rt, "exec-process");
+    let dir = TempDir::new("process");
+    let p = dir.join("process.json");
+    std::fs::write(&p, "{not json").unwrap();
+    let o = rt.exec(&["exec", "--process", p.to_str().unwrap(), &id]);
+    assert_fails(&o, "exec --process");
+    assert_one_line_error(&o, &["process.json"]);
+    std::fs::write(
+        &p,
+        r#"{"args":["sh","-c","echo from-file"],"cwd":"/","user":{"uid":0,"gid":0}}"#,
+    )
+    .unwrap();
+    let o = rt.exec(&["exec", "--process", p.to_str().unwrap(), &id]);
+    assert_ok(&o, "exec --process");
+    assert_eq!(stdout(&o).trim(), "from-file");
+}
