@@ -1,10 +1,14 @@
 # The two entry points of the README, plus benchmarks. Everything runs as root.
-.PHONY: deps build demo test bench-start
+.PHONY: deps wasm-apps build demo test bench-start
 
 deps:
 	bash .ci/deps
 
-build: deps
+# The wasm guests (wasm32-wasip1/-wasip2) and the native twin of the CPU kernel.
+wasm-apps: deps
+	bash wasm-apps/build.sh
+
+build: deps wasm-apps
 	cargo build --release -p wrun
 
 # A native container from a busybox bundle: create, state, start, run, delete.
@@ -12,7 +16,7 @@ demo: build
 	bash tests/demo.sh
 
 # The whole test suite: unit tests and the end-to-end tests against the real kernel.
-test: deps
+test: deps wasm-apps
 	cargo build --workspace
 	cargo test --workspace --no-fail-fast
 
