@@ -15,7 +15,7 @@ use super::rootfs::{self, RootfsPlan};
 use super::sync::{Msg, SyncSocket};
 use crate::error::Context;
 use crate::state::EXEC_FIFO;
-use crate::workload::Workload;
+use crate::workload;
 use crate::{Error, Result};
 
 /// How the init learns that it may exec.
@@ -41,6 +41,8 @@ pub struct InitPlan {
     pub gate: Gate,
     pub new_keyring: bool,
     pub preserve_fds: i32,
+    /// Native, or a wasm guest prepared by the parent.
+    pub workload: workload::Plan,
 }
 
 /// Run in the cloned child. Returns only with an error, which the caller reports.
@@ -60,9 +62,7 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     process::apply_rlimits(&plan.process)?;
     process::enter_cwd(&plan.process)?;
     process::switch_user(&plan.process, true)?;
-    let workload = Workload::Native {
-        program: process::find_program(&plan.process)?,
-    };
+    let workload = plan.workload.resolve(&plan.process)?;
     mark_fds_cloexec(plan.preserve_fds)?;
     reset_signals();
     process::set_no_new_privs(&plan.process)?;
