@@ -1,5 +1,5 @@
 # The two entry points of the README, plus benchmarks. Everything runs as root.
-.PHONY: deps wasm-apps build demo test bench-start
+.PHONY: deps wasm-apps build demo test bench-start bench-wasm
 
 deps:
 	bash .ci/deps
@@ -11,7 +11,7 @@ wasm-apps: deps
 build: deps wasm-apps
 	cargo build --release -p wrun
 
-# A native container from a busybox bundle: create, state, start, run, delete.
+# A native container from a busybox bundle (create, state, start, run, delete), then a wasm one.
 demo: build
 	bash tests/demo.sh
 
@@ -23,3 +23,7 @@ test: deps wasm-apps
 # wrun vs runc vs crun start-to-exit latency (hyperfine medians, same run).
 bench-start: build
 	bash benches/start-latency.sh
+
+# wasm vs native side by side: start-to-exit, cache hit vs miss, nbody both forms.
+bench-wasm: build
+	bash benches/wasm-start.sh
