@@ -6,6 +6,8 @@
 # Needs the rustup targets wasm32-wasip1 and wasm32-wasip2 (.ci/deps adds them).
 set -euo pipefail
 cd "$(dirname "$0")"
+# Always here, whatever CARGO_TARGET_DIR says: the tests and benches look in wasm-apps/target.
+export CARGO_TARGET_DIR=$PWD/target
 cargo build --quiet --release --target wasm32-wasip1 --workspace --exclude hello-p2
 cargo build --quiet --release --target wasm32-wasip2 -p hello-p2
 host=$(rustc -vV | sed -n 's/^host: //p')
