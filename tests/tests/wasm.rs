@@ -163,6 +163,26 @@ fn delete_force_stops_a_spinning_guest() {
 }
 
 #[test]
+fn a_guests_stdio_goes_through_the_console_socket() {
+    let mut b = Bundle::wasm("hello", &["on-a-tty"]);
+    b.with_config(|c| c["process"]["terminal"] = json!(true));
+    let sock = ConsoleSocket::new();
+    let rt = Runtime::new();
+    let id = rt.id("wasmtty");
+    let sock_path = sock.path();
+    assert_ok(
+        &rt.create_with(&id, &b, &["--console-socket", sock_path.to_str().unwrap()]),
+        "create --console-socket",
+    );
+    let master = sock.recv_master(TIMEOUT);
+    assert_ok(&rt.start(&id), "start");
+    let out = read_pty(&master, Duration::from_secs(10), Some("cwd="));
+    assert!(out.contains("argv[1]=on-a-tty"), "{out}");
+    rt.wait_status(&id, "stopped");
+    assert_ok(&rt.delete(&id), "delete");
+}
+
+#[test]
 fn membomb_under_a_64_mib_limit_ends_with_a_clean_out_of_memory_trap() {
     let mut b = Bundle::wasm("membomb", &[]);
     b.with_config(|c| c["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}}));
