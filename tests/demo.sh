@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's demo: a native busybox container through the runc-style lifecycle.
-# (The wasm half of the demo arrives with the wasm workload, issue #5.)
+# The README's demo: a native busybox container through the runc-style lifecycle, then a
+# wasm container (wasm-apps/hello) in the same kind of sandbox, compiled on its first start
+# and loaded from the compiled-module cache on the second.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 wrun=$here/target/release/wrun
@@ -22,4 +23,19 @@ WRUN=$wrun "$here/tests/busybox-bundle.sh" "$work/sleeper" sleep 1000
 sleep 0.2
 "$wrun" --root "$root" state demo-sleeper | grep '"status"'
 "$wrun" --root "$root" delete demo-sleeper
+echo "== wrun run (wasm: /app/hello.wasm in wasmtime, inside the same namespaces and cgroup)"
+WRUN=$wrun "$here/tests/busybox-bundle.sh" "$work/wasm" /app/hello.wasm from-the-demo
+mkdir -p "$work/wasm/rootfs/app"
+cp "$here/wasm-apps/target/wasm32-wasip1/release/hello.wasm" "$work/wasm/rootfs/app/"
+python3 - "$work/wasm/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["process"]["env"].append("GREETING=hello from config.json")
+json.dump(c, open(sys.argv[1], "w"), indent=2)
+PY
+export WRUN_DATA_DIR=$work/data
+for n in 1 2; do
+  "$wrun" --root "$root" --debug run --bundle "$work/wasm" "demo-wasm-$n" 2>"$work/debug.log"
+  echo "(start $n: $(grep -o 'compiled-module cache [a-z]*' "$work/debug.log"))"
+done
 echo "== done: nothing left under $root: $(ls "$root" | wc -l) containers"

@@ -32,6 +32,8 @@ pub enum Error {
     StateFile { path: PathBuf, source: serde_json::Error },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Wasm(#[from] crate::workload::wasm::WasmError),
 }
 
 impl Error {

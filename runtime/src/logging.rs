@@ -74,7 +74,9 @@ pub fn line(format: LogFormat, level: &Level, msg: &str, extra: &[(String, Strin
 
 impl<S: Subscriber> Layer<S> for RuncLines {
     fn enabled(&self, m: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
-        m.level() <= &self.max
+        // `--debug` is about wrun's own steps: the compiler's per-function chatter
+        // (cranelift, wasmtime) would bury them and slow a compile down a hundredfold.
+        m.level() <= &self.max && (m.level() <= &Level::WARN || m.target().starts_with("wrun"))
     }
 
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {

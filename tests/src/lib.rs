@@ -557,6 +557,27 @@ fn busybox_applets() -> &'static Vec<String> {
     })
 }
 
+/// The built guest `name` from `wasm-apps/` (`hello-p2` is the wasip2 component); built by
+/// `make wasm-apps` (which `make test` runs).
+pub fn wasm_app(name: &str) -> PathBuf {
+    let target = if name.ends_with("-p2") {
+        "wasm32-wasip2"
+    } else {
+        "wasm32-wasip1"
+    };
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../wasm-apps/target")
+        .join(target)
+        .join("release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: build the guests first (make wasm-apps, or bash wasm-apps/build.sh)",
+        p.display()
+    );
+    p
+}
+
 /// The default config: what `runc spec` writes, but with no terminal, a
 /// fixed hostname, no `linux.resources` and ociVersion 1.0.2.
 pub fn default_config() -> Value {
@@ -693,6 +714,44 @@ impl Bundle {
         self
     }
 
+    /// Copies a host file into the rootfs at `inside` (absolute, as the container sees it).
+    pub fn put_file(&mut self, host: &Path, inside: &str) -> &mut Self {
+        let dst = self.rootfs().join(inside.trim_start_matches('/'));
+        fs::create_dir_all(dst.parent().unwrap()).expect("mkdir in rootfs");
+        fs::copy(host, &dst).unwrap_or_else(|e| panic!("copy {} into the rootfs: {e}", host.display()));
+        self
+    }
+
+    /// Writes `bytes` into the rootfs at `inside`.
+    pub fn write_file(&mut self, inside: &str, bytes: &[u8]) -> &mut Self {
+        let dst = self.rootfs().join(inside.trim_start_matches('/'));
+        fs::create_dir_all(dst.parent().unwrap()).expect("mkdir in rootfs");
+        fs::write(&dst, bytes).expect("write into the rootfs");
+        self
+    }
+
+    /// A busybox bundle that runs the wasm guest `app` (see [`wasm_app`]) from
+    /// `/app/<app>.wasm` with `args` after the program name.
+    pub fn wasm(app: &str, args: &[&str]) -> Bundle {
+        let mut b = Bundle::busybox();
+        let inside = format!("/app/{app}.wasm");
+        b.put_file(&wasm_app(app), &inside);
+        let mut all = vec![inside.as_str()];
+        all.extend_from_slice(args);
+        b.args(&all);
+        b
+    }
+
+    /// Sets an annotation and saves.
+    pub fn annotate(&mut self, key: &str, value: &str) -> &mut Self {
+        self.with_config(|c| {
+            if !c["annotations"].is_object() {
+                c["annotations"] = json!({});
+            }
+            c["annotations"][key] = json!(value);
+        })
+    }
+
     /// Sets process.args and saves.
     pub fn args(&mut self, args: &[&str]) -> &mut Self {
         self.with_config(|c| c["process"]["args"] = json!(args))
@@ -751,6 +810,8 @@ impl Bundle {
 pub struct Runtime {
     bin: PathBuf,
     root: TempDir,
+    /// wrun's data dir (`WRUN_DATA_DIR`: the compiled-module cache), private to this runtime.
+    data: TempDir,
     ids: Mutex<Vec<String>>,
 }
 
@@ -764,9 +825,11 @@ impl Runtime {
     pub fn new() -> Runtime {
         let bin = runtime_binary();
         let root = TempDir::new("root");
+        let data = TempDir::new("data");
         Runtime {
             bin,
             root,
+            data,
             ids: Mutex::new(Vec::new()),
         }
     }
@@ -778,6 +841,11 @@ impl Runtime {
     /// The private state directory (`--root`).
     pub fn root(&self) -> &Path {
         self.root.path()
+    }
+
+    /// The private data directory (`WRUN_DATA_DIR`), where the compiled-module cache lives.
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
     }
 
     /// A unique container id (registered for cleanup).
@@ -796,6 +864,7 @@ impl Runtime {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
         c.arg("--root").arg(self.root()).args(args);
+        c.env("WRUN_DATA_DIR", self.data_dir());
         c
     }
 

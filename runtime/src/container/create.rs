@@ -86,6 +86,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     let mut rootfs = rootfs::plan(spec, &bundle.dir, &bundle.rootfs)?;
     rootfs.no_pivot = opts.no_pivot;
     let process = ProcessPlan::new(spec, &bundle.rootfs, &ns)?;
+    let workload = crate::workload::plan(spec, &bundle.rootfs, &process)?;
     let net_devices = plan_net_devices(linux)?;
     let cgroup_dirs = cgroups::plan(linux.cgroups_path().as_deref(), &opts.id)?;
     rootfs.cgroup_v2_only = cgroup_dirs.len() == 1 && cgroup_dirs[0].starts_with("/sys/fs/cgroup") && is_v2_root();
@@ -171,6 +172,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         preserve_fds: opts.preserve_fds,
         hooks: init_hooks,
         seccomp,
+        workload,
     };
     let (parent, child) = sync::pair()?;
     let pid = namespaces::spawn(&plan.ns, &join_fds, &parent, &child, |s| init::container_init(&plan, s))?;

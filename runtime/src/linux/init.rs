@@ -16,7 +16,7 @@ use super::sync::{Msg, SyncSocket};
 use crate::container::hooks::Kind;
 use crate::error::Context;
 use crate::state::EXEC_FIFO;
-use crate::workload::Workload;
+use crate::workload;
 use crate::{Error, Result};
 
 /// How the init learns that it may exec.
@@ -44,6 +44,8 @@ pub struct InitPlan {
     pub preserve_fds: i32,
     pub hooks: InitHooks,
     pub seccomp: Option<super::seccomp::Filter>,
+    /// Native, or a wasm guest prepared by the parent.
+    pub workload: workload::Plan,
 }
 
 /// What the init needs to run its hooks (createContainer, startContainer) and to ask the
@@ -99,9 +101,7 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
         load_seccomp(plan)?;
     }
     process::switch_user_with_capabilities(&plan.process)?;
-    let workload = Workload::Native {
-        program: process::find_program(&plan.process)?,
-    };
+    let workload = plan.workload.resolve(&plan.process)?;
     mark_fds_cloexec(plan.preserve_fds)?;
     reset_signals();
     process::set_no_new_privs(&plan.process)?;

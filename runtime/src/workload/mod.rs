@@ -1,25 +1,131 @@
-//! The one seam between "set up a container" and "run something in it". Today every
-//! workload is a native executable; the wasm variant (wasmtime in the same sandbox) is
-//! issue #5 and is added here as a second arm of the same `match`, not as a trait object.
+//! The one seam between "set up a container" and "run something in it": a native program is
+//! exec'd, a WebAssembly module or component runs in wasmtime inside the same sandbox. A
+//! closed set of two, so an enum and a `match`, not a trait object. `plan` decides in the
+//! parent (and prepares a wasm guest there, so a bad module fails `create`); the init turns
+//! the plan into a `Workload` and runs it once the start gate opens.
+
+pub mod detect;
+pub mod wasm;
 
 use std::convert::Infallible;
 use std::ffi::CString;
+use std::path::{Path, PathBuf};
 
-use crate::linux::process::ProcessPlan;
-use crate::Result;
+use oci_spec::runtime::{PosixRlimitType, Spec};
 
-/// What the init does at the point where the sandbox is complete.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Workload {
-    /// execve(2) the program.
-    Native { program: CString },
+use crate::linux::process::{self, ProcessPlan};
+use crate::{Error, Result};
+
+/// What the parent decided, carried into the init.
+#[derive(Debug)]
+pub enum Plan {
+    /// Find args[0] in the container (after pivot_root, as the container user) and exec it.
+    Native,
+    /// Run this prepared guest.
+    Wasm(Box<wasm::Guest>),
 }
 
-impl Workload {
+/// What the init does at the point where the sandbox is complete.
+#[derive(Debug)]
+pub enum Workload<'a> {
+    /// execve(2) the program.
+    Native { program: CString },
+    /// Run the guest in this process.
+    Wasm {
+        guest: &'a wasm::Guest,
+        traps: wasm::TrapSignals,
+    },
+}
+
+/// Decide native or wasm (see `detect`) and prepare a wasm guest: read, compile or load
+/// from the cache, link, check. No side effect but the compiled-module cache.
+pub fn plan(spec: &Spec, rootfs: &Path, p: &ProcessPlan) -> Result<Plan> {
+    let arg0 = p.args.first().and_then(|a| a.to_str().ok()).unwrap_or_default();
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    let asked = detect::annotations_ask_for_wasm(&annotations, arg0).map_err(Error::Invalid)?;
+    let found = detect::find_in_rootfs(rootfs, arg0, &p.cwd, &p.path_env);
+    let (inside, host) = match found {
+        Some((inside, host)) if asked || detect::has_wasm_magic(&host) => (inside, host),
+        None if asked => {
+            return Err(Error::Invalid(format!(
+                "process.args[0] {arg0:?}: no such wasm module in the container (looked in PATH {})",
+                p.path_env
+            )))
+        }
+        _ => return Ok(Plan::Native),
+    };
+    let guest = wasm::prepare(&inside, &host, &settings(spec))?;
+    Ok(Plan::Wasm(Box::new(guest)))
+}
+
+/// The engine and store settings the spec implies.
+fn settings(spec: &Spec) -> wasm::Settings {
+    let memory_limit = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|l| *l > 0)
+        .map(|l| l as u64);
+    let rlimit_as = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.rlimits().as_ref())
+        .and_then(|rl| rl.iter().find(|r| r.typ() == PosixRlimitType::RlimitAs))
+        .map(|r| r.soft());
+    wasm::Settings {
+        memory_limit,
+        rlimit_as,
+        preopens: preopens(spec),
+    }
+}
+
+/// The container's `/` as `/`, read-only when `root.readonly`. Under a read-only root every
+/// mount not mounted read-only is preopened read-write at its own path (WASI resolves a path
+/// through the longest matching preopen), so a writable tmpfs stays writable. Read-only
+/// mounts under a writable root stay read-only through the kernel.
+fn preopens(spec: &Spec) -> Vec<(PathBuf, bool)> {
+    let readonly = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
+    let mut v = vec![(PathBuf::from("/"), !readonly)];
+    if readonly {
+        for m in spec.mounts().as_deref().unwrap_or_default() {
+            let ro = m
+                .options()
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|o| o == "ro" || o == "rro");
+            if !ro && m.destination() != Path::new("/") && !v.iter().any(|(d, _)| d == m.destination()) {
+                v.push((m.destination().clone(), true));
+            }
+        }
+    }
+    v
+}
+
+impl Plan {
+    /// In the init, as the container user, before signals are reset: find the native
+    /// program; for wasm, save the trap handlers the reset would remove.
+    pub fn resolve(&self, p: &ProcessPlan) -> Result<Workload<'_>> {
+        Ok(match self {
+            Plan::Native => Workload::Native {
+                program: process::find_program(p)?,
+            },
+            Plan::Wasm(guest) => Workload::Wasm {
+                guest,
+                traps: wasm::TrapSignals::save(),
+            },
+        })
+    }
+}
+
+impl Workload<'_> {
     /// Run the workload in the calling (init) process; returns only on error.
     pub fn run(&self, p: &ProcessPlan) -> Result<Infallible> {
         match self {
             Workload::Native { program } => native_exec(program, p),
+            Workload::Wasm { guest, traps } => guest.run(p, traps),
         }
     }
 }
@@ -30,4 +136,41 @@ fn native_exec(program: &CString, p: &ProcessPlan) -> Result<Infallible> {
     eprintln!("wrun: exec {}: {e}", program.to_string_lossy());
     // SAFETY: exit like a shell does when it cannot run a program.
     unsafe { libc::_exit(127) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Spec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_read_only_root_preopens_writable_mounts_read_write() {
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true},
+               "mounts":[{"destination":"/tmp","type":"tmpfs","source":"tmpfs"},
+                         {"destination":"/data","type":"bind","source":"/x","options":["rbind","ro"]}]}"#,
+        );
+        assert_eq!(
+            preopens(&s),
+            vec![(PathBuf::from("/"), false), (PathBuf::from("/tmp"), true)]
+        );
+        let s =
+            spec(r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"mounts":[{"destination":"/tmp","type":"tmpfs"}]}"#);
+        assert_eq!(preopens(&s), vec![(PathBuf::from("/"), true)]);
+    }
+
+    #[test]
+    fn limits_come_from_resources_and_rlimits() {
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":0,"gid":0},
+                 "rlimits":[{"type":"RLIMIT_AS","soft":1073741824,"hard":1073741824}]},
+               "linux":{"resources":{"memory":{"limit":67108864}}}}"#,
+        );
+        let st = settings(&s);
+        assert_eq!(st.memory_limit, Some(64 << 20));
+        assert_eq!(st.rlimit_as, Some(1 << 30));
+    }
 }
