@@ -365,3 +365,38 @@ fn delete_of_a_created_container_kills_its_init() {
     assert_fails(&rt.state_raw(&id), "state after delete");
     assert_clean(rt.root(), &id, b.path());
 }
+
+#[test]
+fn create_and_start_work_for_a_non_root_user_and_in_a_user_namespace() {
+    let rt = Runtime::new();
+    let out = TempDir::new("nonroot");
+    std::fs::set_permissions(out.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    for (name, userns) in [("user1000", false), ("userns", true)] {
+        let mut b = Bundle::busybox();
+        // A user namespace's root cannot create directories in a rootfs owned by host root.
+        std::fs::create_dir_all(b.rootfs().join("out")).unwrap();
+        b.bind(out.path(), "/out", &[]).sh(&format!("id -u > /out/{name}"));
+        b.with_config(|c| {
+            if userns {
+                c["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"type": "user"}));
+                c["linux"]["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+                c["linux"]["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            } else {
+                c["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+            }
+        });
+        let id = rt.id(name);
+        rt.create_ok(&id, &b);
+        assert_eq!(rt.status(&id).as_deref(), Some("created"), "{name}");
+        assert_ok(&rt.start(&id), "start");
+        assert!(
+            wait_until(Duration::from_secs(10), || out.join(name).exists()),
+            "{name}: the process never ran"
+        );
+        let want = if userns { "0" } else { "1000" };
+        assert_eq!(std::fs::read_to_string(out.join(name)).unwrap().trim(), want);
+    }
+}

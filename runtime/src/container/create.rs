@@ -149,6 +149,10 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         StartMode::Fifo => {
             nix::unistd::mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o622))
                 .ctx(|| format!("mkfifo {}", dir.fifo().display()))?;
+            // Whatever the umask: the init may run as any user (or in a user namespace) and
+            // must be able to open the fifo for writing.
+            std::fs::set_permissions(dir.fifo(), std::os::unix::fs::PermissionsExt::from_mode(0o622))
+                .ctx(|| format!("chmod {}", dir.fifo().display()))?;
             let fd = nix::fcntl::open(
                 &dir.path,
                 OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,

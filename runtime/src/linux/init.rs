@@ -105,6 +105,7 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     mark_fds_cloexec(plan.preserve_fds)?;
     reset_signals();
     process::set_no_new_privs(&plan.process)?;
+    check_start_gate(&plan.gate)?;
     sock.send(&Msg::Ready)?;
     let ack = wait_for_start(&plan.gate, sock)?;
     let started = plan.hooks.run(Kind::StartContainer, &plan.id, host_pid, "created");
@@ -230,6 +231,20 @@ impl Ack {
             (Ack::Socket, Err(e)) => sock.send(&Msg::Failed(e.to_string())),
         }
     }
+}
+
+/// Fail `create` now, not `start`, if we (as the container's user) could not open the fifo.
+fn check_start_gate(gate: &Gate) -> Result<()> {
+    if let Gate::Fifo(dir) = gate {
+        nix::unistd::faccessat(
+            Some(dir.as_raw_fd()),
+            EXEC_FIFO,
+            nix::unistd::AccessFlags::W_OK,
+            nix::fcntl::AtFlags::empty(),
+        )
+        .ctx(|| "exec fifo: not writable by the container's user".into())?;
+    }
+    Ok(())
 }
 
 fn wait_for_start(gate: &Gate, sock: &SyncSocket) -> Result<Ack> {
