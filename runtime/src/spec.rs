@@ -111,9 +111,6 @@ fn validate(spec: &Spec, dir: &Path, path: &Path) -> Result<PathBuf, SpecError> 
             }
         }
     }
-    if !has(LinuxNamespaceType::Mount) {
-        return Err(field(path, "linux.namespaces", "a mount namespace is required"));
-    }
     let user_ns = namespaces.iter().find(|n| n.typ() == LinuxNamespaceType::User);
     let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     match user_ns {

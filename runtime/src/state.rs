@@ -35,6 +35,9 @@ pub struct Record {
     /// Cgroup directories the container was placed in, one per hierarchy.
     #[serde(default)]
     pub cgroup_dirs: Vec<PathBuf>,
+    /// Without a mount namespace: the rootfs bind in the host's namespace that delete detaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_rootfs_mount: Option<PathBuf>,
     /// The config's hooks, for poststart (at start) and poststop (at delete).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,

@@ -403,3 +403,26 @@ fn no_pivot_still_gives_a_working_container() {
         assert!(!p.starts_with("/work"), "host mount {p} visible:\n{report}");
     }
 }
+
+#[test]
+fn a_container_without_namespaces_shares_the_hosts_and_leaves_no_mount() {
+    let mut b = Bundle::busybox();
+    b.args(&["sleep", "1000"]);
+    b.with_config(|c| {
+        c["linux"]["namespaces"] = json!([]);
+        c["hostname"] = serde_json::Value::Null;
+    });
+    let rt = Runtime::new();
+    let id = rt.id("nons");
+    rt.create_ok(&id, &b);
+    let pid = rt.pid(&id);
+    for ns in ["mnt", "net", "pid", "uts", "ipc"] {
+        let mine = fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        let theirs = fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        assert_eq!(mine, theirs, "{ns} namespace differs");
+    }
+    // Its root is the bundle's rootfs, and its mounts live under it in our namespace.
+    assert_eq!(fs::read_link(format!("/proc/{pid}/root")).unwrap(), b.rootfs());
+    assert_ok(&rt.delete_force(&id), "delete");
+    assert_clean(rt.root(), &id, b.path());
+}

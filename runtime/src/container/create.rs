@@ -59,6 +59,7 @@ struct Undo<'a> {
     dir: Option<&'a StateDir>,
     cgroups: &'a [PathBuf],
     pid: Option<i32>,
+    host_rootfs_mount: Option<PathBuf>,
 }
 
 impl Drop for Undo<'_> {
@@ -67,6 +68,9 @@ impl Drop for Undo<'_> {
             namespaces::kill_and_reap(pid);
         }
         let _ = cgroups::remove(self.cgroups);
+        if let Some(r) = &self.host_rootfs_mount {
+            rootfs::detach_rootfs(r);
+        }
         if let Some(dir) = self.dir {
             let _ = dir.remove();
         }
@@ -134,6 +138,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         dir: Some(&dir),
         cgroups: &[],
         pid: None,
+        host_rootfs_mount: None,
     };
     cgroups::create(&cgroup_dirs)?;
     undo.cgroups = &cgroup_dirs;
@@ -178,6 +183,10 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         seccomp,
         workload,
     };
+    if plan.rootfs.host_mount_ns {
+        rootfs::bind_rootfs_private(&bundle.rootfs)?;
+        undo.host_rootfs_mount = Some(bundle.rootfs.clone());
+    }
     let (parent, child) = sync::pair()?;
     let pid = namespaces::spawn(&plan.ns, &join_fds, &parent, &child, |s| init::container_init(&plan, s))?;
     undo.pid = Some(pid);
@@ -201,6 +210,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         owner: owner(),
         annotations,
         cgroup_dirs: cgroup_dirs.clone(),
+        host_rootfs_mount: undo.host_rootfs_mount.clone(),
         hooks: spec.hooks().clone(),
     };
     loop {

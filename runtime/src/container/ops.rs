@@ -197,6 +197,9 @@ fn thaw(dirs: &[std::path::PathBuf]) {
 fn destroy(c: &Loaded) -> Result<()> {
     if let Some(rec) = &c.rec {
         cgroups::remove(&rec.cgroup_dirs)?;
+        if let Some(r) = &rec.host_rootfs_mount {
+            crate::linux::rootfs::detach_rootfs(r);
+        }
     }
     c.dir.remove()?;
     if let Some(rec) = &c.rec {

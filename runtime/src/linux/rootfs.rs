@@ -45,6 +45,9 @@ pub struct RootfsPlan {
     /// The host is pure cgroup v2.
     pub cgroup_v2_only: bool,
     pub new_cgroup_ns: bool,
+    /// No mount namespace: the container's mounts are made in the runtime's own namespace,
+    /// under a private bind of the rootfs that the parent makes and `delete` detaches.
+    pub host_mount_ns: bool,
 }
 
 /// Build the mount plan; relative bind sources are taken relative to the bundle.
@@ -53,6 +56,7 @@ pub fn plan(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<RootfsPlan> {
         .linux()
         .as_ref()
         .ok_or_else(|| Error::Invalid("linux: missing".into()))?;
+    // runc's default: the new root is rslave.
     let propagation = match linux.rootfs_propagation().as_deref() {
         None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         Some(p) => *mountopts::parse(&[p.to_string()])
@@ -157,6 +161,7 @@ pub fn plan(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<RootfsPlan> {
         cgroup_dirs: Vec::new(),
         cgroup_v2_only: false,
         new_cgroup_ns: ns.new_cgroup,
+        host_mount_ns: !ns.has(oci_spec::runtime::LinuxNamespaceType::Mount),
     })
 }
 
@@ -179,18 +184,18 @@ fn cpath(p: &Path) -> CString {
 /// Everything before pivot_root: propagation, the rootfs bind, mounts, devices, symlinks.
 /// `idmapped_trees[i]` is the detached, idmapped tree for mount `i`, made by the parent.
 pub fn prepare(p: &RootfsPlan, idmapped_trees: &[Option<std::os::fd::OwnedFd>]) -> Result<()> {
-    mount(None, Path::new("/"), None, p.propagation, None)?;
-    if p.propagation.contains(MsFlags::MS_SHARED) {
-        // pivot_root refuses a new root whose parent mount is shared.
-        make_parent_private(&p.rootfs)?;
+    if !p.host_mount_ns {
+        // Cut propagation back to the host first (rslave, or rprivate when asked for private);
+        // the configured rootfsPropagation is given to the new root after pivot_root, where
+        // shared or unbindable can no longer get in the way of the bind and the pivot.
+        let base = if p.propagation.contains(MsFlags::MS_PRIVATE) {
+            MsFlags::MS_PRIVATE
+        } else {
+            MsFlags::MS_SLAVE
+        };
+        mount(None, Path::new("/"), None, base | MsFlags::MS_REC, None)?;
+        bind_rootfs(&p.rootfs)?;
     }
-    mount(
-        Some(&p.rootfs),
-        &p.rootfs,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )?;
     for (i, m) in p.mounts.iter().enumerate() {
         let tree = idmapped_trees.get(i).and_then(|o| o.as_ref());
         mount_entry(p, m, tree).map_err(|e| Error::Invalid(format!("mount {}: {e}", m.dest.display())))?;
@@ -200,20 +205,6 @@ pub fn prepare(p: &RootfsPlan, idmapped_trees: &[Option<std::os::fd::OwnedFd>]) 
         devices::create_symlinks(&p.rootfs)?;
     }
     Ok(())
-}
-
-fn make_parent_private(rootfs: &Path) -> Result<()> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo".into())?;
-    let parent = rootfs.parent().unwrap_or(Path::new("/"));
-    let mp = mi
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(Path::new)
-        .filter(|m| parent.starts_with(m))
-        .max_by_key(|m| m.as_os_str().len())
-        .unwrap_or(Path::new("/"))
-        .to_path_buf();
-    mount(None, &mp, None, MsFlags::MS_PRIVATE, None)
 }
 
 fn mount_entry(p: &RootfsPlan, m: &PlannedMount, idmapped_tree: Option<&std::os::fd::OwnedFd>) -> Result<()> {
@@ -369,10 +360,31 @@ fn make_target(dest: &Path, file: bool) -> Result<()> {
     }
 }
 
-/// Make the rootfs the root: pivot_root, or a move + chroot with --no-pivot.
+/// Bind the rootfs onto itself, so it is a mount of its own (pivot_root needs one, and
+/// without a mount namespace it is the one thing `delete` detaches).
+pub fn bind_rootfs(rootfs: &Path) -> Result<()> {
+    mount(Some(rootfs), rootfs, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+}
+
+/// Without a mount namespace: the parent binds the rootfs privately, so nothing mounted
+/// under it propagates anywhere else.
+pub fn bind_rootfs_private(rootfs: &Path) -> Result<()> {
+    bind_rootfs(rootfs)?;
+    mount(None, rootfs, None, MsFlags::MS_PRIVATE | MsFlags::MS_REC, None)
+}
+
+/// Detach the rootfs bind (and everything mounted under it) made by `bind_rootfs_private`.
+pub fn detach_rootfs(rootfs: &Path) {
+    let _ = nix::mount::umount2(rootfs, MntFlags::MNT_DETACH);
+}
+
+/// Make the rootfs the root: pivot_root, or a move + chroot with --no-pivot, or a plain
+/// chroot without a mount namespace (a move would move the host's mount).
 pub fn pivot(p: &RootfsPlan) -> Result<()> {
     nix::unistd::chdir(&p.rootfs).ctx(|| format!("chdir {}", p.rootfs.display()))?;
-    if p.no_pivot {
+    if p.host_mount_ns {
+        nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+    } else if p.no_pivot {
         mount(Some(&p.rootfs), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
         nix::unistd::chroot(".").ctx(|| "chroot".into())?;
     } else {
@@ -381,7 +393,11 @@ pub fn pivot(p: &RootfsPlan) -> Result<()> {
         mount(None, Path::new("."), None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)?;
         nix::mount::umount2(".", MntFlags::MNT_DETACH).ctx(|| "unmount the old root".into())?;
     }
-    nix::unistd::chdir("/").ctx(|| "chdir /".into())
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    if !p.host_mount_ns {
+        mount(None, Path::new("/"), None, p.propagation, None)?;
+    }
+    Ok(())
 }
 
 /// After pivot: masked paths, read-only paths, the read-only root.
