@@ -84,12 +84,25 @@ pub fn main() -> i32 {
     match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}").replace('\n', " ");
+            let msg = one_line(&e);
             tracing::error!("{msg}");
             eprintln!("wrun: {msg}");
             1
         }
     }
+}
+
+/// The error and its causes on one line; a cause the message already quotes is not repeated
+/// (the library's errors carry their cause in their own text).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg = format!("{msg}: {c}");
+        }
+    }
+    msg.replace('\n', " ")
 }
 
 fn dispatch(cli: &Cli) -> anyhow::Result<i32> {

@@ -214,7 +214,8 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         hooks: spec.hooks().clone(),
     };
     loop {
-        match parent.recv()? {
+        // An init killed during setup can leave the socket reset rather than closed.
+        match parent.recv().unwrap_or(None) {
             Some(Msg::Ready) => break,
             Some(Msg::RunHooks) => {
                 let state = rec.oci_state(Status::Creating);
