@@ -151,7 +151,9 @@ impl Guest {
         unsafe { libc::_exit(code) }
     }
 
-    fn run_guest(&self, p: &ProcessPlan) -> wasmtime::Result<i32> {
+    /// Instantiate and run the guest in this process and return its exit code (what `run` does
+    /// before ending the process; the benches call it directly).
+    pub fn run_guest(&self, p: &ProcessPlan) -> wasmtime::Result<i32> {
         // WASI's host calls block on a tokio runtime; one worker, made here in the container
         // (it counts against pids.limit), entered so WASI uses it instead of starting its
         // own with one worker per CPU.
