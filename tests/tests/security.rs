@@ -114,7 +114,7 @@ fn every_hook_runs_once_in_order_with_the_right_state() {
     let after_create = std::fs::read_to_string(&host_log).unwrap_or_default();
     assert_eq!(
         after_create,
-        "prestart creating\ncreateRuntime creating\ncreateContainer creating\n"
+        "prestart created\ncreateRuntime creating\ncreateContainer creating\n"
     );
     assert_ok(&rt.start(&id), "start");
     assert!(wait_until(std::time::Duration::from_secs(10), || rt
@@ -123,7 +123,7 @@ fn every_hook_runs_once_in_order_with_the_right_state() {
         == Some("stopped")));
     assert_ok(&rt.delete(&id), "delete");
     let log = std::fs::read_to_string(&host_log).unwrap();
-    let want = "prestart creating\ncreateRuntime creating\ncreateContainer creating\nstartContainer created\n\
+    let want = "prestart created\ncreateRuntime creating\ncreateContainer creating\nstartContainer created\n\
                 poststart running\nprocess\npoststop stopped\n";
     assert_eq!(log, want);
 }

@@ -218,9 +218,14 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         match parent.recv().unwrap_or(None) {
             Some(Msg::Ready) => break,
             Some(Msg::RunHooks) => {
-                let state = rec.oci_state(Status::Creating);
-                hooks::run(Kind::Prestart, rec.hooks.as_ref(), &state)?;
-                hooks::run(Kind::CreateRuntime, rec.hooks.as_ref(), &state)?;
+                // prestart predates the creating state: runc (and the OCI suite) give it
+                // "created"; createRuntime runs while the container is still creating.
+                hooks::run(Kind::Prestart, rec.hooks.as_ref(), &rec.oci_state(Status::Created))?;
+                hooks::run(
+                    Kind::CreateRuntime,
+                    rec.hooks.as_ref(),
+                    &rec.oci_state(Status::Creating),
+                )?;
                 parent.send(&Msg::Go)?;
             }
             Some(Msg::Failed(e)) => return Err(explain_setup_failure(Error::Init(e), linux, &cgroup_dirs)),

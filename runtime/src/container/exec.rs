@@ -200,6 +200,7 @@ fn exec_child(
     crate::linux::process::apply_scheduling(p)?;
     crate::linux::process::apply_rlimits(p)?;
     crate::linux::process::enter_cwd(p)?;
+    init::mark_fds_cloexec(opts.preserve_fds)?;
     if !p.no_new_privs {
         filter.map_or(Ok(()), |f| f.load())?;
     }

@@ -96,13 +96,13 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     process::apply_scheduling(&plan.process)?;
     process::apply_rlimits(&plan.process)?;
     process::enter_cwd(&plan.process)?;
+    mark_fds_cloexec(plan.preserve_fds)?;
     if !plan.process.no_new_privs {
         // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before it is dropped.
         load_seccomp(plan)?;
     }
     process::switch_user_with_capabilities(&plan.process)?;
     let workload = plan.workload.resolve(&plan.process)?;
-    mark_fds_cloexec(plan.preserve_fds)?;
     reset_signals();
     process::set_no_new_privs(&plan.process)?;
     check_start_gate(&plan.gate)?;
@@ -186,7 +186,13 @@ pub fn mark_fds_cloexec(preserve: i32) -> Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     if r != 0 {
-        return Err(Error::io("mark fds close-on-exec", std::io::Error::last_os_error()));
+        // An old kernel, or a seccomp profile without close_range: one fd at a time.
+        let max = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map(|(soft, _)| soft.min(1 << 20))
+            .unwrap_or(1024);
+        for fd in first..max as u32 {
+            let _ = nix::fcntl::fcntl(fd as i32, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+        }
     }
     for fd in 3..first as i32 {
         let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
@@ -236,13 +242,19 @@ impl Ack {
 /// Fail `create` now, not `start`, if we (as the container's user) could not open the fifo.
 fn check_start_gate(gate: &Gate) -> Result<()> {
     if let Gate::Fifo(dir) = gate {
-        nix::unistd::faccessat(
+        let r = nix::unistd::faccessat(
             Some(dir.as_raw_fd()),
             EXEC_FIFO,
             nix::unistd::AccessFlags::W_OK,
             nix::fcntl::AtFlags::empty(),
-        )
-        .ctx(|| "exec fifo: not writable by the container's user".into())?;
+        );
+        // Only a real "no" counts: a seccomp profile may refuse faccessat itself.
+        if r == Err(nix::errno::Errno::EACCES) {
+            return Err(Error::sys(
+                "exec fifo: not writable by the container's user",
+                nix::errno::Errno::EACCES,
+            ));
+        }
     }
     Ok(())
 }

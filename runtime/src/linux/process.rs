@@ -443,8 +443,18 @@ pub fn find_program(p: &ProcessPlan) -> Result<CString> {
     let arg0 = p.args.first().ok_or_else(|| bad("process.args", "empty"))?;
     let name = arg0.to_str().unwrap_or_default();
     let executable = |c: &CString| {
-        nix::unistd::access(c.as_c_str(), nix::unistd::AccessFlags::X_OK).is_ok()
-            && std::fs::metadata(Path::new(c.to_str().unwrap_or_default())).is_ok_and(|m| m.is_file())
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(m) = std::fs::metadata(Path::new(c.to_str().unwrap_or_default())) else {
+            return false;
+        };
+        // access(2) decides for this user; if a seccomp profile refuses access(2) itself,
+        // the mode bits are the best answer left.
+        m.is_file()
+            && match nix::unistd::access(c.as_c_str(), nix::unistd::AccessFlags::X_OK) {
+                Ok(()) => true,
+                Err(nix::errno::Errno::EACCES | nix::errno::Errno::ENOENT) => false,
+                Err(_) => m.permissions().mode() & 0o111 != 0,
+            }
     };
     if name.contains('/') {
         return if executable(arg0) {
