@@ -231,3 +231,26 @@ fn a_seccomp_profile_with_notify_is_refused_and_leaves_nothing() {
     assert_one_line_error(&o, &["seccomp", "SCMP_ACT_NOTIFY"]);
     assert_clean(rt.root(), &id, b.path());
 }
+
+#[test]
+fn a_masked_eq_rule_without_value_two_compares_with_zero() {
+    // Docker's profile allows clone only when no namespace flag is set:
+    // (flags & 0x7E020000) == 0, with valueTwo 0 left out of the JSON. Here the same test
+    // denies instead, so a plain fork (no namespace flags) must be refused.
+    let mut b = Bundle::busybox();
+    b.with_config(|c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                          "args": [{"index": 0, "value": 2114060288u64, "op": "SCMP_CMP_MASKED_EQ"}]}]
+        });
+    });
+    b.sh("(true) && echo forked");
+    let rt = Runtime::new();
+    let o = rt.run(&rt.id("masked"), &b);
+    assert!(
+        !stdout(&o).contains("forked") && stderr(&o).contains("can't fork"),
+        "{}",
+        show(&o)
+    );
+}

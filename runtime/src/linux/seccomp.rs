@@ -103,11 +103,14 @@ pub fn build(s: &LinuxSeccomp) -> Result<Filter> {
             .unwrap_or_default()
             .iter()
             .map(|a| {
-                ScmpArgCompare::new(
-                    a.index() as u32,
-                    op(a.op(), a.value()),
-                    a.value_two().unwrap_or(a.value()),
-                )
+                // MASKED_EQ: (arg & value) == valueTwo, and a valueTwo of 0 is often left
+                // out of the JSON (Go's omitempty). Every other operator compares `value`.
+                let datum = if a.op() == LinuxSeccompOperator::ScmpCmpMaskedEq {
+                    a.value_two().unwrap_or(0)
+                } else {
+                    a.value()
+                };
+                ScmpArgCompare::new(a.index() as u32, op(a.op(), a.value()), datum)
             })
             .collect();
         // Conditions on different arguments must all hold (one rule); several conditions on
