@@ -94,10 +94,16 @@ pub fn run(kind: Kind, hooks: Option<&Hooks>, state: &OciState<'_>) -> Result<()
 }
 
 /// Run the hooks of a kind whose failures the spec makes warnings (poststart, poststop).
+/// Each failure is a warning and the remaining hooks still run.
 pub fn run_warn(kind: Kind, hooks: Option<&Hooks>, state: &OciState<'_>) {
-    if let Err(e) = run(kind, hooks, state) {
-        tracing::warn!("{e}");
-        eprintln!("wrun: warning: {e}");
+    let Some(h) = hooks else { return };
+    let json = serde_json::to_vec(state).unwrap_or_default();
+    for (i, hook) in kind.of(h).iter().enumerate() {
+        if let Err(why) = run_one(hook, &json) {
+            let e = format!("hooks.{}[{i}] {}: {why}", kind.name(), hook.path().display());
+            tracing::warn!("{e}");
+            eprintln!("wrun: warning: {e}");
+        }
     }
 }
 
@@ -200,6 +206,18 @@ mod tests {
             e.contains("hooks.createContainer[1] /bin/sh") && e.contains("boom"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn after_a_failing_poststart_hook_the_next_one_still_runs() {
+        let out = std::env::temp_dir().join(format!("wrun-hook-warn-{}", std::process::id()));
+        let script = format!("echo ran > {}", out.display());
+        let h = hooks(&format!(
+            r#"{{"poststart":[{{"path":"/bin/false"}},{{"path":"/bin/sh","args":["sh","-c",{script:?}]}}]}}"#
+        ));
+        run_warn(Kind::Poststart, Some(&h), &state());
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "ran\n");
+        std::fs::remove_file(&out).unwrap();
     }
 
     #[test]

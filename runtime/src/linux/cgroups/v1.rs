@@ -79,6 +79,15 @@ pub fn memory(dir: &Path, m: &LinuxMemory, update: bool) -> Result<()> {
     if let Some(d) = m.disable_oom_killer() {
         write(dir, "memory.oom_control", if d { "1" } else { "0" })?;
     }
+    if let Some(t) = m.kernel_tcp() {
+        write(dir, "memory.kmem.tcp.limit_in_bytes", unlimited(t))?;
+    }
+    if let Some(k) = m.kernel() {
+        // Deprecated: kernels since 5.16 refuse a kmem limit (runc ignores it too).
+        if let Err(e) = write(dir, "memory.kmem.limit_in_bytes", unlimited(k)) {
+            tracing::warn!("linux.resources.memory.kernel: not applied: {e}");
+        }
+    }
     Ok(())
 }
 
