@@ -140,6 +140,17 @@ pub fn blkio(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
     if let (Some(w), Some(f)) = (b.weight(), weight_file) {
         write(dir, f, w.to_string())?;
     }
+    let needs_leaf = b.leaf_weight().is_some()
+        || b.weight_device()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|d| d.leaf_weight().is_some());
+    if needs_leaf && !fs::exists(dir, "blkio.leaf_weight") {
+        return Err(Error::Invalid(
+            "linux.resources.blockIO.leafWeight: this kernel's blkio controller has no leaf weight (CFQ only)".into(),
+        ));
+    }
     if let Some(w) = b.leaf_weight() {
         write(dir, "blkio.leaf_weight", w.to_string())?;
     }
