@@ -230,6 +230,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_default_config_parses_as_a_runtime_spec() {
+        let spec: Spec = serde_json::from_value(default_config()).unwrap();
+        assert!(version_supported(spec.version()));
+        assert_eq!(spec.process().as_ref().unwrap().args().as_ref().unwrap()[0], "sh");
+    }
+
+    #[test]
     fn accepts_released_1_x_versions_and_rejects_others() {
         for v in ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.1", "1.3.0", "1.2.0-rc.1"] {
             assert!(version_supported(v), "{v}");

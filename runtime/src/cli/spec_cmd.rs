@@ -29,15 +29,3 @@ pub fn run(a: &SpecArgs) -> anyhow::Result<()> {
     writeln!(f, "{text}").with_context(|| format!("write {}", path.display()))?;
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_default_config_parses_as_a_runtime_spec() {
-        let spec: oci_spec::runtime::Spec = serde_json::from_value(wrun::spec::default_config()).unwrap();
-        assert!(wrun::spec::version_supported(spec.version()));
-        assert_eq!(spec.process().as_ref().unwrap().args().as_ref().unwrap()[0], "sh");
-    }
-}
