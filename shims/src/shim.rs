@@ -1,0 +1,107 @@
+//! The shim binary's actions: `start` (spawn the serving process, write `<bundle>/address`),
+//! `delete` (clean up after a shim that is gone) and serving the task service.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use containerd_shim::api::DeleteResponse;
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::util::write_address;
+use containerd_shim::{spawn, warn, Config, Error as ShimError, ExitSignal, Flags, StartOpts};
+
+use crate::error::Error;
+use crate::events::Publisher;
+use crate::process::timestamp;
+use crate::rootfs;
+use crate::service::Service;
+use crate::wrun::Wrun;
+
+/// The annotation CRI puts on every container of a pod: they share one shim.
+const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+
+pub struct WrunShim {
+    id: String,
+    namespace: String,
+    bundle: PathBuf,
+    exit: Arc<ExitSignal>,
+}
+
+fn shim_error(e: Error) -> ShimError {
+    ShimError::Other(e.to_string())
+}
+
+/// The shim a container joins: its pod's when CRI created it, else its own.
+fn grouping(bundle: &Path, id: &str) -> String {
+    std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["annotations"][SANDBOX_ID].as_str().map(str::to_string))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| id.to_string())
+}
+
+impl containerd_shim::Shim for WrunShim {
+    type T = Service;
+
+    fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        let bundle = if args.bundle.is_empty() {
+            std::env::current_dir().unwrap_or_default()
+        } else {
+            PathBuf::from(&args.bundle)
+        };
+        WrunShim {
+            id: args.id.clone(),
+            namespace: args.namespace.clone(),
+            bundle,
+            exit: Arc::new(ExitSignal::default()),
+        }
+    }
+
+    fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
+        let group = grouping(&self.bundle, &opts.id);
+        let (_, address) = spawn(opts, &group, Vec::new())?;
+        // containerd reads it to reconnect after a restart; the serving process reads it at
+        // exit to remove its socket.
+        write_address(&address)?;
+        Ok(address)
+    }
+
+    /// Called by containerd after every exit of the serving process, clean or not, and maybe
+    /// twice: everything here tolerates "already gone".
+    fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+        let wrun = Wrun::new(&self.namespace).map_err(shim_error)?;
+        let pid = wrun.state(&self.id).ok().and_then(|v| v["pid"].as_u64()).unwrap_or(0);
+        if let Err(e) = wrun.delete_force(&self.id) {
+            if !e.to_string().contains("does not exist") {
+                warn!("delete {}: {e}", self.id);
+            }
+        }
+        rootfs::unmount_all(&self.bundle.join("rootfs"));
+        Ok(DeleteResponse {
+            pid: pid as u32,
+            exit_status: 128 + libc::SIGKILL as u32,
+            exited_at: MessageField::some(timestamp(SystemTime::now())),
+            ..Default::default()
+        })
+    }
+
+    fn wait(&mut self) {
+        self.exit.wait();
+    }
+
+    fn create_task_service(&self, publisher: RemotePublisher) -> Service {
+        let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+        let wrun = match Wrun::new(&self.namespace) {
+            Ok(w) => w,
+            Err(e) => {
+                // Nothing can be served without wrun: say why in containerd's log and stop.
+                containerd_shim::error!("{e}");
+                std::process::exit(1);
+            }
+        };
+        let publisher = Publisher::new(&address, &self.namespace, Some(publisher));
+        Service::new(wrun, publisher, self.exit.clone())
+    }
+}
