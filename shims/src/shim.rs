@@ -1,6 +1,8 @@
 //! The shim binary's actions: `start` (spawn the serving process, write `<bundle>/address`),
 //! `delete` (clean up after a shim that is gone) and serving the task service.
 
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -42,6 +44,20 @@ fn grouping(bundle: &Path, id: &str) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
+/// Removes the socket named in `<bundle>/address` when no shim listens on it any more (a
+/// killed shim cannot remove its own). A live one, shared by a pod, is left alone.
+fn remove_dead_socket(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = address.trim();
+    let path = Path::new(path.strip_prefix("unix://").unwrap_or(path));
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if is_socket && UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 impl containerd_shim::Shim for WrunShim {
     type T = Service;
 
@@ -79,6 +95,7 @@ impl containerd_shim::Shim for WrunShim {
             }
         }
         rootfs::unmount_all(&self.bundle.join("rootfs"));
+        remove_dead_socket(&self.bundle);
         Ok(DeleteResponse {
             pid: pid as u32,
             exit_status: 128 + libc::SIGKILL as u32,

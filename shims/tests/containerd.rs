@@ -496,6 +496,16 @@ fn sigkill_of_the_shim_then_delete_cleans_up_and_reports_the_exit() {
     let pid = c.task_pid("orphan");
     let shims = c.shims();
     assert_eq!(shims.len(), 1, "one shim per container: {shims:?}");
+    let bundle = c
+        .dir
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&c.ns)
+        .join("orphan");
+    let address = fs::read_to_string(bundle.join("address")).expect("the shim wrote <bundle>/address");
+    let socket = PathBuf::from(address.trim().trim_start_matches("unix://"));
+    assert!(socket.exists(), "{} is not there", socket.display());
+    let events = Spawned::spawn(&mut c.ctr_cmd(&["events"]), None);
+    std::thread::sleep(Duration::from_millis(300));
     kill_pid(shims[0], libc::SIGKILL);
     // containerd sees the shim go, runs `containerd-shim-wrun-v1 delete`, which kills and
     // deletes the container and unmounts its rootfs.
@@ -507,6 +517,18 @@ fn sigkill_of_the_shim_then_delete_cleans_up_and_reports_the_exit() {
         wait_until(Duration::from_secs(10), || c.status("orphan").as_deref()
             != Some("RUNNING")),
         "task still listed as running"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || !socket.exists()),
+        "the dead shim's socket {} is left",
+        socket.display()
+    );
+    kill_pid(events.pid(), libc::SIGTERM);
+    let ev = stdout(&events.wait());
+    assert!(
+        ev.lines()
+            .any(|l| l.contains("/tasks/exit") && l.contains("orphan") && l.contains("137")),
+        "no TaskExit with status 137 in\n{ev}"
     );
     c.finish();
 }
@@ -551,5 +573,40 @@ fn a_corrupt_wasm_module_fails_ctr_run_with_the_cause() {
         show(&o)
     );
     assert!(c.status("corrupt").is_none(), "no task is left");
+    c.finish();
+}
+
+#[test]
+fn containers_of_one_pod_share_one_shim_which_goes_with_the_last() {
+    let c = with_busybox();
+    let fifo = c.fifo_dir();
+    let pod = "io.kubernetes.cri.sandbox-id=pod-1";
+    for id in ["pod-a", "pod-b"] {
+        c.ctr(&[
+            "run",
+            "-d",
+            "--fifo-dir",
+            &fifo,
+            "--runtime",
+            RUNTIME,
+            "--annotation",
+            pod,
+            BUSYBOX,
+            id,
+            "sleep",
+            "1000",
+        ]);
+        c.wait_status(id, "RUNNING");
+    }
+    let shims = c.shims();
+    assert_eq!(shims.len(), 1, "one shim for the pod: {shims:?}");
+    c.remove("pod-a");
+    assert_eq!(c.status("pod-b").as_deref(), Some("RUNNING"));
+    assert!(pid_alive(shims[0]), "the shim stays while the pod has a container");
+    c.remove("pod-b");
+    assert!(
+        wait_until(Duration::from_secs(10), || !pid_alive(shims[0])),
+        "the shim exits with the pod's last container"
+    );
     c.finish();
 }
