@@ -396,7 +396,8 @@ impl Inner {
             (p.pid, p.exit.is_some())
         };
         if req.exec_id.is_empty() {
-            if exited && !req.all {
+            // As runc.v2 answers: containerd takes NotFound as "nothing left to signal".
+            if exited {
                 return Err(Error::NotFound(format!(
                     "container {}: process already finished",
                     req.id

@@ -122,3 +122,24 @@ impl containerd_shim::Shim for WrunShim {
         Service::new(wrun, publisher, self.exit.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_container_joins_its_sandbox_shim_and_others_get_their_own() {
+        let dir = std::env::temp_dir().join(format!("wrun-shim-group-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(grouping(&dir, "c1"), "c1", "no config.json");
+        std::fs::write(
+            dir.join("config.json"),
+            r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod9"}}"#,
+        )
+        .unwrap();
+        assert_eq!(grouping(&dir, "c1"), "pod9");
+        std::fs::write(dir.join("config.json"), r#"{"annotations":{}}"#).unwrap();
+        assert_eq!(grouping(&dir, "c1"), "c1");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -610,3 +610,49 @@ fn containers_of_one_pod_share_one_shim_which_goes_with_the_last() {
     );
     c.finish();
 }
+
+/// `ctr` 1.6 has no `task update`: this calls the shim's Update over its own ttrpc socket,
+/// as containerd would for CRI's UpdateContainerResources.
+#[test]
+fn update_changes_the_limits_of_a_running_task() {
+    use containerd_shim::protos::protobuf::well_known_types::any::Any;
+    use containerd_shim::protos::protobuf::MessageField;
+    use containerd_shim::protos::shim::shim::UpdateTaskRequest;
+    use containerd_shim::protos::shim_sync::{Client, TaskClient};
+    use containerd_shim::protos::ttrpc::context::Context;
+
+    let c = with_busybox();
+    c.run_detached(BUSYBOX, "updated", &["sleep", "1000"]);
+    c.wait_status("updated", "RUNNING");
+    let bundle = c
+        .dir
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&c.ns)
+        .join("updated");
+    let address = fs::read_to_string(bundle.join("address")).unwrap();
+    let client = TaskClient::new(Client::connect(address.trim()).expect("connect to the shim"));
+    let req = UpdateTaskRequest {
+        id: "updated".into(),
+        resources: MessageField::some(Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+            value: br#"{"memory":{"limit":67108864},"pids":{"limit":32}}"#.to_vec(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    client
+        .update(Context::default(), &req)
+        .expect("Update through the shim");
+    let o = c.ctr(&["task", "metrics", "updated"]);
+    let out = stdout(&o);
+    let value = |k: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(k))
+            .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+    };
+    let limit = value("memory.limit_in_bytes").or_else(|| value("memory.usage_limit"));
+    assert_eq!(limit.as_deref(), Some("67108864"), "{out}");
+    assert_eq!(value("pids.limit").as_deref(), Some("32"), "{out}");
+    drop(client);
+    c.finish();
+}
