@@ -21,7 +21,12 @@ ns=bench$$
 ctr() { command ctr --address "$work/c.sock" -n "$ns" "$@"; }
 cpid=
 cleanup() {
+  local rc=$?
   set +e
+  if [ "$rc" != 0 ] && [ -f "$work/containerd.log" ]; then
+    echo "containerd-shim: failed; containerd's log kept in /tmp/wrun-shim-bench-containerd.log" >&2
+    cp "$work/containerd.log" /tmp/wrun-shim-bench-containerd.log
+  fi
   for id in $(ctr containers ls -q 2>/dev/null); do
     ctr task kill -s SIGKILL "$id" >/dev/null 2>&1; sleep 0.1
     ctr task rm -f "$id" >/dev/null 2>&1; ctr containers rm "$id" >/dev/null 2>&1
@@ -42,7 +47,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [ttrpc]
   address = "$work/c.sock.ttrpc"
 TOML
-PATH=$bin:$PATH containerd --config "$work/config.toml" >"$work/containerd.log" 2>&1 </dev/null &
+PATH=$bin:$PATH containerd --log-level debug --config "$work/config.toml" >"$work/containerd.log" 2>&1 </dev/null &
 cpid=$!
 for _ in $(seq 100); do ctr version >/dev/null 2>&1 && break; sleep 0.1; done
 
