@@ -656,3 +656,41 @@ fn update_changes_the_limits_of_a_running_task() {
     drop(client);
     c.finish();
 }
+
+/// `ctr -t` wants a terminal of its own: `script` (util-linux) gives it one.
+fn in_a_terminal(c: &Containerd, ctr_args: &str) -> Output {
+    let cmd = format!(
+        "stty cols 91 rows 33; ctr --address {} -n {} {ctr_args}",
+        c.dir.join("c.sock").display(),
+        c.ns
+    );
+    run(Command::new("script").args(["-qec", &cmd, "/dev/null"]))
+}
+
+#[test]
+fn a_terminal_task_and_a_terminal_exec_get_a_pty_of_the_clients_size() {
+    let c = with_busybox();
+    let fifo = c.fifo_dir();
+    // The size arrives by ResizePty right after start: give it a moment.
+    let o = in_a_terminal(
+        &c,
+        &format!(
+            "run --rm -t --fifo-dir {fifo} --runtime {RUNTIME} {BUSYBOX} tty-run sh -c 'sleep 0.3; tty; stty size'"
+        ),
+    );
+    assert_ok(&o, "ctr run -t");
+    let out = stdout(&o);
+    assert!(out.contains("/dev/pts/0"), "{}", show(&o));
+    assert!(out.contains("33 91"), "{}", show(&o));
+    c.run_detached(BUSYBOX, "tty-host", &["sleep", "1000"]);
+    c.wait_status("tty-host", "RUNNING");
+    let o = in_a_terminal(
+        &c,
+        &format!("task exec -t --fifo-dir {fifo} --exec-id t1 tty-host sh -c 'sleep 0.3; tty; stty size; exit 6'"),
+    );
+    assert_eq!(o.status.code(), Some(6), "{}", show(&o));
+    let out = stdout(&o);
+    assert!(out.contains("/dev/pts/"), "{}", show(&o));
+    assert!(out.contains("33 91"), "{}", show(&o));
+    c.finish();
+}
