@@ -228,6 +228,13 @@ impl Containerd {
             .unwrap_or(0)
     }
 
+    /// `ctr events`, running until [`stop_events`].
+    fn events(&self) -> Spawned {
+        let e = Spawned::spawn(&mut self.ctr_cmd(&["events"]), None);
+        std::thread::sleep(Duration::from_millis(300));
+        e
+    }
+
     /// Kills and removes a task and its container.
     fn remove(&self, id: &str) {
         let _ = self.ctr_quiet(&["task", "kill", "-s", "SIGKILL", id]);
@@ -310,6 +317,13 @@ impl Drop for Containerd {
         self.stop_daemon();
         detach_mounts_under(self.dir.path());
     }
+}
+
+/// What `ctr events` printed, after a moment for the last events to arrive.
+fn stop_events(events: Spawned) -> String {
+    std::thread::sleep(Duration::from_millis(300));
+    kill_pid(events.pid(), libc::SIGTERM);
+    stdout(&events.wait())
 }
 
 fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
@@ -403,6 +417,7 @@ fn task_exec_runs_a_process_in_a_native_container() {
     let c = with_busybox();
     c.run_detached(BUSYBOX, "execd", &["sleep", "1000"]);
     c.wait_status("execd", "RUNNING");
+    let events = c.events();
     let fifo = c.fifo_dir();
     let o = c.ctr_quiet(&[
         "task",
@@ -420,6 +435,18 @@ fn task_exec_runs_a_process_in_a_native_container() {
     assert_eq!(stdout(&o).trim(), "exec sees pid1=sleep");
     let o = c.ctr(&["task", "ps", "execd"]);
     assert!(stdout(&o).lines().count() >= 2, "{}", show(&o));
+    let ev = stop_events(events);
+    for topic in ["/tasks/exec-added", "/tasks/exec-started"] {
+        assert!(
+            ev.lines().any(|l| l.contains(topic) && l.contains("e1")),
+            "no {topic} in\n{ev}"
+        );
+    }
+    assert!(
+        ev.lines()
+            .any(|l| l.contains("/tasks/exit") && l.contains(r#""id":"e1""#) && l.contains(r#""exit_status":4"#)),
+        "no TaskExit of the exec in\n{ev}"
+    );
     c.finish();
 }
 
@@ -429,6 +456,7 @@ fn pause_and_resume_freeze_and_thaw_the_task() {
     c.run_detached(BUSYBOX, "pausy", &["sleep", "1000"]);
     c.wait_status("pausy", "RUNNING");
     let pid = c.task_pid("pausy");
+    let events = c.events();
     c.ctr(&["task", "pause", "pausy"]);
     assert_eq!(c.status("pausy").as_deref(), Some("PAUSED"));
     let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -440,6 +468,13 @@ fn pause_and_resume_freeze_and_thaw_the_task() {
     );
     c.ctr(&["task", "resume", "pausy"]);
     assert_eq!(c.status("pausy").as_deref(), Some("RUNNING"));
+    let ev = stop_events(events);
+    for topic in ["/tasks/paused", "/tasks/resumed"] {
+        assert!(
+            ev.lines().any(|l| l.contains(topic) && l.contains("pausy")),
+            "no {topic} in\n{ev}"
+        );
+    }
     c.finish();
 }
 
@@ -465,8 +500,7 @@ fn task_metrics_returns_cgroup_numbers() {
 #[test]
 fn a_memory_hog_produces_a_task_oom_event() {
     let c = with_busybox();
-    let events = Spawned::spawn(&mut c.ctr_cmd(&["events"]), None);
-    std::thread::sleep(Duration::from_millis(300));
+    let events = c.events();
     let o = c.run_rm(
         &["--memory-limit", "33554432"],
         BUSYBOX,
@@ -474,9 +508,7 @@ fn a_memory_hog_produces_a_task_oom_event() {
         &["sh", "-c", "x=a; while true; do x=$x$x$x$x; done"],
     );
     assert_eq!(o.status.code(), Some(137), "the hog is OOM-killed\n{}", show(&o));
-    std::thread::sleep(Duration::from_millis(500));
-    kill_pid(events.pid(), libc::SIGTERM);
-    let ev = stdout(&events.wait());
+    let ev = stop_events(events);
     assert!(
         ev.lines().any(|l| l.contains("/tasks/oom") && l.contains("hog")),
         "no TaskOOM in\n{ev}"
@@ -504,8 +536,7 @@ fn sigkill_of_the_shim_then_delete_cleans_up_and_reports_the_exit() {
     let address = fs::read_to_string(bundle.join("address")).expect("the shim wrote <bundle>/address");
     let socket = PathBuf::from(address.trim().trim_start_matches("unix://"));
     assert!(socket.exists(), "{} is not there", socket.display());
-    let events = Spawned::spawn(&mut c.ctr_cmd(&["events"]), None);
-    std::thread::sleep(Duration::from_millis(300));
+    let events = c.events();
     kill_pid(shims[0], libc::SIGKILL);
     // containerd sees the shim go, runs `containerd-shim-wrun-v1 delete`, which kills and
     // deletes the container and unmounts its rootfs.
@@ -523,8 +554,7 @@ fn sigkill_of_the_shim_then_delete_cleans_up_and_reports_the_exit() {
         "the dead shim's socket {} is left",
         socket.display()
     );
-    kill_pid(events.pid(), libc::SIGTERM);
-    let ev = stdout(&events.wait());
+    let ev = stop_events(events);
     assert!(
         ev.lines()
             .any(|l| l.contains("/tasks/exit") && l.contains("orphan") && l.contains("137")),
