@@ -11,6 +11,7 @@ mod rootfs;
 mod service;
 mod shim;
 mod stdio;
+mod tasks;
 mod wrun;
 
 /// The runtime type containerd knows this shim by.
