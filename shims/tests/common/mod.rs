@@ -310,6 +310,26 @@ impl Drop for Containerd {
         }
         self.stop_daemon();
         detach_mounts_under(self.dir.path());
+        let state = Path::new("/run/containerd/wrun").join(&self.ns);
+        let wrun = shim_binary().with_file_name("wrun");
+        for e in fs::read_dir(&state)
+            .map(|d| d.flatten().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let _ = Spawned::spawn(
+                Command::new(&wrun)
+                    .arg("--root")
+                    .arg(&state)
+                    .args(["delete", "--force"])
+                    .arg(e.file_name()),
+                None,
+            )
+            .try_wait_timeout(CTR_TIMEOUT);
+        }
+        let _ = fs::remove_dir(&state);
+        for cg in cgroup_dirs(&self.ns) {
+            let _ = fs::remove_dir(cg);
+        }
     }
 }
 
