@@ -1,5 +1,5 @@
 # The two entry points of the README, plus benchmarks. Everything runs as root.
-.PHONY: deps wasm-apps build demo test bench-start bench-wasm
+.PHONY: deps wasm-apps build demo test bench-start bench-wasm bench-shim
 
 deps:
 	bash .ci/deps
@@ -9,7 +9,7 @@ wasm-apps: deps
 	bash wasm-apps/build.sh
 
 build: deps wasm-apps
-	cargo build --release -p wrun
+	cargo build --release -p wrun -p containerd-shim-wrun
 
 # A native container from a busybox bundle (create, state, start, run, delete), then a wasm one.
 demo: build
@@ -27,3 +27,7 @@ bench-start: build
 # wasm vs native side by side: start-to-exit, cache hit vs miss, nbody both forms.
 bench-wasm: build
 	bash benches/wasm-start.sh
+
+# ctr run --rm through containerd-shim-wrun-v1 vs runc.v2 (one containerd, interleaved), idle shim memory.
+bench-shim: build
+	bash benches/containerd-shim.sh

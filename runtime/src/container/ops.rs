@@ -65,6 +65,9 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         return Err(c.wrong("only a created container can be started"));
     }
     let rec = c.record()?;
+    // The pidfd first: opening the fifo releases the init, which may run to its end and be
+    // reaped (by a subreaper such as a containerd shim) before a pidfd could be opened.
+    let pfd = pidfd(rec.pid).ok_or_else(|| c.wrong("its init process is gone"))?;
     let fifo = c.dir.fifo();
     let fd = nix::fcntl::open(
         &fifo,
@@ -74,7 +77,6 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     .ctx(|| format!("open {}", fifo.display()))?;
     // SAFETY: new fd we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let pfd = pidfd(rec.pid).ok_or_else(|| c.wrong("its init process is gone"))?;
     let reply = read_start_reply(&fd, &pfd);
     std::fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))?;
     match reply {

@@ -1,0 +1,524 @@
+//! The lifecycle of the shim's containers and exec'd processes: what each task request does
+//! with `wrun`, the bookkeeping, and the events containerd expects.
+//!
+//! Locking: `table` is held only for quick reads and updates, never while a `wrun` command
+//! runs (the reaper thread needs it to record exits, and a command's end is learnt through
+//! the reaper). `order` is held across "start + publish TaskStart/ExecStarted" and by the
+//! thread that publishes exits, so containerd never sees a process exit before it started.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use containerd_shim::api::{
+    CreateTaskRequest, DeleteResponse, ExecProcessRequest, KillRequest, StateResponse, UpdateTaskRequest,
+};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused, TaskResumed,
+    TaskStart,
+};
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::protos::topics;
+use containerd_shim::{info, warn, ExitSignal};
+
+use crate::error::{Error, Result};
+use crate::events::Publisher;
+use crate::process::{timestamp, Container, Proc, Table};
+use crate::reaper::{Exit, Reaper};
+use crate::stdio::{self, ConsoleSocket};
+use crate::wrun::{ProcStdio, Wrun, STATE_BASE};
+use crate::{metrics, rootfs};
+
+static FILE_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// An exit to publish: container id, exec id ("" for the init), pid, status.
+type ExitNote = (String, String, u32, Exit);
+
+/// Every container and exec of this shim, and how their exits reach containerd.
+pub struct Tasks {
+    pub wrun: Wrun,
+    publisher: Publisher,
+    pub shutdown: Arc<ExitSignal>,
+    table: Mutex<Table>,
+    /// Notified whenever a process exits (for Wait).
+    exited: Condvar,
+    order: Mutex<()>,
+    exits: Mutex<Sender<ExitNote>>,
+    pub v2: bool,
+}
+
+impl Tasks {
+    /// The shim's tasks, told of exits by the reaper, with the thread that publishes them.
+    pub fn new(wrun: Wrun, publisher: Publisher, shutdown: Arc<ExitSignal>) -> Arc<Tasks> {
+        let (tx, rx) = channel::<ExitNote>();
+        let inner = Arc::new(Tasks {
+            wrun,
+            publisher,
+            shutdown,
+            table: Mutex::new(Table::default()),
+            exited: Condvar::new(),
+            order: Mutex::new(()),
+            exits: Mutex::new(tx),
+            v2: metrics::host_is_v2(),
+        });
+        let hook_inner = inner.clone();
+        Reaper::get().set_hook(move |pid, exit| hook_inner.on_exit(pid, exit));
+        let pub_inner = inner.clone();
+        std::thread::Builder::new()
+            .name("exit-events".into())
+            .spawn(move || {
+                while let Ok((id, exec_id, pid, exit)) = rx.recv() {
+                    let _order = pub_inner.order.lock().unwrap();
+                    pub_inner.publisher.publish(
+                        topics::TASK_EXIT_EVENT_TOPIC,
+                        TaskExit {
+                            container_id: id.clone(),
+                            id: if exec_id.is_empty() { id } else { exec_id },
+                            pid,
+                            exit_status: exit.code as u32,
+                            exited_at: MessageField::some(timestamp(exit.at)),
+                            ..Default::default()
+                        },
+                    );
+                }
+            })
+            .expect("spawn the exit event thread");
+        inner
+    }
+
+    pub fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap()
+    }
+
+    /// Called by the reaper for every child that ends.
+    fn on_exit(&self, pid: i32, exit: Exit) -> bool {
+        let mut t = self.table();
+        let Some((id, exec_id)) = t.exited(pid, exit) else {
+            return false;
+        };
+        drop(t);
+        self.exited.notify_all();
+        let _ = self.exits.lock().unwrap().send((id, exec_id, pid as u32, exit));
+        true
+    }
+
+    /// Makes `pid` known as process (`id`, `exec_id`), catching an exit the reaper saw first.
+    fn register(&self, pid: i32, id: &str, exec_id: &str) {
+        self.table().pids.insert(pid, (id.to_string(), exec_id.to_string()));
+        if let Some(exit) = Reaper::get().take(pid) {
+            self.on_exit(pid, exit);
+        }
+    }
+
+    fn bundle(&self, id: &str) -> Result<PathBuf> {
+        Ok(self.table().container(id)?.bundle.clone())
+    }
+
+    /// Stdio for a process about to be created: the fifos themselves, or a console socket
+    /// when it has a terminal.
+    fn stdio_for(
+        &self,
+        terminal: bool,
+        stdin: &str,
+        stdout: &str,
+        stderr: &str,
+    ) -> Result<(ProcStdio, Option<ConsoleSocket>)> {
+        if terminal {
+            Ok((ProcStdio::null(), Some(ConsoleSocket::new(Path::new(STATE_BASE))?)))
+        } else {
+            Ok((stdio::direct(stdin, stdout, stderr)?, None))
+        }
+    }
+
+    /// After a successful create/exec with a terminal: takes the pty master and starts
+    /// copying it to and from the fifos.
+    fn attach_console(sock: Option<ConsoleSocket>, stdin: &str, stdout: &str) -> Result<Option<Arc<std::fs::File>>> {
+        let Some(sock) = sock else { return Ok(None) };
+        let master = Arc::new(sock.receive()?);
+        stdio::copy_terminal(master.clone(), stdin, stdout)?;
+        Ok(Some(master))
+    }
+
+    /// Watches `wrun events ID` for OOM kills and publishes TaskOOM for each.
+    fn watch_oom(self: &Arc<Self>, id: &str) {
+        let (_, out) = match self.wrun.spawn_events(id) {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("container {id}: no OOM events: {e}");
+                return;
+            }
+        };
+        let me = self.clone();
+        let id = id.to_string();
+        let spawned = std::thread::Builder::new().name("oom-events".into()).spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if v["type"] == "oom" {
+                    me.publisher.publish(
+                        topics::TASK_OOM_EVENT_TOPIC,
+                        TaskOOM {
+                            container_id: id.clone(),
+                            ..Default::default()
+                        },
+                    );
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            warn!("container: no OOM events: {e}");
+        }
+    }
+
+    pub fn create(self: &Arc<Self>, req: &CreateTaskRequest) -> Result<u32> {
+        let id = req.id.as_str();
+        if self.table().containers.contains_key(id) {
+            return Err(Error::AlreadyExists(format!("container {id} already exists")));
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(Error::Unimplemented(
+                "checkpoint/restore is not supported by wrun".into(),
+            ));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let rootfs = bundle.join("rootfs");
+        rootfs::mount_all(&req.rootfs, &rootfs)?;
+        let undo = |e: Error| {
+            let _ = self.wrun.delete_force(id);
+            rootfs::unmount_all(&rootfs);
+            e
+        };
+        let (io, sock) = self
+            .stdio_for(req.terminal, &req.stdin, &req.stdout, &req.stderr)
+            .map_err(undo)?;
+        let pid_file = bundle.join("init.pid");
+        self.wrun
+            .create(id, &bundle, &pid_file, sock.as_ref().map(|s| s.path()), io)
+            .map_err(undo)?;
+        let pid = read_pid(&pid_file).map_err(undo)?;
+        let console = Self::attach_console(sock, &req.stdin, &req.stdout).map_err(undo)?;
+        let container = Container {
+            bundle: bundle.clone(),
+            rootfs_mounted: !req.rootfs.is_empty(),
+            paused: false,
+            init: Proc {
+                pid,
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+                console,
+                ..Default::default()
+            },
+            execs: HashMap::new(),
+        };
+        let _order = self.order.lock().unwrap();
+        self.table().containers.insert(id.to_string(), container);
+        self.register(pid as i32, id, "");
+        self.publisher.publish(
+            topics::TASK_CREATE_EVENT_TOPIC,
+            TaskCreate {
+                container_id: id.to_string(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: MessageField::some(TaskIO {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                    ..Default::default()
+                }),
+                pid,
+                ..Default::default()
+            },
+        );
+        drop(_order);
+        self.watch_oom(id);
+        info!("created container {id}, init pid {pid}");
+        Ok(pid)
+    }
+
+    pub fn start(&self, id: &str, exec_id: &str) -> Result<u32> {
+        if exec_id.is_empty() {
+            let pid = {
+                let t = self.table();
+                let p = &t.container(id)?.init;
+                if p.started || p.exit.is_some() {
+                    return Err(Error::Precondition(format!("container {id} was already started")));
+                }
+                p.pid
+            };
+            let _order = self.order.lock().unwrap();
+            self.wrun.start(id)?;
+            self.table().container_mut(id)?.init.started = true;
+            self.publisher.publish(
+                topics::TASK_START_EVENT_TOPIC,
+                TaskStart {
+                    container_id: id.to_string(),
+                    pid,
+                    ..Default::default()
+                },
+            );
+            return Ok(pid);
+        }
+        let (bundle, spec, terminal, stdin, stdout, stderr) = {
+            let t = self.table();
+            let c = t.container(id)?;
+            if c.init.exit.is_some() {
+                return Err(Error::Precondition(format!("container {id} has stopped")));
+            }
+            let p = t.process(id, exec_id)?;
+            if p.started {
+                return Err(Error::Precondition(format!("exec {exec_id} was already started")));
+            }
+            (
+                c.bundle.clone(),
+                p.spec.clone().unwrap_or_default(),
+                p.terminal,
+                p.stdin.clone(),
+                p.stdout.clone(),
+                p.stderr.clone(),
+            )
+        };
+        let (io, sock) = self.stdio_for(terminal, &stdin, &stdout, &stderr)?;
+        let pid_file = bundle.join(format!("exec-{}.pid", FILE_SEQ.fetch_add(1, Ordering::Relaxed)));
+        let _order = self.order.lock().unwrap();
+        let done = self
+            .wrun
+            .exec(id, &spec, &pid_file, sock.as_ref().map(|s| s.path()), io);
+        let pid = done.and_then(|()| read_pid(&pid_file));
+        let _ = std::fs::remove_file(&pid_file);
+        let pid = pid?;
+        let console = Self::attach_console(sock, &stdin, &stdout)?;
+        {
+            let mut t = self.table();
+            let p = t.process_mut(id, exec_id)?;
+            p.pid = pid;
+            p.started = true;
+            p.console = console;
+        }
+        self.register(pid as i32, id, exec_id);
+        self.publisher.publish(
+            topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+            TaskExecStarted {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                pid,
+                ..Default::default()
+            },
+        );
+        Ok(pid)
+    }
+
+    pub fn delete(&self, id: &str, exec_id: &str) -> Result<DeleteResponse> {
+        if !exec_id.is_empty() {
+            let mut t = self.table();
+            let p = t.process(id, exec_id)?;
+            if p.started && p.exit.is_none() {
+                return Err(Error::Precondition(format!("exec {exec_id} is still running")));
+            }
+            let p = t.container_mut(id)?.execs.remove(exec_id).expect("looked up above");
+            if let Some(s) = &p.spec {
+                let _ = std::fs::remove_file(s);
+            }
+            return Ok(DeleteResponse {
+                pid: p.pid,
+                exit_status: p.exit_status(),
+                exited_at: p.exited_at(),
+                ..Default::default()
+            });
+        }
+        let (bundle, mounted) = {
+            let t = self.table();
+            let c = t.container(id)?;
+            (c.bundle.clone(), c.rootfs_mounted)
+        };
+        // --force: a container created but never started still has its init waiting.
+        if let Err(e) = self.wrun.delete_force(id) {
+            if !matches!(&e, Error::Runtime { msg, .. } if msg.contains("does not exist")) {
+                return Err(e);
+            }
+        }
+        if mounted {
+            rootfs::unmount_all(&bundle.join("rootfs"));
+        }
+        let c = {
+            let mut t = self.table();
+            let c = t.containers.remove(id).expect("looked up above");
+            t.pids.retain(|_, (cid, _)| cid != id);
+            c
+        };
+        for p in c.execs.values() {
+            if let Some(s) = &p.spec {
+                let _ = std::fs::remove_file(s);
+            }
+        }
+        let _ = std::fs::remove_file(bundle.join("init.pid"));
+        self.exited.notify_all();
+        let resp = DeleteResponse {
+            pid: c.init.pid,
+            exit_status: c.init.exit_status(),
+            exited_at: c.init.exited_at(),
+            ..Default::default()
+        };
+        self.publisher.publish(
+            topics::TASK_DELETE_EVENT_TOPIC,
+            TaskDelete {
+                container_id: id.to_string(),
+                id: id.to_string(),
+                pid: resp.pid,
+                exit_status: resp.exit_status,
+                exited_at: resp.exited_at.clone(),
+                ..Default::default()
+            },
+        );
+        info!("deleted container {id}");
+        Ok(resp)
+    }
+
+    pub fn kill(&self, req: &KillRequest) -> Result<()> {
+        let (pid, exited) = {
+            let t = self.table();
+            let p = t.process(&req.id, &req.exec_id)?;
+            (p.pid, p.exit.is_some())
+        };
+        if req.exec_id.is_empty() {
+            // As runc.v2 answers: containerd takes NotFound as "nothing left to signal".
+            if exited {
+                return Err(Error::NotFound(format!(
+                    "container {}: process already finished",
+                    req.id
+                )));
+            }
+            return self.wrun.kill(&req.id, req.signal, req.all);
+        }
+        if exited || pid == 0 {
+            return Err(Error::NotFound(format!(
+                "exec {}: process already finished",
+                req.exec_id
+            )));
+        }
+        // SAFETY: kill(2) on a pid the shim reaps itself: it cannot have been reused while
+        // its exit is not recorded.
+        if unsafe { libc::kill(pid as i32, req.signal as i32) } != 0 {
+            return Err(Error::io(
+                format!("kill exec {}", req.exec_id),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn wait(&self, id: &str, exec_id: &str) -> Result<Exit> {
+        let mut t = self.table();
+        loop {
+            if let Some(e) = t.process(id, exec_id)?.exit {
+                return Ok(e);
+            }
+            t = self.exited.wait(t).unwrap();
+        }
+    }
+
+    pub fn exec(&self, req: &ExecProcessRequest) -> Result<()> {
+        let bundle = self.bundle(&req.id)?;
+        if self.table().process(&req.id, &req.exec_id).is_ok() {
+            return Err(Error::AlreadyExists(format!("exec {} already exists", req.exec_id)));
+        }
+        let spec = bundle.join(format!("exec-{}.json", FILE_SEQ.fetch_add(1, Ordering::Relaxed)));
+        std::fs::write(&spec, &req.spec.value).map_err(|e| Error::io(format!("write {}", spec.display()), e))?;
+        let p = Proc {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+            spec: Some(spec),
+            ..Default::default()
+        };
+        self.table()
+            .container_mut(&req.id)?
+            .execs
+            .insert(req.exec_id.clone(), p);
+        self.publisher.publish(
+            topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+            TaskExecAdded {
+                container_id: req.id.clone(),
+                exec_id: req.exec_id.clone(),
+                ..Default::default()
+            },
+        );
+        Ok(())
+    }
+
+    pub fn pause(&self, id: &str, pause: bool) -> Result<()> {
+        self.table().container(id)?;
+        if pause {
+            self.wrun.pause(id)?;
+        } else {
+            self.wrun.resume(id)?;
+        }
+        self.table().container_mut(id)?.paused = pause;
+        if pause {
+            self.publisher.publish(
+                topics::TASK_PAUSED_EVENT_TOPIC,
+                TaskPaused {
+                    container_id: id.to_string(),
+                    ..Default::default()
+                },
+            );
+        } else {
+            self.publisher.publish(
+                topics::TASK_RESUMED_EVENT_TOPIC,
+                TaskResumed {
+                    container_id: id.to_string(),
+                    ..Default::default()
+                },
+            );
+        }
+        Ok(())
+    }
+
+    pub fn update(&self, req: &UpdateTaskRequest) -> Result<()> {
+        let bundle = self.bundle(&req.id)?;
+        let file = bundle.join(format!("update-{}.json", FILE_SEQ.fetch_add(1, Ordering::Relaxed)));
+        std::fs::write(&file, &req.resources.value).map_err(|e| Error::io(format!("write {}", file.display()), e))?;
+        let r = self.wrun.update(&req.id, &file);
+        let _ = std::fs::remove_file(&file);
+        r
+    }
+
+    pub fn state(&self, id: &str, exec_id: &str) -> Result<StateResponse> {
+        let t = self.table();
+        let c = t.container(id)?;
+        let p = t.process(id, exec_id)?;
+        Ok(StateResponse {
+            id: if exec_id.is_empty() {
+                id.to_string()
+            } else {
+                exec_id.to_string()
+            },
+            bundle: c.bundle.to_string_lossy().into_owned(),
+            pid: p.pid,
+            status: p.status(c.paused).into(),
+            stdin: p.stdin.clone(),
+            stdout: p.stdout.clone(),
+            stderr: p.stderr.clone(),
+            terminal: p.terminal,
+            exit_status: p.exit_status(),
+            exited_at: p.exited_at(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        })
+    }
+}
+
+fn read_pid(file: &Path) -> Result<u32> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(format!("pid file {}", file.display()), e))?;
+    text.trim()
+        .parse()
+        .map_err(|_| Error::Invalid(format!("pid file {}: {text:?} is not a pid", file.display())))
+}
