@@ -235,28 +235,27 @@ impl Cgroup {
                 (None, Some(d)) => v2::cpu(d, c)?,
                 _ => return Err(Self::missing("cpu", "cpu")),
             }
-            let cpuset_dir = self.v1_dir("cpuset").or(self.v2_dir());
-            for (file, v) in [("cpuset.cpus", c.cpus()), ("cpuset.mems", c.mems())] {
+            for (field, file, v) in [("cpus", "cpuset.cpus", c.cpus()), ("mems", "cpuset.mems", c.mems())] {
                 if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-                    let d = cpuset_dir.ok_or_else(|| Self::missing("cpu.cpus", "cpuset"))?;
-                    fs::write(d, file, v)?;
+                    match (self.v1_dir("cpuset"), self.v2_dir()) {
+                        (Some(d), _) => fs::write(d, file, v)?,
+                        (None, Some(d)) => v2::cpuset(d, field, v)?,
+                        _ => return Err(Self::missing(&format!("cpu.{field}"), "cpuset")),
+                    }
                 }
             }
         }
         if let Some(p) = r.pids() {
-            let d = self
-                .v1_dir("pids")
-                .or(self.v2_dir())
-                .ok_or_else(|| Self::missing("pids", "pids"))?;
-            fs::write(
-                d,
-                "pids.max",
-                if p.limit() > 0 {
-                    p.limit().to_string()
-                } else {
-                    "max".into()
-                },
-            )?;
+            let limit = if p.limit() > 0 {
+                p.limit().to_string()
+            } else {
+                "max".into()
+            };
+            match (self.v1_dir("pids"), self.v2_dir()) {
+                (Some(d), _) => fs::write(d, "pids.max", limit)?,
+                (None, Some(d)) => v2::pids(d, &limit)?,
+                _ => return Err(Self::missing("pids", "pids")),
+            }
         }
         if let Some(b) = r.block_io() {
             match (self.v1_dir("blkio"), self.v2_dir()) {
