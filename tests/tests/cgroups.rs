@@ -257,15 +257,37 @@ fn events_stats_prints_one_runc_shaped_object() {
 
 #[test]
 fn device_rules_deny_what_is_not_allowed_and_keep_the_defaults() {
-    let mut b = Bundle::busybox();
-    b.sh("echo x > /dev/null && echo null-ok; mknod /tmp/mem c 1 1 && head -c1 /tmp/mem >/dev/null 2>&1 || echo mem-denied");
-    with_resources(&mut b, json!({"devices": [{"allow": false, "access": "rwm"}]}));
-    b.with_config(|c| {
-        c["root"]["readonly"] = json!(false);
-    });
-    let rt = Runtime::new();
-    let out = stdout(&rt.run(&rt.id("dev"), &b));
-    assert!(out.contains("null-ok") && out.contains("mem-denied"), "{out}");
+    // /dev/kmsg (c 1:11) opens for writing without any capability, so only the devices
+    // cgroup (v1) or the eBPF device filter (v2) can refuse it. The default rules let the
+    // container make the node (CAP_MKNOD) and use /dev/null.
+    let run = |rules: Value| {
+        let mut b = Bundle::busybox();
+        b.sh("echo x > /dev/null && echo null-ok; mknod /tmp/kmsg c 1 11 && echo mknod-ok; : > /tmp/kmsg && echo kmsg-opened");
+        with_resources(&mut b, json!({ "devices": rules }));
+        b.with_config(|c| {
+            c["root"]["readonly"] = json!(false);
+            for set in ["bounding", "effective", "permitted"] {
+                c["process"]["capabilities"][set]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!("CAP_MKNOD"));
+            }
+        });
+        let rt = Runtime::new();
+        let o = rt.run(&rt.id("dev"), &b);
+        format!("{}{}", stdout(&o), stderr(&o))
+    };
+    let denied = run(json!([{"allow": false, "access": "rwm"}]));
+    assert!(denied.contains("null-ok") && denied.contains("mknod-ok"), "{denied}");
+    assert!(
+        !denied.contains("kmsg-opened") && denied.contains("Operation not permitted"),
+        "{denied}"
+    );
+    let allowed = run(json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}
+    ]));
+    assert!(allowed.contains("kmsg-opened"), "{allowed}");
 }
 
 /// Bad resource values: one line naming the field, non-zero exit, nothing left behind.
