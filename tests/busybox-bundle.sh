@@ -7,9 +7,16 @@ dir=$1; shift
 bb=$(command -v busybox) || { echo "busybox-bundle: busybox not found (apt-get install busybox-static)" >&2; exit 1; }
 mkdir -p "$dir/rootfs/bin" "$dir/rootfs/etc" "$dir/rootfs/proc" "$dir/rootfs/sys" "$dir/rootfs/dev" "$dir/rootfs/tmp"
 cp "$bb" "$dir/rootfs/bin/busybox"
-for applet in $("$bb" --list); do
-  [ "$applet" = busybox ] || ln -sf busybox "$dir/rootfs/bin/$applet"
-done
+# One process for the ~400 links (a fork per applet takes ~15 s in tests/v2's guest).
+"$bb" --list | python3 -c '
+import os, sys
+for applet in sys.stdin.read().split():
+    link = os.path.join(sys.argv[1], applet)
+    if applet != "busybox":
+        if os.path.lexists(link):
+            os.remove(link)
+        os.symlink("busybox", link)
+' "$dir/rootfs/bin"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' > "$dir/rootfs/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$dir/rootfs/etc/group"
 args=$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1:] or ["sh"]))' "$@")

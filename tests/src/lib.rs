@@ -9,6 +9,9 @@
 //! Every spawned command is bounded by [`TIMEOUT`]; a command that hangs is
 //! killed by its PID and the test fails.
 
+mod cgroup;
+pub use cgroup::*;
+
 use serde_json::{json, Value};
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
@@ -1034,69 +1037,6 @@ pub fn assert_clean(root: &Path, id: &str, bundle: &Path) {
         bundle.display(),
         processes_rooted_in(bundle)
     );
-}
-
-/// The cgroup directories (one per hierarchy) this test process is in.
-pub fn own_cgroup_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    let cg = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let unified = if Path::new("/sys/fs/cgroup/unified").is_dir() {
-        PathBuf::from("/sys/fs/cgroup/unified")
-    } else {
-        PathBuf::from("/sys/fs/cgroup")
-    };
-    for line in cg.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrl, path) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(a), Some(b), Some(c)) => (a, b, c),
-            _ => continue,
-        };
-        let rel = path.trim_start_matches('/');
-        let base = if ctrl.is_empty() {
-            unified.clone()
-        } else {
-            let name = ctrl.strip_prefix("name=").unwrap_or(ctrl);
-            let first = Path::new("/sys/fs/cgroup").join(name);
-            if first.is_dir() {
-                first
-            } else {
-                match ctrl
-                    .split(',')
-                    .map(|c| Path::new("/sys/fs/cgroup").join(c))
-                    .find(|p| p.is_dir())
-                {
-                    Some(p) => p,
-                    None => continue,
-                }
-            }
-        };
-        let d = base.join(rel);
-        if d.is_dir() {
-            dirs.push(d);
-        }
-    }
-    dirs
-}
-
-/// Directories below `dir` (to `depth` levels) whose name contains `needle`.
-pub fn find_dirs_named(dir: &Path, needle: &str, depth: usize) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    if depth == 0 {
-        return found;
-    }
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                continue;
-            }
-            let p = e.path();
-            if e.file_name().to_string_lossy().contains(needle) {
-                found.push(p.clone());
-            }
-            found.extend(find_dirs_named(&p, needle, depth - 1));
-        }
-    }
-    found
 }
 
 // ---------------------------------------------------------------------------

@@ -4,11 +4,11 @@
 use std::time::Duration;
 use wrun_tests::*;
 
-/// Asserts no cgroup directory (within 3 levels below the caller's own
-/// cgroup, in every hierarchy) has `id` in its name.
+/// Asserts no cgroup directory (within 3 levels below where the runtime
+/// places containers, in every hierarchy) has `id` in its name.
 #[track_caller]
 fn assert_no_cgroup_left(id: &str) {
-    let dirs = own_cgroup_dirs();
+    let dirs = placement_dirs();
     assert!(!dirs.is_empty(), "cannot find this process's cgroups");
     let mut left = Vec::new();
     for d in &dirs {
@@ -17,10 +17,10 @@ fn assert_no_cgroup_left(id: &str) {
     assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
 
-/// Asserts the container's cgroup exists somewhere below the caller's
-/// cgroups while it runs (so the "nothing left" checks mean something).
+/// Asserts the container's cgroup exists somewhere below the placement
+/// directories while it runs (so the "nothing left" checks mean something).
 fn cgroup_exists(id: &str) -> bool {
-    own_cgroup_dirs().iter().any(|d| !find_dirs_named(d, id, 3).is_empty())
+    placement_dirs().iter().any(|d| !find_dirs_named(d, id, 3).is_empty())
 }
 
 #[test]
@@ -57,7 +57,7 @@ fn delete_after_kill_leaves_no_state_dir_mount_or_cgroup() {
     assert!(
         cgroup_exists(&id),
         "no cgroup named after {id} below {:?} while running",
-        own_cgroup_dirs()
+        placement_dirs()
     );
     assert_ok(&rt.kill(&id, "KILL"), "kill");
     rt.wait_status(&id, "stopped");

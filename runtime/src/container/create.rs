@@ -198,7 +198,11 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     for (name, new_name) in &net_devices {
         netdev::move_to(name, pid, new_name.as_deref())?;
     }
-    parent.send(&Msg::Go)?;
+    // Under a tiny memory limit the init can be OOM-killed as soon as it joins (seen on a
+    // real cgroup v2 kernel): the Go then meets a closed socket, which is explained the same.
+    parent
+        .send(&Msg::Go)
+        .map_err(|e| explain_setup_failure(e, linux, &cgroup_dirs))?;
     let mut rec = Record {
         oci_version: spec.version().clone(),
         id: opts.id.clone(),

@@ -105,17 +105,30 @@ fn dir_in(h: &Hierarchy, cg: &str) -> PathBuf {
 }
 
 /// Where the container's cgroup goes in each hierarchy. Absolute `cgroups_path` is used as
-/// given; relative (or none: `wrun/<id>`) goes under the caller's own cgroup, as runc does.
+/// given; relative (or none: `wrun/<id>`) goes under the caller's own cgroup, as runc does, or
+/// on a pure v2 host under that cgroup's parent, as runc's fs2 driver does: the caller's own
+/// cgroup holds the caller, and a non-root v2 cgroup with processes cannot enable controllers
+/// for its children, so a container below it would get no memory, cpu or pids files.
 pub fn plan_dirs(hs: &[Hierarchy], proc_cgroup: &str, cgroups_path: Option<&Path>, id: &str) -> Vec<PathBuf> {
     let default = PathBuf::from(format!("wrun/{id}"));
     let p = cgroups_path.unwrap_or(&default);
+    let pure_v2 = hs.iter().all(Hierarchy::is_v2);
     hs.iter()
         .map(|h| {
             if p.is_absolute() {
                 dir_in(h, &p.to_string_lossy())
             } else {
                 let own = own_path(proc_cgroup, &h.controllers).unwrap_or_else(|| "/".into());
-                dir_in(h, &own).join(p)
+                let base = if pure_v2 {
+                    Path::new(&own)
+                        .parent()
+                        .unwrap_or(Path::new("/"))
+                        .to_string_lossy()
+                        .into_owned()
+                } else {
+                    own
+                };
+                dir_in(h, &base).join(p)
             }
         })
         .collect()
@@ -222,28 +235,27 @@ impl Cgroup {
                 (None, Some(d)) => v2::cpu(d, c)?,
                 _ => return Err(Self::missing("cpu", "cpu")),
             }
-            let cpuset_dir = self.v1_dir("cpuset").or(self.v2_dir());
-            for (file, v) in [("cpuset.cpus", c.cpus()), ("cpuset.mems", c.mems())] {
+            for (field, file, v) in [("cpus", "cpuset.cpus", c.cpus()), ("mems", "cpuset.mems", c.mems())] {
                 if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-                    let d = cpuset_dir.ok_or_else(|| Self::missing("cpu.cpus", "cpuset"))?;
-                    fs::write(d, file, v)?;
+                    match (self.v1_dir("cpuset"), self.v2_dir()) {
+                        (Some(d), _) => fs::write(d, file, v)?,
+                        (None, Some(d)) => v2::cpuset(d, field, v)?,
+                        _ => return Err(Self::missing(&format!("cpu.{field}"), "cpuset")),
+                    }
                 }
             }
         }
         if let Some(p) = r.pids() {
-            let d = self
-                .v1_dir("pids")
-                .or(self.v2_dir())
-                .ok_or_else(|| Self::missing("pids", "pids"))?;
-            fs::write(
-                d,
-                "pids.max",
-                if p.limit() > 0 {
-                    p.limit().to_string()
-                } else {
-                    "max".into()
-                },
-            )?;
+            let limit = if p.limit() > 0 {
+                p.limit().to_string()
+            } else {
+                "max".into()
+            };
+            match (self.v1_dir("pids"), self.v2_dir()) {
+                (Some(d), _) => fs::write(d, "pids.max", limit)?,
+                (None, Some(d)) => v2::pids(d, &limit)?,
+                _ => return Err(Self::missing("pids", "pids")),
+            }
         }
         if let Some(b) = r.block_io() {
             match (self.v1_dir("blkio"), self.v2_dir()) {
@@ -609,6 +621,20 @@ mod tests {
         assert_eq!(dirs[2], PathBuf::from("/sys/fs/cgroup/cpu/wrun/c1"));
         let abs = plan_dirs(&hs, PROC_CGROUP, Some(Path::new("/mine/c1")), "c1");
         assert_eq!(abs[1], PathBuf::from("/sys/fs/cgroup/memory/mine/c1"));
+    }
+
+    #[test]
+    fn on_pure_v2_relative_paths_go_under_the_parent_of_the_callers_cgroup() {
+        let hs = hierarchies_from(
+            "30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate",
+        );
+        let svc = "0::/system.slice/ci.service\n";
+        let dirs = plan_dirs(&hs, svc, None, "c1");
+        assert_eq!(dirs, vec![PathBuf::from("/sys/fs/cgroup/system.slice/wrun/c1")]);
+        let root = plan_dirs(&hs, "0::/\n", Some(Path::new("mine/c1")), "c1");
+        assert_eq!(root, vec![PathBuf::from("/sys/fs/cgroup/mine/c1")]);
+        let abs = plan_dirs(&hs, svc, Some(Path::new("/mine/c1")), "c1");
+        assert_eq!(abs, vec![PathBuf::from("/sys/fs/cgroup/mine/c1")]);
     }
 
     #[test]

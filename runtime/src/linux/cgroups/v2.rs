@@ -157,6 +157,18 @@ pub fn cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
     Ok(())
 }
 
+/// `cpu.cpus` / `cpu.mems` (`field`) to cpuset.cpus / cpuset.mems.
+pub fn cpuset(dir: &Path, field: &str, value: &str) -> Result<()> {
+    need(dir, "cpuset", &format!("cpu.{field}"))?;
+    write(dir, &format!("cpuset.{field}"), value)
+}
+
+/// pids.max: a number or "max".
+pub fn pids(dir: &Path, limit: &str) -> Result<()> {
+    need(dir, "pids", "pids")?;
+    write(dir, "pids.max", limit)
+}
+
 pub fn io(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
     need(dir, "io", "blockIO")?;
     let weight_file = ["io.bfq.weight", "io.weight"]
@@ -393,6 +405,26 @@ mod tests {
         let b: LinuxBlockIo = serde_json::from_str(r#"{"weight":500}"#).unwrap();
         let e = io(&d, &b).unwrap_err().to_string();
         assert!(e.contains("io controller is not enabled"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn pids_and_cpuset_need_their_controllers() {
+        let d = fake("pids", "cpu memory", &[]);
+        let e = pids(&d, "16").unwrap_err().to_string();
+        assert!(
+            e.contains("linux.resources.pids: the pids controller is not enabled"),
+            "{e}"
+        );
+        let e = cpuset(&d, "cpus", "0").unwrap_err().to_string();
+        assert!(
+            e.contains("linux.resources.cpu.cpus: the cpuset controller is not enabled"),
+            "{e}"
+        );
+        std::fs::write(d.join("cgroup.controllers"), "cpuset pids").unwrap();
+        pids(&d, "16").unwrap();
+        cpuset(&d, "mems", "0").unwrap();
+        assert_eq!((get(&d, "pids.max"), get(&d, "cpuset.mems")), ("16".into(), "0".into()));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
