@@ -49,6 +49,7 @@ q() { printf "'%s' " "${1//\'/\'\\\'\'}"; }
   for a in "$@"; do q "$a"; done
   echo
 } >"$io/cmd"
+printf '%s' "$PWD" >"$io/cwd"
 
 # The guest's console goes to a file; what follows the init's first line is shown as it comes
 # (before it: the kernel's boot chatter, shown only when the guest fails to reach the command).
