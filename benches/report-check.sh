@@ -10,8 +10,9 @@ wrun=${WRUN:-$here/target/release/wrun}
 out=$(mktemp -d /tmp/wrun-report-check.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 before=$(ls -d /tmp/wrun-report.* 2>/dev/null | sort || true)
-WRUN=$wrun bash "$here/benches/report.sh" --quick --out "$out" >/dev/null
 fail() { echo "report-check: $*" >&2; exit 1; }
+WRUN=$wrun bash "$here/benches/report.sh" --quick --out "$out" >"$out/stdout" 2>&1 ||
+  { cat "$out/stdout" >&2; fail "benches/report.sh failed"; }
 r=$out/report.md
 [ -s "$r" ] || fail "no report.md"
 for h in "## Start to exit of a no-op" "## CPU-bound kernel" "## create / start / delete cycle" \

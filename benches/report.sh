@@ -24,6 +24,7 @@ done
 wrun=${WRUN:-$here/target/release/wrun}
 apps=$here/wasm-apps/target
 [ -x "$wrun" ] || { echo "report: $wrun missing: run make build first" >&2; exit 1; }
+wrun=$(realpath "$wrun")  # the runs start in the bundles' dirs
 for f in wasm32-wasip1/release/exit.wasm wasm32-wasip1/release/nbody.wasm native/nbody; do
   [ -f "$apps/$f" ] || { echo "report: $apps/$f missing: run make wasm-apps" >&2; exit 1; }
 done
