@@ -1,5 +1,5 @@
 # The two entry points of the README, plus benchmarks. Everything runs as root.
-.PHONY: deps wasm-apps build demo test test-v2 bench-start bench-wasm bench-shim
+.PHONY: deps wasm-apps build demo test test-v2 bench bench-start bench-wasm bench-shim
 
 deps:
 	bash .ci/deps
@@ -16,17 +16,24 @@ demo: build
 	bash tests/demo.sh
 
 # The whole test suite: unit tests and the end-to-end tests against this host's kernel, then
-# the cgroup v2 set in a user-mode-linux guest whose only hierarchy is cgroup2 (test-v2). The
-# v2 set runs even when a host test failed; the target fails if either did.
+# a tiny run of the comparison harness (benches/report-check.sh, ~10 s, with the debug wrun just
+# built), then the cgroup v2 set in a user-mode-linux guest whose only hierarchy is cgroup2
+# (test-v2). Each step runs even when an earlier one failed; the target fails if any did.
 test: deps wasm-apps
 	cargo build --workspace
 	status=0; cargo test --workspace --no-fail-fast || status=$$?; \
+	WRUN=target/debug/wrun bash benches/report-check.sh || status=1; \
 	bash tests/v2/suite.sh || status=1; exit $$status
 
 # Only the cgroup v2 set: boots one UML guest (~2 s) and runs the cgroup tests there (~30 s).
 test-v2: deps wasm-apps
 	cargo build --workspace
 	bash tests/v2/suite.sh
+
+# The comparison harness (issue #7): every configuration of each workload, alternating round by
+# round, 30 rounds; writes target/bench-report/report.md and its SVG charts.
+bench: build
+	bash benches/report.sh
 
 # wrun vs runc vs crun start-to-exit latency (hyperfine medians, same run).
 bench-start: build
