@@ -37,8 +37,9 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let dirs = cgroups::plan(None, &format!("bench-{}-{n}", std::process::id())).unwrap();
-            cgroups::create(&dirs).unwrap();
-            cgroups::Cgroup::new(&dirs).apply(&resources, &[], false).unwrap();
+            let cg = cgroups::Cgroup::new(&dirs);
+            cg.create().unwrap();
+            cg.apply(&resources, &[], false).unwrap();
             cgroups::remove(&dirs).unwrap();
         })
     });

@@ -143,18 +143,9 @@ impl Wrun {
         console_socket: Option<&Path>,
         stdio: ProcStdio,
     ) -> Result<()> {
-        let mut args: Vec<&OsStr> = vec![
-            "create".as_ref(),
-            "--bundle".as_ref(),
-            bundle.as_os_str(),
-            "--pid-file".as_ref(),
-            pid_file.as_os_str(),
-        ];
-        if let Some(s) = console_socket {
-            args.extend(["--console-socket".as_ref(), s.as_os_str()]);
-        }
-        args.push(id.as_ref());
-        self.run(&args, stdio, false).map(drop)
+        let head: [&OsStr; 3] = ["create".as_ref(), "--bundle".as_ref(), bundle.as_os_str()];
+        self.run(&with_pid_file(&head, id, pid_file, console_socket), stdio, false)
+            .map(drop)
     }
 
     /// `wrun exec --detach`: the process is reparented to the shim, its pid is in `pid_file`.
@@ -166,19 +157,14 @@ impl Wrun {
         console_socket: Option<&Path>,
         stdio: ProcStdio,
     ) -> Result<()> {
-        let mut args: Vec<&OsStr> = vec![
+        let head: [&OsStr; 4] = [
             "exec".as_ref(),
             "--detach".as_ref(),
             "--process".as_ref(),
             process.as_os_str(),
-            "--pid-file".as_ref(),
-            pid_file.as_os_str(),
         ];
-        if let Some(s) = console_socket {
-            args.extend(["--console-socket".as_ref(), s.as_os_str()]);
-        }
-        args.push(id.as_ref());
-        self.run(&args, stdio, false).map(drop)
+        self.run(&with_pid_file(&head, id, pid_file, console_socket), stdio, false)
+            .map(drop)
     }
 
     fn simple(&self, args: &[&str]) -> Result<Vec<u8>> {
@@ -272,6 +258,17 @@ fn last_error(log: &Path) -> Option<String> {
             .then(|| v["msg"].as_str().map(str::to_string))
             .flatten()
     })
+}
+
+/// `HEAD --pid-file P [--console-socket S] ID`: the tail that create and exec share.
+fn with_pid_file<'a>(head: &[&'a OsStr], id: &'a str, pid_file: &'a Path, console: Option<&'a Path>) -> Vec<&'a OsStr> {
+    let mut args = head.to_vec();
+    args.extend(["--pid-file".as_ref(), pid_file.as_os_str()]);
+    if let Some(s) = console {
+        args.extend(["--console-socket".as_ref(), s.as_os_str()]);
+    }
+    args.push(id.as_ref());
+    args
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use nix::sys::stat::Mode;
 
 use super::hooks::{self, Kind};
 use crate::error::Context;
-use crate::linux::init::{self, Gate, InitHooks, InitPlan};
+use crate::linux::init::{self, Gate, InitPlan};
 use crate::linux::sync::{self, Msg, SyncSocket};
 use crate::linux::{cgroups, idmap, namespaces, netdev, process::ProcessPlan, rootfs};
 use crate::spec::{self, Bundle};
@@ -98,19 +98,25 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     if let Some(h) = spec.hooks() {
         hooks::validate(h)?;
     }
-    let annotations: std::collections::BTreeMap<String, String> =
-        spec.annotations().clone().unwrap_or_default().into_iter().collect();
-    let init_hooks = InitHooks {
-        hooks: spec.hooks().clone(),
-        runtime_side: spec
-            .hooks()
-            .as_ref()
-            .is_some_and(|h| !Kind::Prestart.of(h).is_empty() || !Kind::CreateRuntime.of(h).is_empty()),
+    // The record is known but for the pid; the init reads it for its hooks' state.
+    let mut rec = Record {
         oci_version: spec.version().clone(),
+        id: opts.id.clone(),
+        pid: 0,
+        pid_start_time: 0,
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
-        annotations: annotations.clone(),
+        created: crate::timefmt::rfc3339(SystemTime::now()),
+        owner: owner(),
+        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        cgroup_dirs: cgroup_dirs.clone(),
+        host_rootfs_mount: None,
+        hooks: spec.hooks().clone(),
     };
+    let runtime_hooks = rec
+        .hooks
+        .as_ref()
+        .is_some_and(|h| !Kind::Prestart.of(h).is_empty() || !Kind::CreateRuntime.of(h).is_empty());
     let seccomp = linux.seccomp().as_ref().map(crate::linux::seccomp::build).transpose()?;
     let join_fds = namespaces::open_join_fds(&ns)?;
     if process.terminal && opts.console_socket.is_none() {
@@ -140,7 +146,8 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         pid: None,
         host_rootfs_mount: None,
     };
-    cgroups::create(&cgroup_dirs)?;
+    let cgroup = cgroups::Cgroup::new(&cgroup_dirs);
+    cgroup.create()?;
     undo.cgroups = &cgroup_dirs;
     // Limits go on while the cgroup is still empty: the init is born limited.
     if let Some(r) = linux.resources() {
@@ -148,7 +155,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         let rules = devices
             .map(|d| cgroups::device_rules(d, &rootfs.devices))
             .unwrap_or_default();
-        cgroups::Cgroup::new(&cgroup_dirs).apply(r, &rules, false)?;
+        cgroup.apply(r, &rules, false)?;
     }
     let gate = match mode {
         StartMode::Fifo => {
@@ -170,7 +177,6 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         StartMode::Socket => Gate::Socket,
     };
     let plan = InitPlan {
-        id: opts.id.clone(),
         ns,
         rootfs,
         process,
@@ -179,7 +185,8 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         gate,
         new_keyring: !opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
-        hooks: init_hooks,
+        record: rec.clone(),
+        runtime_hooks,
         seccomp,
         workload,
     };
@@ -203,20 +210,8 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     parent
         .send(&Msg::Go)
         .map_err(|e| explain_setup_failure(e, linux, &cgroup_dirs))?;
-    let mut rec = Record {
-        oci_version: spec.version().clone(),
-        id: opts.id.clone(),
-        pid,
-        pid_start_time: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: crate::timefmt::rfc3339(SystemTime::now()),
-        owner: owner(),
-        annotations,
-        cgroup_dirs: cgroup_dirs.clone(),
-        host_rootfs_mount: undo.host_rootfs_mount.clone(),
-        hooks: spec.hooks().clone(),
-    };
+    rec.pid = pid;
+    rec.host_rootfs_mount = undo.host_rootfs_mount.clone();
     loop {
         // An init killed during setup can leave the socket reset rather than closed.
         match parent.recv().unwrap_or(None) {

@@ -15,7 +15,7 @@ use super::rootfs::{self, RootfsPlan};
 use super::sync::{Msg, SyncSocket};
 use crate::container::hooks::Kind;
 use crate::error::Context;
-use crate::state::EXEC_FIFO;
+use crate::state::{Status, EXEC_FIFO};
 use crate::workload;
 use crate::{Error, Result};
 
@@ -32,7 +32,6 @@ pub enum Gate {
 /// Everything the init needs, computed and validated by the parent before the clone.
 #[derive(Debug)]
 pub struct InitPlan {
-    pub id: String,
     pub ns: NsPlan,
     pub rootfs: RootfsPlan,
     pub process: ProcessPlan,
@@ -42,40 +41,20 @@ pub struct InitPlan {
     pub gate: Gate,
     pub new_keyring: bool,
     pub preserve_fds: i32,
-    pub hooks: InitHooks,
+    /// The container's record (pid not yet known), for the state its hooks are given.
+    pub record: crate::state::Record,
+    /// The parent has prestart/createRuntime hooks to run before pivot_root.
+    pub runtime_hooks: bool,
     pub seccomp: Option<super::seccomp::Filter>,
     /// Native, or a wasm guest prepared by the parent.
     pub workload: workload::Plan,
 }
 
-/// What the init needs to run its hooks (createContainer, startContainer) and to ask the
-/// parent to run the runtime-side ones (prestart, createRuntime) at the right moment.
-#[derive(Debug, Default)]
-pub struct InitHooks {
-    pub hooks: Option<oci_spec::runtime::Hooks>,
-    /// The parent has prestart/createRuntime hooks to run before pivot_root.
-    pub runtime_side: bool,
-    pub oci_version: String,
-    pub bundle: std::path::PathBuf,
-    pub rootfs: std::path::PathBuf,
-    pub annotations: std::collections::BTreeMap<String, String>,
-}
-
-impl InitHooks {
-    fn run(&self, kind: Kind, id: &str, pid: i32, status: &'static str) -> Result<()> {
-        let state = crate::state::OciState {
-            oci_version: &self.oci_version,
-            id,
-            pid,
-            status,
-            bundle: &self.bundle,
-            rootfs: &self.rootfs,
-            created: "",
-            owner: "",
-            annotations: &self.annotations,
-        };
-        crate::container::hooks::run(kind, self.hooks.as_ref(), &state)
-    }
+/// Run the init's hooks of `kind` with the container's state as `status`, under our host pid.
+fn run_hooks(plan: &InitPlan, kind: Kind, host_pid: i32, status: Status) -> Result<()> {
+    let mut state = plan.record.oci_state(status);
+    state.pid = host_pid;
+    crate::container::hooks::run(kind, plan.record.hooks.as_ref(), &state)
 }
 
 /// Run in the cloned child. Returns only with an error, which the caller reports.
@@ -108,7 +87,7 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     check_start_gate(&plan.gate)?;
     sock.send(&Msg::Ready)?;
     let ack = wait_for_start(&plan.gate, sock)?;
-    let started = plan.hooks.run(Kind::StartContainer, &plan.id, host_pid, "created");
+    let started = run_hooks(plan, Kind::StartContainer, host_pid, Status::Created);
     ack.report(sock, &started)?;
     started?;
     apply_final_affinity(&plan.process)?;
@@ -134,11 +113,11 @@ fn host_pid() -> Result<i32> {
 /// Between the mounts and pivot_root: the parent runs prestart and createRuntime in the
 /// runtime's namespaces, then we run createContainer in the container's.
 fn run_create_hooks(plan: &InitPlan, sock: &SyncSocket, host_pid: i32) -> Result<()> {
-    if plan.hooks.runtime_side {
+    if plan.runtime_hooks {
         sock.send(&Msg::RunHooks)?;
         sock.expect(Msg::Go)?;
     }
-    plan.hooks.run(Kind::CreateContainer, &plan.id, host_pid, "creating")
+    run_hooks(plan, Kind::CreateContainer, host_pid, Status::Creating)
 }
 
 fn load_seccomp(plan: &InitPlan) -> Result<()> {
@@ -164,7 +143,7 @@ fn enter_cgroup_ns(ns: &NsPlan) -> Result<()> {
 
 fn join_session_keyring(plan: &InitPlan) {
     if plan.new_keyring {
-        let name = CString::new(format!("_ses.{}", plan.id)).unwrap_or_default();
+        let name = CString::new(format!("_ses.{}", plan.record.id)).unwrap_or_default();
         // Like runc, a kernel without keyrings (ENOSYS) or a denied request is not fatal.
         let _ = super::sys::join_session_keyring(&name);
     }

@@ -21,22 +21,6 @@ use crate::{Error, Result};
 
 pub use placement::{hierarchies_from, own_path, plan, plan_dirs, Hierarchy};
 
-/// Make the directories (and, for a v1 cpuset, give the new cgroup its parent's cpus and
-/// mems, without which no task can join; for v2, delegate the controllers down to it).
-pub fn create(dirs: &[PathBuf]) -> Result<()> {
-    let cg = Cgroup::new(dirs);
-    for d in dirs {
-        std::fs::create_dir_all(d).ctx(|| format!("create cgroup {}", d.display()))?;
-        if d.join("cpuset.cpus").exists() && !d.join("cgroup.controllers").exists() {
-            inherit_cpuset(d)?;
-        }
-    }
-    if let Some((root, dir)) = &cg.v2 {
-        v2::enable_controllers(root, dir);
-    }
-    Ok(())
-}
-
 /// A container's cgroup directories, sorted by backend: the v1 hierarchies with their
 /// controllers, and the cgroup2 directory (with its hierarchy's mountpoint) if there is one.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +31,21 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
+    /// Make the directories (and, for a v1 cpuset, give the new cgroup its parent's cpus and
+    /// mems, without which no task can join; for v2, delegate the controllers down to it).
+    pub fn create(&self) -> Result<()> {
+        for d in &self.dirs {
+            std::fs::create_dir_all(d).ctx(|| format!("create cgroup {}", d.display()))?;
+            if d.join("cpuset.cpus").exists() && !d.join("cgroup.controllers").exists() {
+                inherit_cpuset(d)?;
+            }
+        }
+        if let Some((root, dir)) = &self.v2 {
+            v2::enable_controllers(root, dir);
+        }
+        Ok(())
+    }
+
     /// Classify `dirs` by this host's mounted hierarchies.
     pub fn new(dirs: &[PathBuf]) -> Cgroup {
         let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
