@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the guests: every crate for wasm32-wasip1 except hello-p2, which is a component for
-# wasm32-wasip2, plus the native twin of the CPU kernel (nbody) for the benches.
+# Build the guests: every crate for wasm32-wasip1 except hello-p2 and tcp-fetch, components
+# for wasm32-wasip2 (they use wasi:sockets), plus the native twin of the CPU kernel (nbody)
+# for the benches.
 # Output: wasm-apps/target/wasm32-wasip{1,2}/release/*.wasm and wasm-apps/target/native/nbody
 # (static, so it runs in a busybox rootfs without glibc).
 # Needs the rustup targets wasm32-wasip1 and wasm32-wasip2 (.ci/deps adds them).
@@ -8,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 # Always here, whatever CARGO_TARGET_DIR says: the tests and benches look in wasm-apps/target.
 export CARGO_TARGET_DIR=$PWD/target
-cargo build --quiet --release --target wasm32-wasip1 --workspace --exclude hello-p2
-cargo build --quiet --release --target wasm32-wasip2 -p hello-p2
+cargo build --quiet --release --target wasm32-wasip1 --workspace --exclude hello-p2 --exclude tcp-fetch
+cargo build --quiet --release --target wasm32-wasip2 -p hello-p2 -p tcp-fetch
 host=$(rustc -vV | sed -n 's/^host: //p')
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release -p nbody --target "$host"
 mkdir -p target/native && cp "target/$host/release/nbody" target/native/nbody

@@ -11,7 +11,7 @@ use containerd_shim::api::DeleteResponse;
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::util::write_address;
-use containerd_shim::{spawn, warn, Config, Error as ShimError, ExitSignal, Flags, StartOpts};
+use containerd_shim::{socket_address, spawn, warn, Config, Error as ShimError, ExitSignal, Flags, StartOpts};
 
 use crate::error::Error;
 use crate::events::Publisher;
@@ -44,6 +44,11 @@ fn grouping(bundle: &Path, id: &str) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
+/// Whether a shim listens on `address` (`unix:///run/containerd/s/<hash>`).
+fn serving(address: &str) -> bool {
+    UnixStream::connect(address.strip_prefix("unix://").unwrap_or(address)).is_ok()
+}
+
 /// Removes the socket named in `<bundle>/address` when no shim listens on it any more (a
 /// killed shim cannot remove its own). A live one, shared by a pod, is left alone.
 fn remove_dead_socket(bundle: &Path) {
@@ -53,7 +58,7 @@ fn remove_dead_socket(bundle: &Path) {
     let path = address.trim();
     let path = Path::new(path.strip_prefix("unix://").unwrap_or(path));
     let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-    if is_socket && UnixStream::connect(path).is_err() {
+    if is_socket && !serving(address.trim()) {
         let _ = std::fs::remove_file(path);
     }
 }
@@ -77,6 +82,15 @@ impl containerd_shim::Shim for WrunShim {
 
     fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
         let group = grouping(&self.bundle, &opts.id);
+        if group != opts.id {
+            // A container of a pod whose shim already serves: hand containerd that shim's
+            // address instead of starting a process that would only find the socket taken.
+            let address = socket_address(&opts.address, &opts.namespace, &group);
+            if serving(&address) {
+                write_address(&address)?;
+                return Ok(address);
+            }
+        }
         let (_, address) = spawn(opts, &group, Vec::new())?;
         // containerd reads it to reconnect after a restart; the serving process reads it at
         // exit to remove its socket.

@@ -563,7 +563,8 @@ fn busybox_applets() -> &'static Vec<String> {
 /// The built guest `name` from `wasm-apps/` (`hello-p2` is the wasip2 component); built by
 /// `make wasm-apps` (which `make test` runs).
 pub fn wasm_app(name: &str) -> PathBuf {
-    let target = if name.ends_with("-p2") {
+    // Modules are built for wasip1, components (hello-p2, tcp-fetch) for wasip2.
+    let target = if name.ends_with("-p2") || name == "tcp-fetch" {
         "wasm32-wasip2"
     } else {
         "wasm32-wasip1"

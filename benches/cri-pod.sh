@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Issue #9's speed figures: the pod + container cycle through containerd's CRI plugin with
+# wrun's shim vs runc.v2 (alternating, one private containerd), and the shim's memory for a
+# two-container pod. Release builds; the measuring is shims/examples/cri-cycle.rs.
+# usage: benches/cri-pod.sh [ROUNDS]   (default 20)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+rounds=${1:-20}
+command -v containerd >/dev/null || { echo "cri-pod: containerd is not installed: skipped"; exit 0; }
+cargo build --quiet --release -p wrun -p containerd-shim-wrun
+cargo build --quiet --release -p containerd-shim-wrun --example cri-cycle
+work=$(mktemp -d /tmp/wrun-cri-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+WRUN=$here/target/release/wrun "$here/tests/busybox-bundle.sh" "$work/bb" true >/dev/null
+"$here/target/release/examples/cri-cycle" --work "$work" --shim-dir "$here/target/release" \
+  --busybox "$work/bb/rootfs" --guests "$here/wasm-apps/target" --rounds "$rounds"

@@ -1,0 +1,407 @@
+//! Pods through containerd's CRI plugin with `runtime_handler = "wrun"`, driven kubelet-style
+//! over the CRI v1 gRPC API (no kubelet here; the kubelet's side of the conversation is this
+//! API). Each test starts its own containerd with CRI enabled (`node.rs`), imports a pause,
+//! a busybox and a wasm image into `k8s.io`, runs pods with a cgroup parent of its own, and at
+//! the end checks that nothing of it is left: no shim, mount, cgroup, network namespace,
+//! bridge port, CNI result or wrun state; then it deletes its bridge. Needs root.
+
+#[allow(dead_code)]
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(dead_code)]
+mod node;
+
+use std::cell::RefCell;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_cri::v1::{ContainerState, NamespaceMode};
+use node::{
+    container_config, info_pid, pod_config, read_cri_log, wait, write_images, ImageTars, Node, BUSYBOX, WASM_POD, WRUN,
+};
+use wrun_tests::{mount_points, unique, wasm_app, Bundle, TempDir};
+
+const EXIT: Duration = Duration::from_secs(30);
+
+fn images() -> &'static ImageTars {
+    static IMAGES: OnceLock<ImageTars> = OnceLock::new();
+    IMAGES.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique("cri-images"));
+        fs::create_dir_all(&dir).unwrap();
+        let bb = Bundle::busybox();
+        let guests: Vec<PathBuf> = ["tcp-fetch", "exit", "hello"].iter().map(|g| wasm_app(g)).collect();
+        write_images(&dir, &bb.rootfs(), &guests).expect("write the CRI test images")
+    })
+}
+
+/// A node of its own for one test, with a cgroup parent of its own for its pods.
+struct TestNode {
+    node: Node,
+    cgroup_parent: String,
+    /// Every pod and container id the test made: none may leave wrun state behind.
+    ids: RefCell<Vec<String>>,
+    dir: TempDir,
+}
+
+impl TestNode {
+    fn start() -> TestNode {
+        let dir = TempDir::new("cri");
+        let shim_dir = common::shim_binary().parent().unwrap().to_path_buf();
+        let node = Node::start(dir.path(), &shim_dir, images()).unwrap_or_else(|e| panic!("{e}"));
+        TestNode {
+            node,
+            cgroup_parent: format!("/{}", unique("wrun-cri")),
+            ids: RefCell::default(),
+            dir,
+        }
+    }
+
+    fn logs(&self, pod: &str) -> PathBuf {
+        let d = self.dir.join("logs").join(pod);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[track_caller]
+    fn ok<T>(&self, r: Result<T, String>) -> T {
+        r.unwrap_or_else(|e| panic!("{e}\n--- containerd log tail ---\n{}", self.node.log_tail()))
+    }
+
+    /// Removes every pod, stops containerd and asserts that nothing of the test is left.
+    fn finish(mut self) {
+        let cri = &self.node.cri;
+        for p in self.ok(cri.list_pods()) {
+            self.ok(cri.stop_pod(&p.id));
+            self.ok(cri.remove_pod(&p.id));
+        }
+        let gone = wait(Duration::from_secs(10), || self.node.shims().is_empty());
+        assert!(gone, "shims left: {:?}", self.node.shims());
+        assert!(
+            self.node.bridge_ports().is_empty(),
+            "veths left on the bridge: {:?}",
+            self.node.bridge_ports()
+        );
+        self.node.stop();
+        assert!(!self.node.bridge_exists(), "bridge {} left", self.node.bridge);
+        let mounts: Vec<PathBuf> = mount_points()
+            .into_iter()
+            .filter(|m| m.starts_with(self.dir.path()))
+            .collect();
+        assert!(mounts.is_empty(), "mounts left (rootfs or netns): {mounts:?}");
+        for id in self.ids.borrow().iter() {
+            let state = Path::new("/run/containerd/wrun").join(node::K8S_NS).join(id);
+            assert!(!state.exists(), "wrun state left: {}", state.display());
+        }
+        let results: Vec<_> = fs::read_dir("/var/lib/cni/results")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&format!("{}-", self.node.cni_name)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(results.is_empty(), "CNI results left: {results:?}");
+        // The pods' cgroups are gone; the parent (the kubelet's to manage) must be empty.
+        for cg in common::cgroup_dirs(self.cgroup_parent.trim_start_matches('/')) {
+            assert!(
+                fs::remove_dir(&cg).is_ok(),
+                "cgroup parent {} is not empty: {:?}",
+                cg.display(),
+                fs::read_dir(&cg).map(|d| d
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name())
+                    .collect::<Vec<_>>())
+            );
+        }
+        self.cgroup_parent.clear();
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        // Only with work left when a test failed: best effort, so the next tests start clean.
+        if let Ok(pods) = self.node.cri.list_pods() {
+            for p in pods {
+                let _ = self.node.cri.stop_pod(&p.id);
+                let _ = self.node.cri.remove_pod(&p.id);
+            }
+        }
+        for pid in self.node.shims() {
+            wrun_tests::kill_pid(pid, libc::SIGKILL);
+        }
+        self.node.stop();
+        if !self.cgroup_parent.is_empty() {
+            for cg in common::cgroup_dirs(self.cgroup_parent.trim_start_matches('/')) {
+                for sub in fs::read_dir(&cg).into_iter().flatten().flatten() {
+                    let _ = fs::remove_dir(sub.path());
+                }
+                let _ = fs::remove_dir(cg);
+            }
+        }
+    }
+}
+
+fn ns(pid: i64, kind: &str) -> PathBuf {
+    fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap_or_else(|e| panic!("/proc/{pid}/ns/{kind}: {e}"))
+}
+
+/// Asserts that container `id`'s process shares the pod's network, IPC and UTS namespaces,
+/// has a PID namespace of its own, and sits in `<cgroup parent>/<id>`.
+#[track_caller]
+fn check_in_pod(pid: i64, pause_pid: i64, id: &str, cgroup_parent: &str) {
+    for kind in ["net", "ipc", "uts"] {
+        assert_eq!(
+            ns(pid, kind),
+            ns(pause_pid, kind),
+            "{id} joins the pod's {kind} namespace"
+        );
+    }
+    assert_ne!(
+        ns(pid, "pid"),
+        ns(pause_pid, "pid"),
+        "{id}: a PID namespace per container (CONTAINER mode)"
+    );
+    let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        cgroup.lines().any(|l| l.ends_with(&format!("{cgroup_parent}/{id}"))),
+        "{id}'s cgroup is under the pod's cgroup parent {cgroup_parent}: {cgroup}"
+    );
+}
+
+/// `file` of the cgroup of `pid` that holds `controller` (the cgroup2 one on a pure v2 host).
+fn process_cgroup_file(pid: i64, controller: &str, file: &str) -> String {
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v2 = wrun_tests::is_cgroup_v2();
+    let (dir, path) = own
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.splitn(3, ':').collect();
+            match v2 {
+                true => f[1].is_empty().then(|| (String::new(), f[2])),
+                false => f[1]
+                    .split(',')
+                    .any(|c| c == controller)
+                    .then(|| (controller.to_string(), f[2])),
+            }
+        })
+        .unwrap_or_else(|| panic!("no {controller} cgroup for {pid}: {own}"));
+    let p = Path::new("/sys/fs/cgroup")
+        .join(dir)
+        .join(path.trim_start_matches('/'))
+        .join(file);
+    fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+fn texts(lines: &[node::LogLine], stream: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.stream == stream)
+        .map(|l| l.text.clone())
+        .collect()
+}
+
+#[test]
+fn a_mixed_pod_runs_a_native_sidecar_and_a_wasm_app_in_one_shim_sharing_the_network() {
+    let t = TestNode::start();
+    let cri = &t.node.cri;
+    let v = t.ok(cri.version());
+    assert_eq!(
+        (v.runtime_name.as_str(), v.runtime_api_version.as_str()),
+        ("containerd", "v1")
+    );
+
+    let logs = t.logs("mixed");
+    let pod_cfg = pod_config("mixed", &logs, &t.cgroup_parent);
+    let pod = t.ok(cri.run_pod(&pod_cfg, WRUN));
+    let (status, info) = t.ok(cri.pod_status(&pod));
+    let ip = status.network.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
+    assert!(
+        ip.starts_with("10.213."),
+        "the pod has an address of the node's bridge network: {ip:?}"
+    );
+    let pause_pid = info_pid(&info).expect("sandbox pid in the verbose status");
+
+    // The wasm app fetches a line from 127.0.0.1:8080, retrying until something listens; the
+    // native sidecar, started second, serves it on the pod's loopback.
+    let app = container_config("app", WASM_POD, &["/tcp-fetch.wasm", "8080", "20"]);
+    let app = t.ok(cri.create_container(&pod, app, &pod_cfg));
+    t.ids.borrow_mut().extend([pod.clone(), app.clone()]);
+    t.ok(cri.start_container(&app));
+    let sidecar = container_config(
+        "sidecar",
+        BUSYBOX,
+        &[
+            "sh",
+            "-c",
+            "echo sidecar up; echo to stderr >&2; while :; do echo hello from the sidecar | nc -l -p 8080; done",
+        ],
+    );
+    let sidecar = t.ok(cri.create_container(&pod, sidecar, &pod_cfg));
+    t.ids.borrow_mut().push(sidecar.clone());
+    // Both containers run in the pod's namespaces and under its cgroup parent: checked on the
+    // wasm app while it waits for the sidecar, then on the sidecar.
+    let (s, info) = t.ok(cri.container_status(&app));
+    assert_eq!(
+        s.state,
+        ContainerState::ContainerRunning as i32,
+        "the wasm app waits for the sidecar"
+    );
+    check_in_pod(info_pid(&info).expect("app pid"), pause_pid, &app, &t.cgroup_parent);
+    t.ok(cri.start_container(&sidecar));
+
+    // One shim serves the sandbox and both containers.
+    assert_eq!(t.node.shims().len(), 1, "shims of the pod: {:?}", t.node.shims());
+    let (s, info) = t.ok(cri.container_status(&sidecar));
+    assert_eq!(s.state, ContainerState::ContainerRunning as i32);
+    check_in_pod(
+        info_pid(&info).expect("sidecar pid"),
+        pause_pid,
+        &sidecar,
+        &t.cgroup_parent,
+    );
+
+    let s = t.ok(cri.wait_exited(&app, EXIT));
+    let app_log = read_cri_log(&logs.join("app.log")).unwrap();
+    assert_eq!(s.exit_code, 0, "the wasm app exited 0: {app_log:?}");
+    assert_eq!(
+        texts(&app_log, "stdout"),
+        ["received: hello from the sidecar"],
+        "{app_log:?}"
+    );
+    assert!(app_log.iter().all(|l| l.tag == "F"), "{app_log:?}");
+
+    // ExecSync into the native sidecar: output, exit code, and the pod's hostname (UTS shared).
+    let r = t.ok(cri.exec_sync(&sidecar, &["sh", "-c", "hostname; echo oops >&2; exit 3"], 10));
+    assert_eq!(
+        (
+            String::from_utf8_lossy(&r.stdout).as_ref(),
+            String::from_utf8_lossy(&r.stderr).as_ref(),
+            r.exit_code
+        ),
+        ("mixed\n", "oops\n", 3)
+    );
+    let side_log = read_cri_log(&logs.join("sidecar.log")).unwrap();
+    assert_eq!(texts(&side_log, "stdout"), ["sidecar up"], "{side_log:?}");
+    assert_eq!(texts(&side_log, "stderr"), ["to stderr"], "{side_log:?}");
+
+    // StopPodSandbox ends the sidecar (and the pause); its status says so.
+    t.ok(cri.stop_pod(&pod));
+    let (s, _) = t.ok(cri.container_status(&sidecar));
+    assert_eq!(s.state, ContainerState::ContainerExited as i32, "after StopPodSandbox");
+    t.ok(cri.remove_pod(&pod));
+    assert!(t.ok(cri.list_containers()).is_empty());
+    t.finish();
+}
+
+#[test]
+fn exit_codes_and_logs_of_native_and_wasm_containers_and_a_shared_pid_namespace() {
+    let t = TestNode::start();
+    let cri = &t.node.cri;
+    let logs = t.logs("codes");
+    let mut pod_cfg = pod_config("codes", &logs, &t.cgroup_parent);
+    // shareProcessNamespace: every container joins the pod's PID namespace.
+    let pid_pod = |c: &mut Option<k8s_cri::v1::NamespaceOption>| c.as_mut().unwrap().pid = NamespaceMode::Pod as i32;
+    pid_pod(
+        &mut pod_cfg
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+            .namespace_options,
+    );
+    let pod = t.ok(cri.run_pod(&pod_cfg, WRUN));
+    let pause_pid = info_pid(&t.ok(cri.pod_status(&pod)).1).unwrap();
+    let mut started = vec![pod.clone()];
+    let mut run = |name: &str, image: &str, command: &[&str]| {
+        let mut c = container_config(name, image, command);
+        let sc = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+        pid_pod(&mut sc.namespace_options);
+        let id = t.ok(cri.create_container(&pod, c, &pod_cfg));
+        t.ok(cri.start_container(&id));
+        started.push(id.clone());
+        id
+    };
+    let native = run("native", BUSYBOX, &["sh", "-c", "echo native says hi; exit 3"]);
+    let wasm_exit = run("wasm-exit", WASM_POD, &["/exit.wasm", "7"]);
+    let hello = run("wasm-hello", WASM_POD, &["/hello.wasm", "from-cri"]);
+    let sleeper = run("sleeper", BUSYBOX, &["sleep", "300"]);
+    t.ids.borrow_mut().extend(started);
+
+    assert_eq!(t.ok(cri.wait_exited(&native, EXIT)).exit_code, 3);
+    let s = t.ok(cri.wait_exited(&wasm_exit, EXIT));
+    assert_eq!((s.exit_code, s.reason.as_str()), (7, "Error"));
+    let s = t.ok(cri.wait_exited(&hello, EXIT));
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    let native_log = read_cri_log(&logs.join("native.log")).unwrap();
+    assert_eq!(texts(&native_log, "stdout"), ["native says hi"]);
+    let hello_log = read_cri_log(&logs.join("wasm-hello.log")).unwrap();
+    let out = texts(&hello_log, "stdout");
+    assert!(out.iter().any(|l| l.contains("hello from wasm")), "{hello_log:?}");
+    assert!(out.iter().any(|l| l == "argv[1]=from-cri"), "{hello_log:?}");
+
+    // The sleeper shares the pod's PID namespace: the pause process is its PID 1.
+    let (_, info) = t.ok(cri.container_status(&sleeper));
+    let sleeper_pid = info_pid(&info).unwrap();
+    assert_eq!(ns(sleeper_pid, "pid"), ns(pause_pid, "pid"));
+    let r = t.ok(cri.exec_sync(&sleeper, &["cat", "/proc/1/cmdline"], 10));
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("trap"),
+        "PID 1 is the pause: {r:?}"
+    );
+    // The kubelet's stats path: the shim's cgroup metrics through CRI.
+    let st = t.ok(cri.container_stats(&sleeper));
+    let mem = st
+        .memory
+        .and_then(|m| m.working_set_bytes)
+        .map(|v| v.value)
+        .unwrap_or(0);
+    assert!(mem > 0, "memory working set of the sleeper: {mem}");
+    // In-place resize: the kubelet's UpdateContainerResources reaches the container's cgroup.
+    let limit = 96 * 1024 * 1024;
+    let res = k8s_cri::v1::LinuxContainerResources {
+        memory_limit_in_bytes: limit,
+        cpu_quota: 20_000,
+        cpu_period: 100_000,
+        ..Default::default()
+    };
+    t.ok(cri.update_resources(&sleeper, res));
+    let v2 = wrun_tests::is_cgroup_v2();
+    let (mem_file, cpu_file, cpu_want) = if v2 {
+        ("memory.max", "cpu.max", "20000 100000")
+    } else {
+        ("memory.limit_in_bytes", "cpu.cfs_quota_us", "20000")
+    };
+    assert_eq!(process_cgroup_file(sleeper_pid, "memory", mem_file), limit.to_string());
+    assert_eq!(process_cgroup_file(sleeper_pid, "cpu", cpu_file), cpu_want);
+    t.finish();
+}
+
+#[test]
+fn a_container_whose_command_is_missing_fails_in_one_line_and_leaves_nothing() {
+    let t = TestNode::start();
+    let cri = &t.node.cri;
+    let logs = t.logs("bad");
+    let pod_cfg = pod_config("bad", &logs, &t.cgroup_parent);
+    let pod = t.ok(cri.run_pod(&pod_cfg, WRUN));
+    let c = t.ok(cri.create_container(&pod, container_config("bad", BUSYBOX, &["/no/such/binary"]), &pod_cfg));
+    t.ids.borrow_mut().extend([pod.clone(), c.clone()]);
+    let e = cri
+        .start_container(&c)
+        .expect_err("starting a missing binary must fail");
+    assert!(e.contains("/no/such/binary"), "the error names the binary: {e}");
+    assert!(!e.trim().contains('\n'), "one line: {e}");
+    // The pod is still there and still works.
+    let ok = t.ok(cri.create_container(&pod, container_config("ok", BUSYBOX, &["true"]), &pod_cfg));
+    t.ids.borrow_mut().push(ok.clone());
+    t.ok(cri.start_container(&ok));
+    assert_eq!(t.ok(cri.wait_exited(&ok, EXIT)).exit_code, 0);
+    t.finish();
+}

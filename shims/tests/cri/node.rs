@@ -1,0 +1,563 @@
+//! A Kubernetes node without a kubelet: a private containerd with its CRI plugin enabled and
+//! a bridge CNI network of its own, plus a CRI v1 client that speaks to it as a kubelet does.
+//! Shared by the CRI tests and by `benches/cri-pod.sh` (the `cri-cycle` example).
+//!
+//! What the config needs on this host (see ENVIRONMENT.md): a local pause image named by
+//! `sandbox_image` (no registry is reachable), `restrict_oom_score_adj` (lowering
+//! oom_score_adj is refused here even for root), cgroupfs cgroups, netns mounts under the
+//! private state dir, and a real CNI network (a loopback-only config fails for pods that do
+//! not use the host's network): a bridge with no gateway, no masquerading and no routes, so
+//! nothing of a pod reaches past the bridge.
+
+use std::collections::HashMap;
+use std::fs;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::*;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// The runtime handler names of the node's config.
+pub const WRUN: &str = "wrun";
+pub const RUNC: &str = "runc";
+pub const PAUSE: &str = "wrun.test/pause:1";
+pub const BUSYBOX: &str = "wrun.test/busybox:1";
+pub const WASM_POD: &str = "wrun.test/wasm-pod:1";
+/// containerd's namespace for everything of CRI.
+pub const K8S_NS: &str = "k8s.io";
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+static NODES: AtomicU32 = AtomicU32::new(0);
+
+/// A containerd with CRI, stopped and its network removed on drop.
+pub struct Node {
+    pub dir: PathBuf,
+    /// The bridge the CNI plugin creates for the node's pods.
+    pub bridge: String,
+    pub cni_name: String,
+    child: Option<Child>,
+    pub cri: Cri,
+}
+
+/// The OCI image archives the node imports: the pause image (busybox `sh` waiting for
+/// SIGTERM), busybox, and a wasm image whose modules are the project's guests.
+pub struct ImageTars {
+    pub pause: PathBuf,
+    pub busybox: PathBuf,
+    pub wasm: PathBuf,
+}
+
+impl Node {
+    /// Starts containerd in `dir` (which must exist and be empty) with the shim in `shim_dir`
+    /// first on its PATH, and imports `images` into the `k8s.io` namespace.
+    pub fn start(dir: &Path, shim_dir: &Path, images: &ImageTars) -> Result<Node, String> {
+        let n = NODES.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let bridge = format!("wrcri{}x{n}", pid % 100_000);
+        let d = dir.display();
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+[grpc]
+  address = "{d}/c.sock"
+[ttrpc]
+  address = "{d}/c.sock.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE}"
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "{RUNC}"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{RUNC}]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{RUNC}.options]
+        SystemdCgroup = false
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{WRUN}]
+      runtime_type = "io.containerd.wrun.v1"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{d}/cni"
+"#
+        );
+        fs::write(dir.join("config.toml"), config).map_err(|e| e.to_string())?;
+        // A private /24 per node; the IPAM state stays in the node's dir.
+        let cni = format!(
+            r#"{{"cniVersion": "0.4.0", "name": "{bridge}", "plugins": [{{
+  "type": "bridge", "bridge": "{bridge}", "isGateway": false, "ipMasq": false,
+  "ipam": {{"type": "host-local", "dataDir": "{d}/ipam",
+            "ranges": [[{{"subnet": "10.213.{}.0/24"}}]]}}}}]}}"#,
+            n % 250
+        );
+        fs::create_dir_all(dir.join("cni")).map_err(|e| e.to_string())?;
+        fs::write(dir.join("cni/10-wrun-test.conflist"), cni).map_err(|e| e.to_string())?;
+        let log = fs::File::create(dir.join("containerd.log")).map_err(|e| e.to_string())?;
+        let path = format!("{}:{}", shim_dir.display(), std::env::var("PATH").unwrap_or_default());
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("start containerd (apt-get install containerd): {e}"))?;
+        let sock = dir.join("c.sock");
+        let up = Instant::now();
+        while !sock.exists() && up.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let cri = Cri::connect(&sock);
+        let mut node = Node {
+            dir: dir.to_path_buf(),
+            cni_name: bridge.clone(),
+            bridge,
+            child: Some(child),
+            cri: cri.map_err(|e| format!("{e}\n{}", log_tail(dir)))?,
+        };
+        for tar in [&images.pause, &images.busybox, &images.wasm] {
+            let o = node.ctr(&["images", "import", tar.to_str().unwrap()]);
+            if !o.status.success() {
+                return Err(format!(
+                    "ctr images import {}: {}",
+                    tar.display(),
+                    String::from_utf8_lossy(&o.stderr)
+                ));
+            }
+        }
+        // CRI learns about imported images from containerd's events: wait until it sees them.
+        let seen = wait(Duration::from_secs(10), || {
+            [PAUSE, BUSYBOX, WASM_POD].iter().all(|i| node.cri.image_present(i))
+        });
+        if !seen {
+            node.stop();
+            return Err("CRI never listed the imported images".into());
+        }
+        Ok(node)
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(self.dir.join("c.sock"))
+            .args(["-n", K8S_NS])
+            .args(args)
+            .output()
+            .expect("run ctr")
+    }
+
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.dir)
+    }
+
+    /// Pids of the wrun shims this node's containerd started.
+    pub fn shims(&self) -> Vec<i64> {
+        let needle = format!("-address\0{}\0", self.dir.join("c.sock").display());
+        let mut out = Vec::new();
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+                continue;
+            };
+            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.contains("containerd-shim-wrun-v1") && cmd.contains(&needle) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// The host interfaces enslaved to the node's bridge (one veth per running pod).
+    pub fn bridge_ports(&self) -> Vec<String> {
+        fs::read_dir(format!("/sys/class/net/{}/brif", self.bridge))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn bridge_exists(&self) -> bool {
+        Path::new("/sys/class/net").join(&self.bridge).exists()
+    }
+
+    /// Stops containerd (SIGTERM, then SIGKILL after 10 s) and deletes the bridge, which the
+    /// CNI plugin creates on the first pod and never removes.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let gone = wait(Duration::from_secs(10), || matches!(c.try_wait(), Ok(Some(_))));
+            if !gone {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+        if self.bridge_exists() {
+            let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn log_tail(dir: &Path) -> String {
+    let log = fs::read_to_string(dir.join("containerd.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+pub fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if t.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The kubelet's end of the CRI: blocking calls over containerd's socket.
+pub struct Cri {
+    rt: tokio::runtime::Runtime,
+    rs: RuntimeServiceClient<Channel>,
+    is: ImageServiceClient<Channel>,
+}
+
+pub type CriResult<T> = Result<T, String>;
+
+impl Cri {
+    pub fn connect(sock: &Path) -> CriResult<Cri> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let path = sock.to_path_buf();
+        let channel = rt
+            .block_on(async move {
+                // The URI is not used: every connection goes to the unix socket.
+                Endpoint::from_static("http://cri.invalid")
+                    .connect_with_connector(tower::service_fn(move |_: Uri| {
+                        let path = path.clone();
+                        async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+                    }))
+                    .await
+            })
+            .map_err(|e| format!("connect to {}: {e}", sock.display()))?;
+        Ok(Cri {
+            rt,
+            rs: RuntimeServiceClient::new(channel.clone()),
+            is: ImageServiceClient::new(channel),
+        })
+    }
+
+    fn call<T>(&self, what: &str, f: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>) -> CriResult<T> {
+        match self.rt.block_on(async { tokio::time::timeout(CALL_TIMEOUT, f).await }) {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(s)) => Err(format!("{what}: {}", s.message())),
+            Err(_) => Err(format!("{what}: no answer in {CALL_TIMEOUT:?}")),
+        }
+    }
+
+    pub fn version(&self) -> CriResult<VersionResponse> {
+        self.call("Version", self.rs.clone().version(VersionRequest::default()))
+    }
+
+    pub fn image_present(&self, image: &str) -> bool {
+        let req = ImageStatusRequest {
+            image: Some(ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        self.call("ImageStatus", self.is.clone().image_status(req))
+            .is_ok_and(|r| r.image.is_some())
+    }
+
+    pub fn run_pod(&self, config: &PodSandboxConfig, handler: &str) -> CriResult<String> {
+        let req = RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.to_string(),
+        };
+        Ok(self
+            .call("RunPodSandbox", self.rs.clone().run_pod_sandbox(req))?
+            .pod_sandbox_id)
+    }
+
+    /// The pod's status and its verbose `info` (containerd's JSON, which has the pid).
+    pub fn pod_status(&self, id: &str) -> CriResult<(PodSandboxStatus, HashMap<String, String>)> {
+        let req = PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_string(),
+            verbose: true,
+        };
+        let r = self.call("PodSandboxStatus", self.rs.clone().pod_sandbox_status(req))?;
+        Ok((r.status.unwrap_or_default(), r.info))
+    }
+
+    pub fn stop_pod(&self, id: &str) -> CriResult<()> {
+        let req = StopPodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        };
+        self.call("StopPodSandbox", self.rs.clone().stop_pod_sandbox(req))
+            .map(drop)
+    }
+
+    pub fn remove_pod(&self, id: &str) -> CriResult<()> {
+        let req = RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        };
+        self.call("RemovePodSandbox", self.rs.clone().remove_pod_sandbox(req))
+            .map(drop)
+    }
+
+    pub fn list_pods(&self) -> CriResult<Vec<PodSandbox>> {
+        let r = self.call(
+            "ListPodSandbox",
+            self.rs.clone().list_pod_sandbox(ListPodSandboxRequest::default()),
+        )?;
+        Ok(r.items)
+    }
+
+    pub fn create_container(
+        &self,
+        pod: &str,
+        config: ContainerConfig,
+        pod_config: &PodSandboxConfig,
+    ) -> CriResult<String> {
+        let req = CreateContainerRequest {
+            pod_sandbox_id: pod.to_string(),
+            config: Some(config),
+            sandbox_config: Some(pod_config.clone()),
+        };
+        Ok(self
+            .call("CreateContainer", self.rs.clone().create_container(req))?
+            .container_id)
+    }
+
+    pub fn start_container(&self, id: &str) -> CriResult<()> {
+        let req = StartContainerRequest {
+            container_id: id.to_string(),
+        };
+        self.call("StartContainer", self.rs.clone().start_container(req))
+            .map(drop)
+    }
+
+    pub fn container_status(&self, id: &str) -> CriResult<(ContainerStatus, HashMap<String, String>)> {
+        let req = ContainerStatusRequest {
+            container_id: id.to_string(),
+            verbose: true,
+        };
+        let r = self.call("ContainerStatus", self.rs.clone().container_status(req))?;
+        Ok((r.status.unwrap_or_default(), r.info))
+    }
+
+    /// Polls ContainerStatus until the container has exited, as the kubelet's PLEG does.
+    pub fn wait_exited(&self, id: &str, timeout: Duration) -> CriResult<ContainerStatus> {
+        let t = Instant::now();
+        loop {
+            let (s, _) = self.container_status(id)?;
+            if s.state == ContainerState::ContainerExited as i32 {
+                return Ok(s);
+            }
+            if t.elapsed() > timeout {
+                return Err(format!("container {id} still in state {} after {timeout:?}", s.state));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn exec_sync(&self, id: &str, cmd: &[&str], timeout_s: i64) -> CriResult<ExecSyncResponse> {
+        let req = ExecSyncRequest {
+            container_id: id.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: timeout_s,
+        };
+        self.call("ExecSync", self.rs.clone().exec_sync(req))
+    }
+
+    pub fn update_resources(&self, id: &str, linux: LinuxContainerResources) -> CriResult<()> {
+        let req = UpdateContainerResourcesRequest {
+            container_id: id.to_string(),
+            linux: Some(linux),
+            ..Default::default()
+        };
+        self.call(
+            "UpdateContainerResources",
+            self.rs.clone().update_container_resources(req),
+        )
+        .map(drop)
+    }
+
+    pub fn container_stats(&self, id: &str) -> CriResult<ContainerStats> {
+        let req = ContainerStatsRequest {
+            container_id: id.to_string(),
+        };
+        Ok(self
+            .call("ContainerStats", self.rs.clone().container_stats(req))?
+            .stats
+            .unwrap_or_default())
+    }
+
+    pub fn list_containers(&self) -> CriResult<Vec<Container>> {
+        let r = self.call(
+            "ListContainers",
+            self.rs.clone().list_containers(ListContainersRequest::default()),
+        )?;
+        Ok(r.containers)
+    }
+}
+
+/// The pid containerd reports in a verbose status's `info` JSON.
+pub fn info_pid(info: &HashMap<String, String>) -> Option<i64> {
+    let v: serde_json::Value = serde_json::from_str(info.get("info")?).ok()?;
+    v["pid"].as_i64().filter(|p| *p > 0)
+}
+
+/// A pod as the kubelet describes it: its own network, IPC and UTS namespaces shared by its
+/// containers, a PID namespace per container (the Kubernetes default), logs under
+/// `log_dir`, cgroups under `cgroup_parent`.
+pub fn pod_config(name: &str, log_dir: &Path, cgroup_parent: &str) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.to_string(),
+            uid: format!("uid-{name}"),
+            namespace: "default".to_string(),
+            attempt: 0,
+        }),
+        hostname: name.to_string(),
+        log_directory: log_dir.to_string_lossy().into_owned(),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: cgroup_parent.to_string(),
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    network: NamespaceMode::Pod as i32,
+                    pid: NamespaceMode::Container as i32,
+                    ipc: NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A container of `image` running `command`, its log at `<pod log dir>/<name>.log`.
+pub fn container_config(name: &str, image: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.to_string(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.to_string(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    network: NamespaceMode::Pod as i32,
+                    pid: NamespaceMode::Container as i32,
+                    ipc: NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// One line of a CRI log file: `<RFC 3339 time> <stdout|stderr> <F|P> <text>`.
+#[derive(Debug, PartialEq)]
+pub struct LogLine {
+    pub time: String,
+    pub stream: String,
+    pub tag: String,
+    pub text: String,
+}
+
+/// Parses a CRI log file; a line that is not in the format is an error naming it.
+pub fn read_cri_log(path: &Path) -> Result<Vec<LogLine>, String> {
+    let s = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    s.lines()
+        .map(|l| {
+            let mut f = l.splitn(4, ' ');
+            let (time, stream, tag) = (f.next(), f.next(), f.next());
+            match (time, stream, tag) {
+                (Some(t), Some(s @ ("stdout" | "stderr")), Some(g @ ("F" | "P")))
+                    if t.len() > 20 && t.as_bytes()[10] == b'T' =>
+                {
+                    Ok(LogLine {
+                        time: t.to_string(),
+                        stream: s.to_string(),
+                        tag: g.to_string(),
+                        text: f.next().unwrap_or("").to_string(),
+                    })
+                }
+                _ => Err(format!("{}: not a CRI log line: {l:?}", path.display())),
+            }
+        })
+        .collect()
+}
+
+/// Writes the node's image archives into `dir` with `tests/oci-image.sh`: the pause image
+/// and busybox from `busybox_rootfs`, and the wasm image from the guests built in
+/// `wasm-apps/` (entry point `/tcp-fetch.wasm`; `.wasm` entry points run in wasmtime).
+pub fn write_images(dir: &Path, busybox_rootfs: &Path, guests: &[PathBuf]) -> Result<ImageTars, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oci-image.sh");
+    let image = |rootfs: &Path, out: &Path, reference: &str, entrypoint: &str| -> Result<(), String> {
+        let o = Command::new("bash")
+            .arg(&script)
+            .arg(rootfs)
+            .arg(out)
+            .args([reference, entrypoint])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if o.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "oci-image.sh {reference}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ))
+        }
+    };
+    let tars = ImageTars {
+        pause: dir.join("pause.tar"),
+        busybox: dir.join("busybox.tar"),
+        wasm: dir.join("wasm-pod.tar"),
+    };
+    // The pod's first process: waits, reaping, until StopPodSandbox signals it.
+    let pause = r#"["sh","-c","trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]"#;
+    image(busybox_rootfs, &tars.pause, PAUSE, pause)?;
+    image(busybox_rootfs, &tars.busybox, BUSYBOX, r#"["sh"]"#)?;
+    let w = dir.join("wasm-rootfs");
+    fs::create_dir_all(&w).map_err(|e| e.to_string())?;
+    for g in guests {
+        fs::copy(g, w.join(g.file_name().unwrap())).map_err(|e| format!("{}: {e}", g.display()))?;
+    }
+    image(&w, &tars.wasm, WASM_POD, r#"["/tcp-fetch.wasm"]"#)?;
+    Ok(tars)
+}
