@@ -300,7 +300,7 @@ fn a_mixed_pod_runs_a_native_sidecar_and_a_wasm_app_in_one_shim_sharing_the_netw
 }
 
 #[test]
-fn exit_codes_and_logs_of_native_and_wasm_containers_and_a_shared_pid_namespace() {
+fn exit_codes_logs_restarts_and_stops_of_native_and_wasm_containers_in_a_shared_pid_namespace() {
     let t = TestNode::start();
     let cri = &t.node.cri;
     let logs = t.logs("codes");
@@ -333,6 +333,7 @@ fn exit_codes_and_logs_of_native_and_wasm_containers_and_a_shared_pid_namespace(
     let wasm_exit = run("wasm-exit", WASM_POD, &["/exit.wasm", "7"]);
     let hello = run("wasm-hello", WASM_POD, &["/hello.wasm", "from-cri"]);
     let sleeper = run("sleeper", BUSYBOX, &["sleep", "300"]);
+    let waiter = run("wasm-waiter", WASM_POD, &["/tcp-fetch.wasm", "9", "300"]);
     t.ids.borrow_mut().extend(started);
 
     assert_eq!(t.ok(cri.wait_exited(&native, EXIT)).exit_code, 3);
@@ -346,6 +347,41 @@ fn exit_codes_and_logs_of_native_and_wasm_containers_and_a_shared_pid_namespace(
     let out = texts(&hello_log, "stdout");
     assert!(out.iter().any(|l| l.contains("hello from wasm")), "{hello_log:?}");
     assert!(out.iter().any(|l| l == "argv[1]=from-cri"), "{hello_log:?}");
+
+    // The kubelet restarts a failed container: RemoveContainer, then attempt 1 in the same pod.
+    t.ok(cri.remove_container(&native));
+    assert!(t.ok(cri.list_containers()).iter().all(|c| c.id != native));
+    let mut again = container_config("native", BUSYBOX, &["sh", "-c", "echo attempt 1"]);
+    again.metadata.as_mut().unwrap().attempt = 1;
+    again.log_path = "native-1.log".into();
+    pid_pod(
+        &mut again
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+            .namespace_options,
+    );
+    let again = t.ok(cri.create_container(&pod, again, &pod_cfg));
+    t.ids.borrow_mut().push(again.clone());
+    t.ok(cri.start_container(&again));
+    assert_eq!(t.ok(cri.wait_exited(&again, EXIT)).exit_code, 0);
+    assert_eq!(
+        texts(&read_cri_log(&logs.join("native-1.log")).unwrap(), "stdout"),
+        ["attempt 1"]
+    );
+
+    // StopContainer on a wasm guest: SIGTERM ends it (143) within the grace period, where
+    // SIGKILL at its end would give 137.
+    t.ok(cri.stop_container(&waiter, 20));
+    let (s, _) = t.ok(cri.container_status(&waiter));
+    assert_eq!(
+        (s.state, s.exit_code),
+        (ContainerState::ContainerExited as i32, 143),
+        "{s:?}"
+    );
 
     // The sleeper shares the pod's PID namespace: the pause process is its PID 1.
     let (_, info) = t.ok(cri.container_status(&sleeper));

@@ -359,6 +359,24 @@ impl Cri {
             .map(drop)
     }
 
+    /// StopContainer: SIGTERM, then SIGKILL after `timeout_s` seconds (the grace period).
+    pub fn stop_container(&self, id: &str, timeout_s: i64) -> CriResult<()> {
+        let req = StopContainerRequest {
+            container_id: id.to_string(),
+            timeout: timeout_s,
+        };
+        self.call("StopContainer", self.rs.clone().stop_container(req))
+            .map(drop)
+    }
+
+    pub fn remove_container(&self, id: &str) -> CriResult<()> {
+        let req = RemoveContainerRequest {
+            container_id: id.to_string(),
+        };
+        self.call("RemoveContainer", self.rs.clone().remove_container(req))
+            .map(drop)
+    }
+
     pub fn container_status(&self, id: &str) -> CriResult<(ContainerStatus, HashMap<String, String>)> {
         let req = ContainerStatusRequest {
             container_id: id.to_string(),
