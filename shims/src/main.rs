@@ -5,6 +5,7 @@
 mod error;
 mod events;
 mod metrics;
+mod oom;
 mod process;
 mod reaper;
 mod rootfs;

@@ -7,11 +7,10 @@
 //! thread that publishes exits, so containerd never sees a process exit before it started.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use containerd_shim::api::{
     CreateTaskRequest, DeleteResponse, ExecProcessRequest, KillRequest, StateResponse, UpdateTaskRequest,
@@ -26,6 +25,7 @@ use containerd_shim::{info, warn, ExitSignal};
 
 use crate::error::{Error, Result};
 use crate::events::Publisher;
+use crate::oom::{self, OomWatcher};
 use crate::process::{timestamp, Container, Proc, Table};
 use crate::reaper::{Exit, Reaper};
 use crate::stdio::{self, ConsoleSocket};
@@ -48,6 +48,8 @@ pub struct Tasks {
     order: Mutex<()>,
     exits: Mutex<Sender<ExitNote>>,
     pub v2: bool,
+    /// Started with the first container that has a memory cgroup.
+    oom: OnceLock<Option<Arc<OomWatcher>>>,
 }
 
 impl Tasks {
@@ -63,6 +65,7 @@ impl Tasks {
             order: Mutex::new(()),
             exits: Mutex::new(tx),
             v2: metrics::host_is_v2(),
+            oom: OnceLock::new(),
         });
         let hook_inner = inner.clone();
         Reaper::get().set_hook(move |pid, exit| hook_inner.on_exit(pid, exit));
@@ -142,36 +145,32 @@ impl Tasks {
         Ok(Some(master))
     }
 
-    /// Watches `wrun events ID` for OOM kills and publishes TaskOOM for each.
-    fn watch_oom(self: &Arc<Self>, id: &str) {
-        let (_, out) = match self.wrun.spawn_events(id) {
-            Ok(x) => x,
-            Err(e) => {
-                warn!("container {id}: no OOM events: {e}");
-                return;
-            }
+    /// Watches the container's memory cgroup for OOM kills (one thread for all of them) and
+    /// publishes TaskOOM for each.
+    fn watch_oom(self: &Arc<Self>, id: &str, pid: u32) {
+        let Some((dir, v1)) = oom::memory_cgroup(pid) else {
+            warn!("container {id}: no memory cgroup found for pid {pid}: no OOM events");
+            return;
         };
-        let me = self.clone();
-        let id = id.to_string();
-        let spawned = std::thread::Builder::new().name("oom-events".into()).spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if v["type"] == "oom" {
-                    me.publisher.publish(
-                        topics::TASK_OOM_EVENT_TOPIC,
-                        TaskOOM {
-                            container_id: id.clone(),
-                            ..Default::default()
-                        },
-                    );
+        let watcher = self.oom.get_or_init(|| {
+            let tasks = Arc::downgrade(self);
+            let on_oom = move |id: &str| {
+                if let Some(t) = tasks.upgrade() {
+                    let ev = TaskOOM {
+                        container_id: id.to_string(),
+                        ..Default::default()
+                    };
+                    t.publisher.publish(topics::TASK_OOM_EVENT_TOPIC, ev);
                 }
-            }
+            };
+            OomWatcher::start(Box::new(on_oom))
+                .map_err(|e| warn!("no OOM events: {e}"))
+                .ok()
         });
-        if let Err(e) = spawned {
-            warn!("container: no OOM events: {e}");
+        if let Some(w) = watcher {
+            if let Err(e) = w.watch(id, &dir, v1) {
+                warn!("container {id}: no OOM events from {}: {e}", dir.display());
+            }
         }
     }
 
@@ -238,7 +237,7 @@ impl Tasks {
             },
         );
         drop(_order);
-        self.watch_oom(id);
+        self.watch_oom(id, pid);
         info!("created container {id}, init pid {pid}");
         Ok(pid)
     }
@@ -346,6 +345,9 @@ impl Tasks {
         }
         if mounted {
             rootfs::unmount_all(&bundle.join("rootfs"));
+        }
+        if let Some(Some(w)) = self.oom.get() {
+            w.forget(id);
         }
         let c = {
             let mut t = self.table();

@@ -12,7 +12,7 @@
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
@@ -229,23 +229,6 @@ impl Wrun {
             msg: format!("unreadable output: {e}"),
         })?;
         Ok(v["data"].clone())
-    }
-
-    /// Starts `wrun events ID`, which prints a line per OOM kill until the container stops.
-    /// Returns its pid (reaped by the reaper) and its stdout.
-    pub fn spawn_events(&self, id: &str) -> Result<(i32, ChildStdout)> {
-        let mut cmd = Command::new(&self.bin);
-        // Statistics lines are not wanted here, only OOM events: a long interval.
-        cmd.arg("--root")
-            .arg(&self.root)
-            .args(["events", "--interval", "60m", id])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        Reaper::get();
-        let mut child = cmd.spawn().map_err(|e| Error::io("exec wrun events", e))?;
-        let out = child.stdout.take().expect("piped stdout");
-        Ok((child.id() as i32, out))
     }
 }
 

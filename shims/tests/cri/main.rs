@@ -441,3 +441,24 @@ fn a_container_whose_command_is_missing_fails_in_one_line_and_leaves_nothing() {
     assert_eq!(t.ok(cri.wait_exited(&ok, EXIT)).exit_code, 0);
     t.finish();
 }
+
+#[test]
+fn a_container_over_its_memory_limit_is_reported_oom_killed() {
+    let t = TestNode::start();
+    let cri = &t.node.cri;
+    let logs = t.logs("oom");
+    let pod_cfg = pod_config("oom", &logs, &t.cgroup_parent);
+    let pod = t.ok(cri.run_pod(&pod_cfg, WRUN));
+    let mut hog = container_config("hog", BUSYBOX, &["sh", "-c", "x=a; while true; do x=$x$x$x$x; done"]);
+    hog.linux.as_mut().unwrap().resources = Some(k8s_cri::v1::LinuxContainerResources {
+        memory_limit_in_bytes: 32 * 1024 * 1024,
+        ..Default::default()
+    });
+    let hog = t.ok(cri.create_container(&pod, hog, &pod_cfg));
+    t.ids.borrow_mut().extend([pod.clone(), hog.clone()]);
+    t.ok(cri.start_container(&hog));
+    let s = t.ok(cri.wait_exited(&hog, EXIT));
+    // containerd says OOMKilled only when the shim published TaskOOM for the container.
+    assert_eq!((s.exit_code, s.reason.as_str()), (137, "OOMKilled"), "{s:?}");
+    t.finish();
+}
