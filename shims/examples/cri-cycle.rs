@@ -15,7 +15,7 @@ mod node;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use node::{container_config, info_pid, pod_config, write_images, Node, BUSYBOX, RUNC, WASM_POD, WRUN};
+use node::{container_config, info_pid, pids_where, pod_config, write_images, Node, BUSYBOX, RUNC, WASM_POD, WRUN};
 
 struct Args {
     work: PathBuf,
@@ -93,34 +93,12 @@ fn memory(pid: i64) -> (u64, u64) {
 
 /// The children of `pid` (any of its threads'), from each process's PPid.
 fn children(pid: i64) -> Vec<i64> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i64>().ok())
-        .filter(|c| {
-            let status = std::fs::read_to_string(format!("/proc/{c}/status")).unwrap_or_default();
-            status
-                .lines()
-                .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&pid.to_string()))
-        })
-        .collect()
-}
-
-/// The shim processes of the node's containerd, any runtime.
-fn shim_pids(node: &Node) -> Vec<i64> {
-    let needle = format!("-address\0{}\0", node.dir.join("c.sock").display());
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i64>().ok())
-        .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            cmd.contains("containerd-shim") && cmd.contains(&needle)
-        })
-        .collect()
+    pids_where(|c| {
+        let status = std::fs::read_to_string(format!("/proc/{c}/status")).unwrap_or_default();
+        status
+            .lines()
+            .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&pid.to_string()))
+    })
 }
 
 /// Starts a pod with two long-running containers and returns the memory of its shim.
@@ -140,7 +118,7 @@ fn two_container_pod(node: &Node, handler: &str, second: (&str, &[&str]), logs: 
     let running = [&a, &b]
         .iter()
         .all(|c| cri.container_status(c).ok().and_then(|(_, i)| info_pid(&i)).is_some());
-    let shims = shim_pids(node);
+    let shims = node.shims_of("containerd-shim");
     let line = match (running, shims.as_slice()) {
         (true, [pid]) => {
             let (rss, pss) = memory(*pid);

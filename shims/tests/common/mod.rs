@@ -275,18 +275,7 @@ impl Containerd {
         let _ = fs::remove_dir(&state);
         // ctr puts every container of a namespace under the cgroup /<namespace>: that parent
         // may stay (as with runc), but it must be empty, so rmdir works.
-        for cg in cgroup_dirs(&self.ns) {
-            assert!(
-                fs::remove_dir(&cg).is_ok(),
-                "cgroup {} is not empty: {:?}",
-                cg.display(),
-                fs::read_dir(&cg).map(|d| d
-                    .flatten()
-                    .filter(|e| e.path().is_dir())
-                    .map(|e| e.file_name())
-                    .collect::<Vec<_>>())
-            );
-        }
+        remove_empty_cgroups(&self.ns);
     }
 
     pub fn clean_namespace(&self) {
@@ -338,6 +327,24 @@ pub fn stop_events(events: Spawned) -> String {
     std::thread::sleep(Duration::from_millis(300));
     kill_pid(events.pid(), libc::SIGTERM);
     stdout(&events.wait())
+}
+
+/// Removes the cgroup `name` (a parent left for its owner, like ctr's `/<namespace>` or a
+/// pod's cgroup parent) in every hierarchy, asserting it is empty: rmdir fails otherwise.
+#[track_caller]
+pub fn remove_empty_cgroups(name: &str) {
+    for cg in cgroup_dirs(name) {
+        assert!(
+            fs::remove_dir(&cg).is_ok(),
+            "cgroup {} is not empty: {:?}",
+            cg.display(),
+            fs::read_dir(&cg).map(|d| d
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name())
+                .collect::<Vec<_>>())
+        );
+    }
 }
 
 pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {

@@ -64,6 +64,24 @@ impl TestNode {
         d
     }
 
+    /// RunPodSandbox of a pod `name` with the default namespaces: (its config, id, log dir).
+    #[track_caller]
+    fn run_pod(&self, name: &str) -> (k8s_cri::v1::PodSandboxConfig, String, PathBuf) {
+        let logs = self.logs(name);
+        let cfg = pod_config(name, &logs, &self.cgroup_parent);
+        let pod = self.ok(self.node.cri.run_pod(&cfg, WRUN));
+        self.ids.borrow_mut().push(pod.clone());
+        (cfg, pod, logs)
+    }
+
+    /// CreateContainer, the id kept for the final checks.
+    #[track_caller]
+    fn create(&self, pod: &str, c: k8s_cri::v1::ContainerConfig, pod_cfg: &k8s_cri::v1::PodSandboxConfig) -> String {
+        let id = self.ok(self.node.cri.create_container(pod, c, pod_cfg));
+        self.ids.borrow_mut().push(id.clone());
+        id
+    }
+
     #[track_caller]
     fn ok<T>(&self, r: Result<T, String>) -> T {
         r.unwrap_or_else(|e| panic!("{e}\n--- containerd log tail ---\n{}", self.node.log_tail()))
@@ -104,18 +122,7 @@ impl TestNode {
             .unwrap_or_default();
         assert!(results.is_empty(), "CNI results left: {results:?}");
         // The pods' cgroups are gone; the parent (the kubelet's to manage) must be empty.
-        for cg in common::cgroup_dirs(self.cgroup_parent.trim_start_matches('/')) {
-            assert!(
-                fs::remove_dir(&cg).is_ok(),
-                "cgroup parent {} is not empty: {:?}",
-                cg.display(),
-                fs::read_dir(&cg).map(|d| d
-                    .flatten()
-                    .filter(|e| e.path().is_dir())
-                    .map(|e| e.file_name())
-                    .collect::<Vec<_>>())
-            );
-        }
+        common::remove_empty_cgroups(self.cgroup_parent.trim_start_matches('/'));
         self.cgroup_parent.clear();
     }
 }
@@ -198,6 +205,18 @@ fn process_cgroup_file(pid: i64, controller: &str, file: &str) -> String {
         .to_string()
 }
 
+/// shareProcessNamespace: PID mode POD in the pod's namespace options...
+fn share_pid(pod: &mut k8s_cri::v1::PodSandboxConfig) {
+    let sc = pod.linux.as_mut().and_then(|l| l.security_context.as_mut()).unwrap();
+    sc.namespace_options = Some(node::namespaces(NamespaceMode::Pod));
+}
+
+/// ...and in each container's.
+fn join_pod_pid(c: &mut k8s_cri::v1::ContainerConfig) {
+    let sc = c.linux.as_mut().and_then(|l| l.security_context.as_mut()).unwrap();
+    sc.namespace_options = Some(node::namespaces(NamespaceMode::Pod));
+}
+
 fn texts(lines: &[node::LogLine], stream: &str) -> Vec<String> {
     lines
         .iter()
@@ -216,9 +235,7 @@ fn a_mixed_pod_runs_a_native_sidecar_and_a_wasm_app_in_one_shim_sharing_the_netw
         ("containerd", "v1")
     );
 
-    let logs = t.logs("mixed");
-    let pod_cfg = pod_config("mixed", &logs, &t.cgroup_parent);
-    let pod = t.ok(cri.run_pod(&pod_cfg, WRUN));
+    let (pod_cfg, pod, logs) = t.run_pod("mixed");
     let (status, info) = t.ok(cri.pod_status(&pod));
     let ip = status.network.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
     assert!(
@@ -230,8 +247,7 @@ fn a_mixed_pod_runs_a_native_sidecar_and_a_wasm_app_in_one_shim_sharing_the_netw
     // The wasm app fetches a line from 127.0.0.1:8080, retrying until something listens; the
     // native sidecar, started second, serves it on the pod's loopback.
     let app = container_config("app", WASM_POD, &["/tcp-fetch.wasm", "8080", "20"]);
-    let app = t.ok(cri.create_container(&pod, app, &pod_cfg));
-    t.ids.borrow_mut().extend([pod.clone(), app.clone()]);
+    let app = t.create(&pod, app, &pod_cfg);
     t.ok(cri.start_container(&app));
     let sidecar = container_config(
         "sidecar",
@@ -242,8 +258,7 @@ fn a_mixed_pod_runs_a_native_sidecar_and_a_wasm_app_in_one_shim_sharing_the_netw
             "echo sidecar up; echo to stderr >&2; while :; do echo hello from the sidecar | nc -l -p 8080; done",
         ],
     );
-    let sidecar = t.ok(cri.create_container(&pod, sidecar, &pod_cfg));
-    t.ids.borrow_mut().push(sidecar.clone());
+    let sidecar = t.create(&pod, sidecar, &pod_cfg);
     // Both containers run in the pod's namespaces and under its cgroup parent: checked on the
     // wasm app while it waits for the sidecar, then on the sidecar.
     let (s, info) = t.ok(cri.container_status(&app));
@@ -306,27 +321,15 @@ fn exit_codes_logs_restarts_and_stops_of_native_and_wasm_containers_in_a_shared_
     let logs = t.logs("codes");
     let mut pod_cfg = pod_config("codes", &logs, &t.cgroup_parent);
     // shareProcessNamespace: every container joins the pod's PID namespace.
-    let pid_pod = |c: &mut Option<k8s_cri::v1::NamespaceOption>| c.as_mut().unwrap().pid = NamespaceMode::Pod as i32;
-    pid_pod(
-        &mut pod_cfg
-            .linux
-            .as_mut()
-            .unwrap()
-            .security_context
-            .as_mut()
-            .unwrap()
-            .namespace_options,
-    );
+    share_pid(&mut pod_cfg);
     let pod = t.ok(cri.run_pod(&pod_cfg, WRUN));
+    t.ids.borrow_mut().push(pod.clone());
     let pause_pid = info_pid(&t.ok(cri.pod_status(&pod)).1).unwrap();
-    let mut started = vec![pod.clone()];
-    let mut run = |name: &str, image: &str, command: &[&str]| {
+    let run = |name: &str, image: &str, command: &[&str]| {
         let mut c = container_config(name, image, command);
-        let sc = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
-        pid_pod(&mut sc.namespace_options);
-        let id = t.ok(cri.create_container(&pod, c, &pod_cfg));
+        join_pod_pid(&mut c);
+        let id = t.create(&pod, c, &pod_cfg);
         t.ok(cri.start_container(&id));
-        started.push(id.clone());
         id
     };
     let native = run("native", BUSYBOX, &["sh", "-c", "echo native says hi; exit 3"]);
@@ -334,7 +337,6 @@ fn exit_codes_logs_restarts_and_stops_of_native_and_wasm_containers_in_a_shared_
     let hello = run("wasm-hello", WASM_POD, &["/hello.wasm", "from-cri"]);
     let sleeper = run("sleeper", BUSYBOX, &["sleep", "300"]);
     let waiter = run("wasm-waiter", WASM_POD, &["/tcp-fetch.wasm", "9", "300"]);
-    t.ids.borrow_mut().extend(started);
 
     assert_eq!(t.ok(cri.wait_exited(&native, EXIT)).exit_code, 3);
     let s = t.ok(cri.wait_exited(&wasm_exit, EXIT));
@@ -354,18 +356,8 @@ fn exit_codes_logs_restarts_and_stops_of_native_and_wasm_containers_in_a_shared_
     let mut again = container_config("native", BUSYBOX, &["sh", "-c", "echo attempt 1"]);
     again.metadata.as_mut().unwrap().attempt = 1;
     again.log_path = "native-1.log".into();
-    pid_pod(
-        &mut again
-            .linux
-            .as_mut()
-            .unwrap()
-            .security_context
-            .as_mut()
-            .unwrap()
-            .namespace_options,
-    );
-    let again = t.ok(cri.create_container(&pod, again, &pod_cfg));
-    t.ids.borrow_mut().push(again.clone());
+    join_pod_pid(&mut again);
+    let again = t.create(&pod, again, &pod_cfg);
     t.ok(cri.start_container(&again));
     assert_eq!(t.ok(cri.wait_exited(&again, EXIT)).exit_code, 0);
     assert_eq!(
@@ -424,19 +416,15 @@ fn exit_codes_logs_restarts_and_stops_of_native_and_wasm_containers_in_a_shared_
 fn a_container_whose_command_is_missing_fails_in_one_line_and_leaves_nothing() {
     let t = TestNode::start();
     let cri = &t.node.cri;
-    let logs = t.logs("bad");
-    let pod_cfg = pod_config("bad", &logs, &t.cgroup_parent);
-    let pod = t.ok(cri.run_pod(&pod_cfg, WRUN));
-    let c = t.ok(cri.create_container(&pod, container_config("bad", BUSYBOX, &["/no/such/binary"]), &pod_cfg));
-    t.ids.borrow_mut().extend([pod.clone(), c.clone()]);
+    let (pod_cfg, pod, _) = t.run_pod("bad");
+    let c = t.create(&pod, container_config("bad", BUSYBOX, &["/no/such/binary"]), &pod_cfg);
     let e = cri
         .start_container(&c)
         .expect_err("starting a missing binary must fail");
     assert!(e.contains("/no/such/binary"), "the error names the binary: {e}");
     assert!(!e.trim().contains('\n'), "one line: {e}");
     // The pod is still there and still works.
-    let ok = t.ok(cri.create_container(&pod, container_config("ok", BUSYBOX, &["true"]), &pod_cfg));
-    t.ids.borrow_mut().push(ok.clone());
+    let ok = t.create(&pod, container_config("ok", BUSYBOX, &["true"]), &pod_cfg);
     t.ok(cri.start_container(&ok));
     assert_eq!(t.ok(cri.wait_exited(&ok, EXIT)).exit_code, 0);
     t.finish();
@@ -446,16 +434,13 @@ fn a_container_whose_command_is_missing_fails_in_one_line_and_leaves_nothing() {
 fn a_container_over_its_memory_limit_is_reported_oom_killed() {
     let t = TestNode::start();
     let cri = &t.node.cri;
-    let logs = t.logs("oom");
-    let pod_cfg = pod_config("oom", &logs, &t.cgroup_parent);
-    let pod = t.ok(cri.run_pod(&pod_cfg, WRUN));
+    let (pod_cfg, pod, _) = t.run_pod("oom");
     let mut hog = container_config("hog", BUSYBOX, &["sh", "-c", "x=a; while true; do x=$x$x$x$x; done"]);
     hog.linux.as_mut().unwrap().resources = Some(k8s_cri::v1::LinuxContainerResources {
         memory_limit_in_bytes: 32 * 1024 * 1024,
         ..Default::default()
     });
-    let hog = t.ok(cri.create_container(&pod, hog, &pod_cfg));
-    t.ids.borrow_mut().extend([pod.clone(), hog.clone()]);
+    let hog = t.create(&pod, hog, &pod_cfg);
     t.ok(cri.start_container(&hog));
     let s = t.ok(cri.wait_exited(&hog, EXIT));
     // containerd says OOMKilled only when the shim published TaskOOM for the container.

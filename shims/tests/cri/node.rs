@@ -161,19 +161,17 @@ state = "{d}/state"
 
     /// Pids of the wrun shims this node's containerd started.
     pub fn shims(&self) -> Vec<i64> {
+        self.shims_of("containerd-shim-wrun-v1")
+    }
+
+    /// Pids of the shims (of the binary named `binary`) this node's containerd started.
+    pub fn shims_of(&self, binary: &str) -> Vec<i64> {
         let needle = format!("-address\0{}\0", self.dir.join("c.sock").display());
-        let mut out = Vec::new();
-        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
-                continue;
-            };
+        pids_where(|pid| {
             let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.contains("containerd-shim-wrun-v1") && cmd.contains(&needle) {
-                out.push(pid);
-            }
-        }
-        out
+            cmd.contains(binary) && cmd.contains(&needle)
+        })
     }
 
     /// The host interfaces enslaved to the node's bridge (one veth per running pod).
@@ -212,6 +210,17 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The pids in /proc for which `pred` holds.
+pub fn pids_where(pred: impl Fn(i64) -> bool) -> Vec<i64> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i64>().ok())
+        .filter(|pid| pred(*pid))
+        .collect()
 }
 
 fn log_tail(dir: &Path) -> String {
@@ -448,6 +457,17 @@ pub fn info_pid(info: &HashMap<String, String>) -> Option<i64> {
     v["pid"].as_i64().filter(|p| *p > 0)
 }
 
+/// The kubelet's namespace options: network and IPC of the pod, PID as `pid` says
+/// (CONTAINER by default, POD for `shareProcessNamespace`).
+pub fn namespaces(pid: NamespaceMode) -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Pod as i32,
+        pid: pid as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
 /// A pod as the kubelet describes it: its own network, IPC and UTS namespaces shared by its
 /// containers, a PID namespace per container (the Kubernetes default), logs under
 /// `log_dir`, cgroups under `cgroup_parent`.
@@ -464,12 +484,7 @@ pub fn pod_config(name: &str, log_dir: &Path, cgroup_parent: &str) -> PodSandbox
         linux: Some(LinuxPodSandboxConfig {
             cgroup_parent: cgroup_parent.to_string(),
             security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Pod as i32,
-                    pid: NamespaceMode::Container as i32,
-                    ipc: NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
+                namespace_options: Some(namespaces(NamespaceMode::Container)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -493,12 +508,7 @@ pub fn container_config(name: &str, image: &str, command: &[&str]) -> ContainerC
         log_path: format!("{name}.log"),
         linux: Some(LinuxContainerConfig {
             security_context: Some(LinuxContainerSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Pod as i32,
-                    pid: NamespaceMode::Container as i32,
-                    ipc: NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
+                namespace_options: Some(namespaces(NamespaceMode::Container)),
                 ..Default::default()
             }),
             ..Default::default()
