@@ -447,3 +447,133 @@ fn a_container_over_its_memory_limit_is_reported_oom_killed() {
     assert_eq!((s.exit_code, s.reason.as_str()), (137, "OOMKilled"), "{s:?}");
     t.finish();
 }
+
+/// What a restricted pod security standard asks of a container: a non-root user, no
+/// capabilities, no new privileges, the runtime's default seccomp profile, a read-only root.
+fn restrict(c: &mut k8s_cri::v1::ContainerConfig) {
+    use k8s_cri::v1::{security_profile::ProfileType, Capability, Int64Value, SecurityProfile};
+    let sc = c.linux.as_mut().and_then(|l| l.security_context.as_mut()).unwrap();
+    sc.run_as_user = Some(Int64Value { value: 1000 });
+    sc.run_as_group = Some(Int64Value { value: 1000 });
+    sc.readonly_rootfs = true;
+    sc.no_new_privs = true;
+    sc.capabilities = Some(Capability {
+        drop_capabilities: vec!["ALL".into()],
+        ..Default::default()
+    });
+    sc.seccomp = Some(SecurityProfile {
+        profile_type: ProfileType::RuntimeDefault as i32,
+        ..Default::default()
+    });
+}
+
+/// The `Key:\tvalue` lines of /proc/PID/status that the security checks compare.
+fn security_status(pid: i64) -> Vec<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let keys = ["Uid:", "Gid:", "CapEff:", "NoNewPrivs:", "Seccomp:"];
+    status
+        .lines()
+        .filter(|l| keys.iter().any(|k| l.starts_with(k)))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn a_restricted_security_context_and_pod_sysctls_apply_to_native_and_wasm_containers() {
+    let t = TestNode::start();
+    let cri = &t.node.cri;
+    let logs = t.logs("restricted");
+    let mut pod_cfg = pod_config("restricted", &logs, &t.cgroup_parent);
+    let sysctl = "net.ipv4.ip_unprivileged_port_start";
+    pod_cfg
+        .linux
+        .as_mut()
+        .unwrap()
+        .sysctls
+        .insert(sysctl.into(), "0".into());
+    let pod = t.ok(cri.run_pod(&pod_cfg, WRUN));
+    t.ids.borrow_mut().push(pod.clone());
+    let want = [
+        "Uid: 1000",
+        "Gid: 1000",
+        "CapEff: 0000000000000000",
+        "NoNewPrivs: 1",
+        "Seccomp: 2",
+    ];
+
+    let mut native = container_config("native", BUSYBOX, &["sleep", "300"]);
+    restrict(&mut native);
+    let native = t.create(&pod, native, &pod_cfg);
+    t.ok(cri.start_container(&native));
+    let mut waiter = container_config("wasm", WASM_POD, &["/tcp-fetch.wasm", "9", "300"]);
+    restrict(&mut waiter);
+    let waiter = t.create(&pod, waiter, &pod_cfg);
+    t.ok(cri.start_container(&waiter));
+    for id in [&native, &waiter] {
+        let pid = info_pid(&t.ok(cri.container_status(id)).1).unwrap();
+        assert_eq!(security_status(pid), want, "{id}");
+    }
+    // Inside the native one: the pod's sysctl (set in the pod's network namespace) and the
+    // read-only root.
+    let r = t.ok(cri.exec_sync(
+        &native,
+        &[
+            "sh",
+            "-c",
+            "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; touch /x 2>/dev/null || echo ro",
+        ],
+        10,
+    ));
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "0\nro\n", "{r:?}");
+    // wasmtime runs to completion under the same restrictions (containerd's default seccomp
+    // profile allows what it needs).
+    let mut hello = container_config("hello", WASM_POD, &["/hello.wasm"]);
+    restrict(&mut hello);
+    let hello = t.create(&pod, hello, &pod_cfg);
+    t.ok(cri.start_container(&hello));
+    let s = t.ok(cri.wait_exited(&hello, EXIT));
+    let out = texts(&read_cri_log(&logs.join("hello.log")).unwrap(), "stdout");
+    assert_eq!(s.exit_code, 0, "{out:?}");
+    assert!(out.iter().any(|l| l.contains("hello from wasm")), "{out:?}");
+    t.finish();
+}
+
+#[test]
+fn a_host_network_pod_shares_the_hosts_network_namespace() {
+    let t = TestNode::start();
+    let cri = &t.node.cri;
+    let logs = t.logs("hostnet");
+    let mut pod_cfg = pod_config("hostnet", &logs, &t.cgroup_parent);
+    // As the kubelet does: a host-network pod has the node's hostname, so none is sent.
+    pod_cfg.hostname.clear();
+    let mut host_net = node::namespaces(NamespaceMode::Container);
+    host_net.network = NamespaceMode::Node as i32;
+    let sc = pod_cfg
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .unwrap();
+    sc.namespace_options = Some(host_net.clone());
+    let pod = t.ok(cri.run_pod(&pod_cfg, WRUN));
+    t.ids.borrow_mut().push(pod.clone());
+    let (status, info) = t.ok(cri.pod_status(&pod));
+    assert_eq!(
+        status.network.map(|n| n.ip).unwrap_or_default(),
+        "",
+        "no CNI address for a host-network pod"
+    );
+    let mut c = container_config("c", BUSYBOX, &["sleep", "300"]);
+    c.linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .unwrap()
+        .namespace_options = Some(host_net);
+    let c = t.create(&pod, c, &pod_cfg);
+    t.ok(cri.start_container(&c));
+    let pid = info_pid(&t.ok(cri.container_status(&c)).1).unwrap();
+    let host = fs::read_link("/proc/self/ns/net").unwrap();
+    assert_eq!(ns(pid, "net"), host, "the container is in the host's network namespace");
+    assert_eq!(ns(info_pid(&info).unwrap(), "net"), host, "so is the pause");
+    assert!(t.node.bridge_ports().is_empty(), "no veth for a host-network pod");
+    t.finish();
+}
