@@ -24,7 +24,7 @@ for h in "## Start to exit of a no-op" "## CPU-bound kernel" "## Syscall-heavy l
   "## Targets of issue #7" "## Where the time goes"; do
   grep -qF "$h" "$r" || fail "no section '$h'"
 done
-rows=("| host /bin/true" "| wrun native (busybox" "| wrun wasm (exit.wasm" "| wasmtime library, no container (exit.wasm"
+rows=("| host /bin/true" "| wrun native (busybox" "| wrun native, 200 ms after" "| wrun wasm (exit.wasm" "| wasmtime library, no container (exit.wasm"
   "| host nbody (no" "| wrun native container nbody |" "| wrun wasm container nbody.wasm |"
   "| wasmtime library, no container, nbody.wasm |" "| host syscalls" "| wrun native container syscalls"
   "| wrun wasm container syscalls.wasm" "| wasmtime library, no container, syscalls.wasm"

@@ -26,6 +26,9 @@ COMPUTE = re.compile(r"^compute_ms ([0-9.]+)$", re.M)
 FAILURES = (RunError, OSError, KeyError, ValueError)
 RUNC_V2, WRUN_V1 = "io.containerd.runc.v2", "io.containerd.wrun.v1"
 BUSYBOX_IMAGE, WASM_IMAGE = "wrun.test/busybox:1", "wrun.test/wasm:1"
+# A start this long after the previous one pays again what back-to-back starts share: the RCU
+# grace period that the first write to cgroup.procs waits for (see the profile).
+PAUSE_S = 0.2
 
 
 def cgroup_mode():
@@ -130,9 +133,20 @@ class Setup:
         b = f"{self.w}/{bundle}"
         return self.timed(lambda n: [(rt.cmd("run", "--bundle", b, f"{prefix}-{n}"), b)], compute)
 
+    @staticmethod
+    def paused(go):
+        """`go`, started PAUSE_S (not timed) after whatever ran before."""
+        def run(n):
+            time.sleep(PAUSE_S)
+            return go(n)
+        return run
+
     def noop(self):
+        ms = int(PAUSE_S * 1000)
         c = [Config("host", "host /bin/true (no isolation)", self.host(["/bin/true"])),
              Config("wrun", "wrun native (busybox /bin/true)", self.run_in(self.wrun, "true", "noop")),
+             Config("wrun-pause", f"wrun native, {ms} ms after the previous start",
+                    self.paused(self.run_in(self.wrun, "true", "noopp"))),
              Config("wrun-wasm", "wrun wasm (exit.wasm 0, cached module)",
                     self.run_in(self.wrun, "exit-wasm", "noopw")),
              Config("bare", "wasmtime library, no container (exit.wasm 0, same cache)",
@@ -140,6 +154,8 @@ class Setup:
         if self.rc:
             c.append(Config("runc", f"runc ({version(self.runc)})",
                             self.run_in(self.rc, "true", "noop"), fatal=False))
+            c.append(Config("runc-pause", f"runc, {ms} ms after the previous start",
+                            self.paused(self.run_in(self.rc, "true", "noopp")), fatal=False))
         if self.cr:
             if self.hybrid:
                 hidden = Runtime("wrun", self.args.wrun, self.wrun.root, hide_v2=True)
@@ -260,6 +276,14 @@ class Setup:
                          ctr(WRUN_V1, wrun_shim, WASM_IMAGE, "idle-wasm", "/sleep.wasm", "3600"))]
         return c
 
+    def attach_cases(self):
+        """(label, argv, cwd) of the starts whose cgroup attach strace times."""
+        b = f"{self.w}/true"
+        c = [("wrun native /bin/true", self.wrun.cmd("run", "--bundle", b, "attach"), b)]
+        if self.rc:
+            c.append(("runc /bin/true", self.rc.cmd("run", "--bundle", b, "attach"), b))
+        return c
+
     def profile_cases(self):
         """(label, argv, cwd) of the runs `perf stat` profiles: the start and the CPU kernel,
         host against container."""
@@ -284,6 +308,7 @@ def main():
     for opt in ("--ctr-address", "--ctr-namespace", "--ctr-skip"):
         ap.add_argument(opt)
     args = ap.parse_args()
+    args.pause_ms = PAUSE_S * 1000
     become_subreaper()
     mode, notes, run = cgroup_mode(), [], Runner(args.work)
     s = Setup(args, run, mode, notes)
@@ -321,9 +346,15 @@ def main():
             prof = profile.profile(run, s.profile_cases(), min(args.rounds, 5))
         except FAILURES as e:
             prof = f"`perf stat` failed: {e}"
+    attach = profile.attach_available()
+    if attach is None:
+        try:
+            attach = profile.cgroup_attach(run, s.attach_cases(), PAUSE_S, min(args.rounds, 5))
+        except FAILURES as e:
+            attach = f"strace failed: {e}"
     elapsed = time.perf_counter() - started
     floor = memory.peak_rss_kb(run, s.peak, ["/bin/true"])
-    failed = write_report(args, mode, workloads, dens, prof, notes, elapsed, floor)
+    failed = write_report(args, mode, workloads, dens, prof, attach, notes, elapsed, floor)
     return 1 if failed else 0
 
 

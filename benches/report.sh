@@ -4,13 +4,16 @@
 # chart per table (benches/report.py measures and writes; this script makes the bundles and
 # the images, starts a private containerd, and removes everything at the end, even on failure).
 #   start-to-exit no-op:  host /bin/true, wrun native, wrun wasm (exit 0), wasmtime without a
-#                         container (wasm-bare), runc, crun
+#                         container (wasm-bare), runc, crun; wrun and runc 200 ms after the
+#                         previous start (what a lone start costs)
 #   CPU-bound kernel:     nbody on the host, in a wrun native container, as wasm in wrun, wasm-bare
 #   syscall-heavy loop:   syscalls (write + stat + fstat) the same four ways
 #   create/start/delete:  wrun and runc
 #   containerd:           `ctr run --rm` through containerd-shim-wrun-v1 (native, wasm) and runc.v2
 #   memory:               peak RSS of the runtime and the container cgroup's peak (nbody)
 #   density:              N idle containers at once, memory per container (also through containerd)
+#   profile:              perf stat of the starts and the CPU kernel, strace -T of the cgroup
+#                         attach (each skipped with a note without perf / strace)
 # A missing runc/crun/containerd skips its rows with a note; a failing wrun row fails (exit 1).
 # usage: benches/report.sh [--quick] [--rounds N] [--steps N] [--iterations N] [--density N]
 #        [--out DIR]   (--quick: 3 rounds, short kernels, 4 idle containers; make test uses it)

@@ -146,15 +146,20 @@ def _where(workloads, args, md):
     lines = []
     h, c, hi, ci = f("cpu", "host"), f("cpu", "wrun"), f("cpu", "host", "compute_ms"), \
         f("cpu", "wrun", "compute_ms")
-    start = f("noop", "wrun") and f("noop", "host") and f("noop", "wrun") - f("noop", "host")
-    if None not in (h, c, hi, ci, start):
-        d = c - h
+    t, wn, wp = f("noop", "host"), f("noop", "wrun"), f("noop", "wrun-pause")
+    if None not in (h, c, hi, ci, t, wn):
+        d, out = c - h, (c - ci) - (h - hi)
+        pause = "" if wp is None else (
+            f" A wrun start {int(args.pause_ms)} ms after the previous one costs {wp - t:.2f} ms "
+            f"(no-op rows: {wp:.2f} − {t:.2f}), as each container start does here after a "
+            f"{h:.0f} ms run: the first write to cgroup.procs waits for an RCU grace "
+            f"period that back-to-back starts share (see the Profile).")
         lines.append(
-            f"- **CPU kernel, native container vs host**: {d:+.2f} ms end to end ({d / h * 100:+.2f}%"
-            f" of {h:.1f} ms). The container's start and teardown (wrun no-op − host no-op, same "
-            f"run) account for {start:.2f} ms ({start / h * 100:.2f}% of the host run); the loop "
-            f"itself, timed by the app, differs by {ci - hi:+.2f} ms ({(ci / hi - 1) * 100:+.2f}%); "
-            f"the rest, {d - start - (ci - hi):+.2f} ms, is run-to-run noise.")
+            f"- **CPU kernel, native container vs host**: {d:+.2f} ms end to end "
+            f"({d / h * 100:+.2f}% of {h:.1f} ms). The loop itself, timed by the app, differs by "
+            f"{ci - hi:+.2f} ms ({(ci / hi - 1) * 100:+.2f}%); the time outside the loop (start, "
+            f"exit, teardown) by {out:+.2f} ms, against {wn - t:.2f} ms for back-to-back no-op "
+            f"starts (wrun − host no-op rows).{pause}")
     ww, wn, wb = f("noop", "wrun-wasm"), f("noop", "wrun"), f("noop", "bare")
     if None not in (ww, wn, wb):
         lines.append(
@@ -185,7 +190,32 @@ def _where(workloads, args, md):
         md += ["## Where the time goes (this run's medians)", ""] + lines + [""]
 
 
-def write_report(args, mode, workloads, dens, prof, notes, elapsed, floor_kb):
+def _profile(prof, attach, args, md, notes):
+    if isinstance(prof, str) and isinstance(attach, str):
+        notes += [f"No profile: {prof}.", f"No cgroup attach timing: {attach}."]
+        return
+    md += ["## Profile", ""]
+    if isinstance(prof, str):
+        notes.append(f"No perf profile: {prof}.")
+    else:
+        md += [f"`perf stat`, software events, medians of {min(args.rounds, 5)} runs each "
+               "(alternating). CPU time is summed over every process and thread of the run (the "
+               "runtime, the container, wasmtime's threads); wall time includes perf's own start.",
+               ""]
+        profile.table(prof, md)
+        md.append("")
+    if isinstance(attach, str):
+        notes.append(f"No cgroup attach timing: {attach}.")
+    else:
+        md += [f"Joining the cgroups: `strace -ff -T` of the writes of the init's pid to the "
+               f"cgroup.procs of every hierarchy, in a start {int(args.pause_ms)} ms after the "
+               f"previous one, medians of {min(args.rounds, 5)}:", "",
+               "| start | all writes ms | the longest write ms | writes |", "|---|---|---|---|"]
+        md += [f"| {label} | {total:.2f} | {longest:.2f} | {n} |"
+               for label, total, longest, n in attach] + [""]
+
+
+def write_report(args, mode, workloads, dens, prof, attach, notes, elapsed, floor_kb):
     """Writes report.md and the charts into args.out; prints the report; returns True if a
     configuration that must work (a wrun one) failed."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -230,15 +260,7 @@ def write_report(args, mode, workloads, dens, prof, notes, elapsed, floor_kb):
                  "caller's cgroup (see Memory above): its cgroup alone would under-count it.")
     _targets(workloads, dens, md)
     _where(workloads, args, md)
-    if isinstance(prof, str):
-        notes.append(f"No profile: {prof}.")
-    else:
-        md += [f"## Profile: `perf stat`, software events (medians of {min(args.rounds, 5)} runs "
-               "each, alternating)", "",
-               "CPU time is summed over every process and thread of the run (the runtime, the "
-               "container, wasmtime's threads); wall time includes perf's own start.", ""]
-        profile.table(prof, md)
-        md.append("")
+    _profile(prof, attach, args, md, notes)
     if notes:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     for key, title, rows, unit in charts:
