@@ -16,8 +16,8 @@ demo: build
 	bash tests/demo.sh
 
 # The whole test suite: unit tests and the end-to-end tests against this host's kernel, then
-# a tiny run of the comparison harness (benches/report-check.sh, ~10 s, with the debug wrun just
-# built), then the cgroup v2 set in a user-mode-linux guest whose only hierarchy is cgroup2
+# a tiny run of the comparison harness (benches/report-check.sh, ~30 s, with the debug wrun and
+# helpers just built), then the cgroup v2 set in a user-mode-linux guest whose only hierarchy is cgroup2
 # (test-v2). Each step runs even when an earlier one failed; the target fails if any did.
 test: deps wasm-apps
 	cargo build --workspace
@@ -31,8 +31,10 @@ test-v2: deps wasm-apps
 	bash tests/v2/suite.sh
 
 # The comparison harness (issue #7): every configuration of each workload, alternating round by
-# round, 30 rounds; writes target/bench-report/report.md and its SVG charts.
+# round, 30 rounds, then 50 idle containers per runtime; writes target/bench-report/report.md
+# and its SVG charts. Its two helpers (wasm-bare, peak-rss) are built next to wrun.
 bench: build
+	cargo build --release -p wrun-benches --bins
 	bash benches/report.sh
 
 # wrun vs runc vs crun start-to-exit latency (hyperfine medians, same run).

@@ -1,22 +1,34 @@
-"""The measuring and reporting half of benches/report.sh (which makes the bundles and cleans up).
+"""The measuring half of benches/report.sh (which makes the bundles and the images, starts a
+private containerd and cleans up); harness/markdown.py writes the report.
 
-Every configuration of every workload runs once per round, the order rotating from round to
-round, so drift on this noisy VM hits all of them alike. Each run is timed in this process
-(time.perf_counter around the child's spawn and reap). No memory figures yet: wait4's
-ru_maxrss would count the forked Python image (~20 MiB) before exec. Standard library only.
+Every configuration of every timed or memory workload runs once per round, the order rotating
+from round to round, so drift on this noisy VM hits all of them alike. Each run is timed in this
+process (time.perf_counter around the children's spawn and reap); nbody and syscalls also print
+their loop's own time (`compute_ms`), reported next to the end-to-end time. Memory comes from the
+peak-rss helper (a child forked from Python would count the Python image) and from the
+containers' memory cgroups. Density (N idle containers) and the perf profile are one shot per
+configuration after the rounds. Standard library only.
 """
 
 import argparse
-import datetime
 import os
+import re
 import shutil
-import statistics
 import subprocess
 import sys
 import time
-from xml.sax.saxutils import escape
 
-HIDE_V2 = "umount /sys/fs/cgroup/unified 2>/dev/null; exec "
+from harness import memory, profile
+from harness.markdown import write_report
+from harness.runtimes import Ctr, RunError, Runner, Runtime, become_subreaper, reap_orphans
+
+COMPUTE = re.compile(r"^compute_ms ([0-9.]+)$", re.M)
+FAILURES = (RunError, OSError, KeyError, ValueError)
+RUNC_V2, WRUN_V1 = "io.containerd.runc.v2", "io.containerd.wrun.v1"
+BUSYBOX_IMAGE, WASM_IMAGE = "wrun.test/busybox:1", "wrun.test/wasm:1"
+# A start this long after the previous one pays again what back-to-back starts share: the RCU
+# grace period that the first write to cgroup.procs waits for (see the profile).
+PAUSE_S = 0.2
 
 
 def cgroup_mode():
@@ -31,14 +43,6 @@ def cgroup_mode():
     return "hybrid" if os.path.isdir("/sys/fs/cgroup/unified") else "v1"
 
 
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
 def version(tool):
     try:
         out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=10)
@@ -48,228 +52,310 @@ def version(tool):
 
 
 class Config:
-    def __init__(self, key, label, steps, fatal=True):
-        self.key, self.label, self.steps, self.fatal = key, label, steps, fatal
-        self.times, self.error = [], None
+    """One configuration of a workload: `run(n)` does run number n (density: `run()`, once)
+    and returns its figures as a dict. A failing wrun configuration fails the harness."""
+
+    def __init__(self, key, label, run, fatal=True):
+        self.key, self.label, self.run, self.fatal = key, label, run, fatal
+        self.results, self.error = [], None
+
+    def values(self, metric):
+        return [r[metric] for r in self.results if r.get(metric) is not None]
 
 
-def run_once(cfg, n, errpath):
-    """Runs the config's steps for run number n; returns the seconds they took, or raises."""
-    steps = cfg.steps(n)
-    with open(errpath, "w+") as err:
-        t0 = time.perf_counter()
-        for argv, cwd in steps:
-            p = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=err)
-            if p.wait() != 0 != 0:
-                err.seek(0)
-                tail = " ".join(err.read().split())[-300:]
-                raise RuntimeError(f"`{' '.join(argv)}` exited {p.returncode}: {tail}")
-        return time.perf_counter() - t0
+class Workload:
+    """A table of the report: configurations measured in the same rounds. `kind` is "time"
+    (ms; `compute` adds the app's own loop time) or "memory" (kB); `names` renames a ratio
+    column's baseline (containerd's "runc" is the runc.v2 shim)."""
+
+    def __init__(self, key, title, configs, kind="time", compute=False, names=None):
+        self.key, self.title, self.configs = key, title, configs
+        self.kind, self.compute, self.names = kind, compute, names or {}
 
 
-def build(args, mode, notes):
-    w, wrun = args.work, args.wrun
-    runc, crun = shutil.which("runc"), shutil.which("crun")
-    hybrid = mode == "hybrid"
+class Setup:
+    """What every workload is built from: the runtimes present, the bundles report.sh made in
+    the work dir, the guests, the helpers."""
 
-    def wrun_cmd(*rest):
-        return [wrun, "--root", f"{w}/state-wrun", *rest]
-
-    def hidden(cmd):
-        return ["unshare", "-m", "sh", "-c", HIDE_V2 + " ".join(cmd)]
-
-    def run_in(runtime_cmd, bundle, prefix, wrap=False):
-        def steps(n):
-            cmd = runtime_cmd("run", "--bundle", f"{w}/{bundle}", f"{prefix}-{n}")
-            return [(hidden(cmd) if wrap else cmd, f"{w}/{bundle}")]
-        return steps
-
-    def runc_cmd(*rest):
-        return [runc, "--root", f"{w}/state-runc", *rest]
-
-    def crun_cmd(*rest):
-        return [crun, "--root", f"{w}/state-crun", *rest]
-
-    noop = [
-        Config("host", "host /bin/true (no isolation)", lambda n: [(["/bin/true"], w)]),
-        Config("wrun", "wrun native (busybox /bin/true)", run_in(wrun_cmd, "true", "noop")),
-        Config("wrun-wasm", "wrun wasm (exit.wasm 0, cached module)",
-               run_in(wrun_cmd, "exit-wasm", "noopw")),
-    ]
-    if runc:
-        noop.append(Config("runc", f"runc ({version(runc)})", run_in(runc_cmd, "true", "noop"),
-                           fatal=False))
-    else:
-        notes.append("runc is not installed: its rows are skipped.")
-    if crun:
-        if hybrid:
-            noop.append(Config("wrun-hidden", "wrun native, v2 mount hidden (crun's wrapper)",
-                               run_in(wrun_cmd, "true", "nooph", wrap=True)))
-            noop.append(Config("crun", f"crun ({version(crun)}), v2 mount hidden",
-                               run_in(crun_cmd, "true", "noop", wrap=True), fatal=False))
+    def __init__(self, args, run, mode, notes):
+        self.args, self.run, self.notes = args, run, notes
+        self.w, self.apps = args.work, args.apps
+        self.hybrid = mode == "hybrid"
+        self.bare = os.path.join(args.bin_dir, "wasm-bare")
+        self.peak = os.path.join(args.bin_dir, "peak-rss")
+        self.runc, self.crun = shutil.which("runc"), shutil.which("crun")
+        self.wrun = Runtime("wrun", args.wrun, f"{self.w}/state-wrun")
+        self.rc = self.runc and Runtime("runc", self.runc, f"{self.w}/state-runc")
+        self.cr = self.crun and Runtime("crun", self.crun, f"{self.w}/state-crun",
+                                        hide_v2=self.hybrid)
+        self.ctr = args.ctr_address and Ctr(args.ctr_address, args.ctr_namespace,
+                                            f"{self.w}/fifo")
+        if not self.runc:
+            notes.append("runc is not installed: its rows are skipped.")
+        if not self.crun:
+            notes.append("crun is not installed: its rows are skipped.")
+        elif self.hybrid:
             notes.append("crun refuses this host's hybrid cgroups unless the cgroup2 mount is "
                          "hidden in a private mount namespace (`unshare -m`, umount "
                          "/sys/fs/cgroup/unified), so it runs through that wrapper, and wrun is "
-                         "also measured through the same wrapper: the like-for-like crun ratio "
-                         "is `wrun-hidden / crun`.")
-        else:
-            noop.append(Config("crun", f"crun ({version(crun)})",
-                               run_in(crun_cmd, "true", "noop"), fatal=False))
-    else:
-        notes.append("crun is not installed: its rows are skipped.")
-    cpu = [
-        Config("host", "host nbody (no isolation)",
-               lambda n: [([args.host_nbody, str(args.steps)], w)]),
-        Config("wrun", "wrun native container nbody", run_in(wrun_cmd, "nbody-native", "cpu")),
-        Config("wrun-wasm", "wrun wasm container nbody.wasm",
-               run_in(wrun_cmd, "nbody-wasm", "cpuw")),
-    ]
+                         "also measured through the same wrapper: the like-for-like crun start "
+                         "ratio is `wrun-hidden / crun`.")
+        if not self.ctr:
+            notes.append(f"containerd rows skipped: {args.ctr_skip or 'no containerd'}.")
 
-    def cycle(cmd, prefix):
-        def steps(n):
-            cid = f"{prefix}-{n}"
-            return [(cmd("create", "--bundle", f"{w}/true", cid), w),
-                    (cmd("start", cid), w),
-                    (cmd("delete", "--force", cid), w)]
-        return steps
+    def wasm(self, name):
+        return f"{self.apps}/wasm32-wasip1/release/{name}.wasm"
 
-    cyc = [Config("wrun", "wrun create + start + delete", cycle(wrun_cmd, "cyc"))]
-    if runc:
-        cyc.append(Config("runc", f"runc create + start + delete", cycle(runc_cmd, "cyc"),
-                          fatal=False))
-    notes.append("Not in this increment (issue #7 asks for them): containerd (wrun's shim vs "
-                 "runc.v2: `benches/containerd-shim.sh`), wasmtime without a container, the "
-                 "syscall-heavy loop, memory (peak RSS, the cgroup's peak) and density.")
-    return [
-        ("noop", "Start to exit of a no-op", noop),
-        ("cpu", f"CPU-bound kernel (nbody, {args.steps} steps)", cpu),
-        ("cycle", "create / start / delete cycle (busybox /bin/true, delete --force)", cyc),
-    ]
+    def native(self, name):
+        return f"{self.apps}/native/{name}"
 
+    def timed(self, steps, compute=False):
+        """A run function: the wall time of the (argv, cwd) pairs `steps(n)`, plus the app's own
+        `compute_ms` when `compute`."""
+        def go(n):
+            out = ""
+            t0 = time.perf_counter()
+            for argv, cwd in steps(n):
+                out += self.run(argv, cwd=cwd, capture=compute)
+            r = {"ms": (time.perf_counter() - t0) * 1000}
+            if compute:
+                m = COMPUTE.search(out)
+                if not m:
+                    raise RunError(f"no compute_ms line in the output: {out[-200:]!r}")
+                r["compute_ms"] = float(m.group(1))
+            return r
+        return go
 
-def svg(path, title, rows):
-    """A horizontal bar chart of (label, median ms) rows, written by hand."""
-    width, left, bar_w, row_h, top = 760, 330, 330, 26, 40
-    height = top + row_h * len(rows) + 16
-    peak = max((v for _, v in rows), default=1) or 1
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'font-family="sans-serif" font-size="12">',
-           f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="10" y="22" font-size="14" font-weight="bold">{escape(title)}</text>']
-    for i, (label, value) in enumerate(rows):
-        y = top + i * row_h
-        w = max(1.0, bar_w * value / peak)
-        out.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">{escape(label)}</text>')
-        out.append(f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" '
-                   f'fill="#4a7ab5"/>')
-        out.append(f'<text x="{left + w + 6:.1f}" y="{y + 15}">{value:.2f} ms</text>')
-    out.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
+    def host(self, argv, compute=False):
+        return self.timed(lambda n: [(argv, self.w)], compute)
+
+    def run_in(self, rt, bundle, prefix, compute=False):
+        b = f"{self.w}/{bundle}"
+        return self.timed(lambda n: [(rt.cmd("run", "--bundle", b, f"{prefix}-{n}"), b)], compute)
+
+    @staticmethod
+    def paused(go):
+        """`go`, started PAUSE_S (not timed) after whatever ran before."""
+        def run(n):
+            time.sleep(PAUSE_S)
+            return go(n)
+        return run
+
+    def noop(self):
+        ms = int(PAUSE_S * 1000)
+        c = [Config("host", "host /bin/true (no isolation)", self.host(["/bin/true"])),
+             Config("wrun", "wrun native (busybox /bin/true)", self.run_in(self.wrun, "true", "noop")),
+             Config("wrun-pause", f"wrun native, {ms} ms after the previous start",
+                    self.paused(self.run_in(self.wrun, "true", "noopp"))),
+             Config("wrun-wasm", "wrun wasm (exit.wasm 0, cached module)",
+                    self.run_in(self.wrun, "exit-wasm", "noopw")),
+             Config("bare", "wasmtime library, no container (exit.wasm 0, same cache)",
+                    self.host([self.bare, self.wasm("exit"), "0"]))]
+        if self.rc:
+            c.append(Config("runc", f"runc ({version(self.runc)})",
+                            self.run_in(self.rc, "true", "noop"), fatal=False))
+            c.append(Config("runc-pause", f"runc, {ms} ms after the previous start",
+                            self.paused(self.run_in(self.rc, "true", "noopp")), fatal=False))
+        if self.cr:
+            if self.hybrid:
+                hidden = Runtime("wrun", self.args.wrun, self.wrun.root, hide_v2=True)
+                c.append(Config("wrun-hidden", "wrun native, v2 mount hidden (crun's wrapper)",
+                                self.run_in(hidden, "true", "nooph")))
+            c.append(Config("crun", f"crun ({version(self.crun)})" +
+                            (", v2 mount hidden" if self.hybrid else ""),
+                            self.run_in(self.cr, "true", "noop"), fatal=False))
+        return Workload("noop", "Start to exit of a no-op", c)
+
+    def cpu(self):
+        s = str(self.args.steps)
+        return Workload("cpu", f"CPU-bound kernel (nbody, {s} steps)", compute=True, configs=[
+            Config("host", "host nbody (no isolation)", self.host([self.native("nbody"), s], True)),
+            Config("wrun", "wrun native container nbody",
+                   self.run_in(self.wrun, "nbody-native", "cpu", True)),
+            Config("wrun-wasm", "wrun wasm container nbody.wasm",
+                   self.run_in(self.wrun, "nbody-wasm", "cpuw", True)),
+            Config("bare", "wasmtime library, no container, nbody.wasm",
+                   self.host([self.bare, self.wasm("nbody"), s], True))])
+
+    def syscalls(self):
+        it, w = str(self.args.iterations), self.w
+        return Workload("syscalls", f"Syscall-heavy loop (syscalls: {it} x a 64-byte write + "
+                        "stat + fstat)", compute=True, configs=[
+            Config("host", "host syscalls (no isolation)",
+                   self.host([self.native("syscalls"), f"{w}/sys-host/syscalls.dat", it], True)),
+            Config("wrun", "wrun native container syscalls",
+                   self.run_in(self.wrun, "sys-native", "sys", True)),
+            Config("wrun-wasm", "wrun wasm container syscalls.wasm",
+                   self.run_in(self.wrun, "sys-wasm", "sysw", True)),
+            Config("bare", "wasmtime library, no container, syscalls.wasm",
+                   self.host([self.bare, "--dir", f"{w}/sys-bare", self.wasm("syscalls"),
+                              f"{w}/sys-bare/syscalls.dat", it], True))])
+
+    def cycle(self):
+        def steps(rt, prefix):
+            b = f"{self.w}/true"
+            return lambda n: [(rt.cmd("create", "--bundle", b, f"{prefix}-{n}"), b),
+                              (rt.cmd("start", f"{prefix}-{n}"), self.w),
+                              (rt.cmd("delete", "--force", f"{prefix}-{n}"), self.w)]
+        c = [Config("wrun", "wrun create + start + delete", self.timed(steps(self.wrun, "cyc")))]
+        if self.rc:
+            c.append(Config("runc", "runc create + start + delete",
+                            self.timed(steps(self.rc, "cyc")), fatal=False))
+        return Workload("cycle", "create / start / delete cycle (busybox /bin/true, "
+                        "delete --force)", c)
+
+    def containerd(self):
+        def ctr_run(runtime, image, prefix, *cargs):
+            return self.timed(lambda n: [(self.ctr.run_rm(runtime, image, f"{prefix}-{n}", *cargs),
+                                          self.w)])
+        return Workload("containerd", "Through containerd: `ctr run --rm` to exit",
+                        names={"runc": "runc.v2"}, configs=[
+            Config("runc", f"runc.v2 shim, busybox true ({version('containerd')})",
+                   ctr_run(RUNC_V2, BUSYBOX_IMAGE, "ctr-runc", "true"), fatal=False),
+            Config("wrun", "wrun shim (containerd-shim-wrun-v1), busybox true",
+                   ctr_run(WRUN_V1, BUSYBOX_IMAGE, "ctr-wrun", "true")),
+            Config("wrun-wasm", "wrun shim, exit.wasm 0",
+                   ctr_run(WRUN_V1, WASM_IMAGE, "ctr-wasm", "/exit.wasm", "0"))])
+
+    def memory(self):
+        def in_container(rt, bundle, prefix):
+            b = f"{self.w}/{bundle}"
+            return lambda n: memory.container_memory(self.run, rt, self.peak, b, f"{prefix}-{n}")
+
+        def process(argv):
+            def go(n):
+                kb = memory.peak_rss_kb(self.run, self.peak, argv)
+                return {"rss_kb": kb, "sum_kb": kb}
+            return go
+
+        s = str(self.args.mem_steps)
+        c = [Config("host", "host nbody (the process)", process([self.native("nbody"), s])),
+             Config("bare", "wasmtime library, no container, nbody.wasm (the process)",
+                    process([self.bare, self.wasm("nbody"), s])),
+             Config("wrun", "wrun native container nbody",
+                    in_container(self.wrun, "mem-native", "mem")),
+             Config("wrun-wasm", "wrun wasm container nbody.wasm",
+                    in_container(self.wrun, "mem-wasm", "memw"))]
+        if self.rc:
+            c.append(Config("runc", "runc container nbody", in_container(self.rc, "mem-native", "mem"),
+                            fatal=False))
+        if self.cr:
+            c.append(Config("crun", "crun container nbody", in_container(self.cr, "mem-native", "mem"),
+                            fatal=False))
+        return Workload("memory", f"Memory: nbody ({s} steps) start to exit", c, kind="memory")
+
+    def density(self):
+        n = self.args.density
+
+        def cli(rt, binary, bundle, prefix):
+            return lambda: memory.density_cli(self.run, rt, binary, f"{self.w}/{bundle}", n, prefix)
+
+        def ctr(runtime, shim, image, prefix, *cargs):
+            return lambda: memory.density_containerd(self.run, self.ctr, runtime, shim, image,
+                                                     cargs, n, prefix)
+
+        c = [Config("wrun", "wrun native, busybox sleep", cli(self.wrun, self.args.wrun,
+                                                              "idle-native", "idle")),
+             Config("wrun-wasm", "wrun wasm, sleep.wasm", cli(self.wrun, self.args.wrun,
+                                                              "idle-wasm", "idlew"))]
+        if self.rc:
+            c.append(Config("runc", "runc, busybox sleep",
+                            cli(self.rc, self.runc, "idle-native", "idle"), fatal=False))
+        if self.cr:
+            c.append(Config("crun", "crun, busybox sleep" +
+                            (" (v2 mount hidden)" if self.hybrid else ""),
+                            cli(self.cr, self.crun, "idle-native", "idle"), fatal=False))
+        if self.ctr:
+            wrun_shim = "containerd-shim-wrun-v1"
+            c += [Config("ctr-runc", "containerd runc.v2 shim, busybox sleep",
+                         ctr(RUNC_V2, "containerd-shim-runc-v2", BUSYBOX_IMAGE, "idle-runc",
+                             "sleep", "3600"), fatal=False),
+                  Config("ctr-wrun", "containerd wrun shim, busybox sleep",
+                         ctr(WRUN_V1, wrun_shim, BUSYBOX_IMAGE, "idle-wrun", "sleep", "3600")),
+                  Config("ctr-wrun-wasm", "containerd wrun shim, sleep.wasm",
+                         ctr(WRUN_V1, wrun_shim, WASM_IMAGE, "idle-wasm", "/sleep.wasm", "3600"))]
+        return c
+
+    def attach_cases(self):
+        """(label, argv, cwd) of the starts whose cgroup attach strace times."""
+        b = f"{self.w}/true"
+        c = [("wrun native /bin/true", self.wrun.cmd("run", "--bundle", b, "attach"), b)]
+        if self.rc:
+            c.append(("runc /bin/true", self.rc.cmd("run", "--bundle", b, "attach"), b))
+        return c
+
+    def profile_cases(self):
+        """(label, argv, cwd) of the runs `perf stat` profiles: the start and the CPU kernel,
+        host against container."""
+        def in_wrun(bundle):
+            b = f"{self.w}/{bundle}"
+            return self.wrun.cmd("run", "--bundle", b, "prof"), b
+        s = str(self.args.steps)
+        return [("host /bin/true", ["/bin/true"], self.w),
+                ("wrun native /bin/true", *in_wrun("true")),
+                ("wrun wasm exit.wasm", *in_wrun("exit-wasm")),
+                (f"host nbody {s}", [self.native("nbody"), s], self.w),
+                (f"wrun native nbody {s}", *in_wrun("nbody-native")),
+                (f"wrun wasm nbody.wasm {s}", *in_wrun("nbody-wasm"))]
 
 
 def main():
     ap = argparse.ArgumentParser()
-    for opt in ("--wrun", "--work", "--out", "--host-nbody"):
+    for opt in ("--wrun", "--work", "--out", "--apps", "--bin-dir"):
         ap.add_argument(opt, required=True)
-    ap.add_argument("--rounds", type=int, required=True)
-    ap.add_argument("--steps", type=int, required=True)
+    for opt in ("--rounds", "--steps", "--iterations", "--mem-steps", "--density"):
+        ap.add_argument(opt, type=int, required=True)
+    for opt in ("--ctr-address", "--ctr-namespace", "--ctr-skip"):
+        ap.add_argument(opt)
     args = ap.parse_args()
-    mode = cgroup_mode()
-    notes = []
-    workloads = build(args, mode, notes)
-    errpath = os.path.join(args.work, "stderr")
+    args.pause_ms = PAUSE_S * 1000
+    become_subreaper()
+    mode, notes, run = cgroup_mode(), [], Runner(args.work)
+    s = Setup(args, run, mode, notes)
+    workloads = [s.noop(), s.cpu(), s.syscalls(), s.cycle()]
+    if s.ctr:
+        workloads.append(s.containerd())
+    workloads.append(s.memory())
+    dens = s.density()
 
-    def attempt(cfg, n, record):
+    def attempt(cfg, *n):
         if cfg.error:
             return
         try:
-            t = run_once(cfg, n, errpath)
-        except (RuntimeError, OSError) as e:
+            cfg.results.append(cfg.run(*n))
+        except FAILURES as e:
             cfg.error = str(e)
-            return
-        if record:
-            cfg.times.append(t)
+        finally:
+            reap_orphans()
 
     started = time.perf_counter()
-    for _, _, cfgs in workloads:  # one unrecorded warm-up run each (fills the module cache)
-        for cfg in cfgs:
-            attempt(cfg, 0, False)
+    for wl in workloads:  # one unrecorded warm-up run each (fills the module cache)
+        for cfg in wl.configs:
+            attempt(cfg, 0)
+            cfg.results.clear()
     for r in range(1, args.rounds + 1):
-        for _, _, cfgs in workloads:
-            k = r % len(cfgs)
-            for cfg in cfgs[k:] + cfgs[:k]:
-                attempt(cfg, r, True)
+        for wl in workloads:
+            k = r % len(wl.configs)
+            for cfg in wl.configs[k:] + wl.configs[:k]:
+                attempt(cfg, r)
+    for cfg in dens:
+        attempt(cfg)
+    prof = profile.available(run)
+    if prof is None:
+        try:
+            prof = profile.profile(run, s.profile_cases(), min(args.rounds, 5))
+        except FAILURES as e:
+            prof = f"`perf stat` failed: {e}"
+    attach = profile.attach_available()
+    if attach is None:
+        try:
+            attach = profile.cgroup_attach(run, s.attach_cases(), PAUSE_S, min(args.rounds, 5))
+        except FAILURES as e:
+            attach = f"strace failed: {e}"
     elapsed = time.perf_counter() - started
-
-    med = {(wk, c.key): statistics.median(c.times) * 1000
-           for wk, _, cfgs in workloads for c in cfgs if c.times and not c.error}
-
-    def ratio(wk, a, b):
-        if (wk, a) in med and (wk, b) in med and med[(wk, b)] > 0:
-            return med[(wk, a)] / med[(wk, b)]
-        return None
-
-    fmt = lambda x: "–" if x is None else f"{x:.2f}"
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    build_kind = "debug build: figures not meaningful" if "/debug/" in args.wrun else "release build"
-    md = ["# wrun comparison report", "",
-          f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, kernel {os.uname().release}, "
-          f"cgroups {mode}; {now}.  ",
-          f"wrun: `{args.wrun}` ({build_kind}); {args.rounds} rounds (configurations "
-          f"alternating, order rotating each round, one warm-up run each), "
-          f"{elapsed:.0f} s in all. Times are wall clock from spawn to reap, measured in "
-          f"Python. One noisy VM: read ratios, not "
-          f"absolute figures.", ""]
-    failed_fatal = False
-    for wk, title, cfgs in workloads:
-        md += [f"## {title}", "", f"![{title}]({wk}.svg)", "",
-               "| configuration | median ms | min ms | max ms | vs host | vs runc | vs crun |",
-               "|---|---|---|---|---|---|---|"]
-        rows = []
-        for c in cfgs:
-            if c.error:
-                md.append(f"| {c.label} | failed | | | | | |")
-                notes.append(f"{title}: {c.label} failed: {c.error}")
-                failed_fatal |= c.fatal
-                continue
-            ms = [t * 1000 for t in c.times]
-            md.append(f"| {c.label} | {med[(wk, c.key)]:.2f} | {min(ms):.2f} | {max(ms):.2f} "
-                      f"| {fmt(ratio(wk, c.key, 'host'))} | {fmt(ratio(wk, c.key, 'runc'))} "
-                      f"| {fmt(ratio(wk, c.key, 'crun'))} |")
-            rows.append((c.label, med[(wk, c.key)]))
-        svg(os.path.join(args.out, f"{wk}.svg"), f"{title}: median ms", rows)
-        md.append("")
-
-    def target(name, value, limit, strict=False):
-        if value is None:
-            return f"| {name} | – | not measured here |"
-        met = value < limit if strict else value <= limit
-        how = (f"met (margin {(1 - value / limit) * 100:.0f}%)" if met
-               else f"**missed** by {(value / limit - 1) * 100:.1f}%")
-        return f"| {name} | {value:.3f} | {how} |"
-
-    crun_pair = ("wrun-hidden", "crun") if ("noop", "wrun-hidden") in med else ("wrun", "crun")
-    md += ["## Targets of issue #7 (medians, this run)", "",
-           "| target | ratio | result |", "|---|---|---|",
-           target(f"native start: {crun_pair[0]} / crun ≤ 1.2", ratio("noop", *crun_pair), 1.2),
-           target("native start: wrun / runc < 1", ratio("noop", "wrun", "runc"), 1.0, True),
-           target("wasm start (cached module) / wrun native start ≤ 1.5",
-                  ratio("noop", "wrun-wasm", "wrun"), 1.5),
-           target("CPU kernel: native container / host ≤ 1.02", ratio("cpu", "wrun", "host"), 1.02),
-           target("CPU kernel: wasm container / native container ≤ 1.5",
-                  ratio("cpu", "wrun-wasm", "wrun"), 1.5),
-           "| shim: wrun ≤ runc.v2 per `ctr run --rm`; idle shim RSS ≤ 5 MB | – | not in this "
-           "increment: `make bench-shim` |", ""]
-    if notes:
-        md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    text = "\n".join(md)
-    with open(os.path.join(args.out, "report.md"), "w") as f:
-        f.write(text)
-    print(text)
-    print(f"report: {os.path.join(args.out, 'report.md')}", file=sys.stderr)
-    return 1 if failed_fatal else 0
+    floor = memory.peak_rss_kb(run, s.peak, ["/bin/true"])
+    failed = write_report(args, mode, workloads, dens, prof, attach, notes, elapsed, floor)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,23 +1,36 @@
 #!/usr/bin/env bash
-# The comparison harness of issue #7 (first increment): runs each workload under each
-# configuration, alternating the configurations round by round, and writes
-# target/bench-report/report.md plus one SVG bar chart of the medians per workload.
-#   start-to-exit no-op: host /bin/true, wrun native, wrun wasm (exit 0), runc, crun
-#   CPU-bound kernel:    nbody on the host, in a wrun native container, as wasm in wrun
-#   create/start/delete: wrun and runc
-# A missing runc/crun skips its rows with a note; a failing run marks its row failed (exit 1).
-# usage: benches/report.sh [--quick] [--out DIR]   (--quick: 3 rounds, short nbody; CI uses it)
-# WRUN=path picks the wrun binary (default target/release/wrun).
+# The comparison harness of issue #7: runs each workload under each configuration, alternating
+# the configurations round by round, and writes target/bench-report/report.md plus an SVG bar
+# chart per table (benches/report.py measures and writes; this script makes the bundles and
+# the images, starts a private containerd, and removes everything at the end, even on failure).
+#   start-to-exit no-op:  host /bin/true, wrun native, wrun wasm (exit 0), wasmtime without a
+#                         container (wasm-bare), runc, crun; wrun and runc 200 ms after the
+#                         previous start (what a lone start costs)
+#   CPU-bound kernel:     nbody on the host, in a wrun native container, as wasm in wrun, wasm-bare
+#   syscall-heavy loop:   syscalls (write + stat + fstat) the same four ways
+#   create/start/delete:  wrun and runc
+#   containerd:           `ctr run --rm` through containerd-shim-wrun-v1 (native, wasm) and runc.v2
+#   memory:               peak RSS of the runtime and the container cgroup's peak (nbody)
+#   density:              N idle containers at once, memory per container (also through containerd)
+#   profile:              perf stat of the starts and the CPU kernel, strace -T of the cgroup
+#                         attach (each skipped with a note without perf / strace)
+# A missing runc/crun/containerd skips its rows with a note; a failing wrun row fails (exit 1).
+# usage: benches/report.sh [--quick] [--rounds N] [--steps N] [--iterations N] [--density N]
+#        [--out DIR]   (--quick: 3 rounds, short kernels, 4 idle containers; make test uses it)
+# WRUN=path picks the wrun binary (default target/release/wrun); wasm-bare, peak-rss and
+# containerd-shim-wrun-v1 are taken from the same directory (cargo builds them there).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-rounds=30 steps=10000000 out=$here/target/bench-report
+rounds=30 steps=30000000 iterations=40000 mem_steps=1000000 density=50 out=$here/target/bench-report
 while [ $# -gt 0 ]; do
   case $1 in
-    --quick) rounds=3 steps=200000 ;;
+    --quick) rounds=3 steps=200000 iterations=1000 mem_steps=100000 density=4 ;;
     --rounds) rounds=$2; shift ;;
     --steps) steps=$2; shift ;;
+    --iterations) iterations=$2; shift ;;
+    --density) density=$2; shift ;;
     --out) out=$2; shift ;;
-    *) echo "usage: benches/report.sh [--quick] [--rounds N] [--steps N] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: benches/report.sh [--quick] [--rounds N] [--steps N] [--iterations N] [--density N] [--out DIR]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -25,39 +38,119 @@ wrun=${WRUN:-$here/target/release/wrun}
 apps=$here/wasm-apps/target
 [ -x "$wrun" ] || { echo "report: $wrun missing: run make build first" >&2; exit 1; }
 wrun=$(realpath "$wrun")  # the runs start in the bundles' dirs
-for f in wasm32-wasip1/release/exit.wasm wasm32-wasip1/release/nbody.wasm native/nbody; do
-  [ -f "$apps/$f" ] || { echo "report: $apps/$f missing: run make wasm-apps" >&2; exit 1; }
+bin=$(dirname "$wrun")
+for b in wasm-bare peak-rss; do
+  [ -x "$bin/$b" ] || { echo "report: $bin/$b missing: cargo build -p wrun-benches (make bench builds it)" >&2; exit 1; }
+done
+for f in exit nbody syscalls sleep; do
+  [ -f "$apps/wasm32-wasip1/release/$f.wasm" ] || { echo "report: $f.wasm missing: run make wasm-apps" >&2; exit 1; }
+done
+for f in nbody syscalls; do
+  [ -f "$apps/native/$f" ] || { echo "report: $apps/native/$f missing: run make wasm-apps" >&2; exit 1; }
 done
 work=$(mktemp -d /tmp/wrun-report.XXXXXX)
-cleanup() { # containers left by an interrupted run, then every file of the harness
-  local root
+ns=wrunbench$$ cpid=
+ctr() { command ctr --address "$work/c.sock" -n "$ns" "$@"; }
+stop_containerd() { # its containers, its shims, containerd, and what they left outside $work
+  local id pid
+  [ -n "$cpid" ] || return 0
+  for id in $(ctr containers ls -q 2>/dev/null); do
+    ctr task rm -f "$id" >/dev/null 2>&1 || true
+    ctr containers rm "$id" >/dev/null 2>&1 || true
+  done
+  kill "$cpid" 2>/dev/null || true
+  wait "$cpid" 2>/dev/null || true
+  for pid in $(pgrep -f -- "-namespace $ns " || true); do kill -9 "$pid" 2>/dev/null || true; done
+  for d in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns"; do [ ! -d "$d" ] || rmdir "$d" 2>/dev/null || true; done
+  rm -rf "/run/containerd/wrun/$ns" "/run/containerd/runc/$ns"
+  cpid=
+}
+cleanup() { # containers left by an interrupted run, containerd, then every file of the harness
+  local root id m
+  set +e
   for root in "$work"/state-*; do
     [ -d "$root" ] || continue
-    case $root in
-      *-wrun) for id in $(ls "$root" 2>/dev/null); do "$wrun" --root "$root" delete --force "$id" >/dev/null 2>&1 || true; done ;;
-      *-runc) for id in $(ls "$root" 2>/dev/null); do runc --root "$root" delete --force "$id" >/dev/null 2>&1 || true; done ;;
-      *-crun) for id in $(ls "$root" 2>/dev/null); do unshare -m sh -c "umount /sys/fs/cgroup/unified 2>/dev/null; exec crun --root $root delete --force $id" >/dev/null 2>&1 || true; done ;;
-    esac
+    for id in $(ls "$root" 2>/dev/null); do
+      case $root in
+        *-wrun) "$wrun" --root "$root" delete --force "$id" ;;
+        *-runc) runc --root "$root" delete --force "$id" ;;
+        *-crun) unshare -m sh -c "umount /sys/fs/cgroup/unified 2>/dev/null; exec crun --root $root delete --force $id" ;;
+      esac >/dev/null 2>&1
+    done
   done
+  stop_containerd
+  # Nothing may stay mounted in the work dir before it is removed.
+  for m in $(awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r); do umount -l "$m"; done
   rm -rf "$work"
 }
 trap cleanup EXIT
-bundle() { # DIR FILE ARGS...: a busybox bundle running ARGS, with FILE (if any) copied to /app
+bundle() { # [--writable] DIR FILE ARGS...: a busybox bundle running ARGS, with FILE (if any)
+  # copied to /app; --writable: a read-write root (the syscall loop writes in the rootfs, on
+  # the same disk as its host run)
+  local rw=false
+  [ "$1" = --writable ] && { rw=true; shift; }
   local dir=$1 file=$2; shift 2
   WRUN=$wrun "$here/tests/busybox-bundle.sh" "$dir" "$@" >/dev/null
   if [ -n "$file" ]; then mkdir -p "$dir/rootfs/app" && cp "$file" "$dir/rootfs/app/"; fi
-  python3 - "$dir/config.json" <<'PY'
+  python3 - "$dir/config.json" "$rw" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 c["ociVersion"] = "1.0.2"  # runc 1.1 and crun 1.8 predate 1.3
+if sys.argv[2] == "true":
+    c["root"]["readonly"] = False
 json.dump(c, open(sys.argv[1], "w"), indent=2)
 PY
 }
+w1=$apps/wasm32-wasip1/release
 bundle "$work/true" "" /bin/true
-bundle "$work/exit-wasm" "$apps/wasm32-wasip1/release/exit.wasm" /app/exit.wasm 0
+bundle "$work/exit-wasm" "$w1/exit.wasm" /app/exit.wasm 0
 bundle "$work/nbody-native" "$apps/native/nbody" /app/nbody "$steps"
-bundle "$work/nbody-wasm" "$apps/wasm32-wasip1/release/nbody.wasm" /app/nbody.wasm "$steps"
-mkdir -p "$out"
-WRUN_DATA_DIR=$work/data python3 "$here/benches/report.py" \
-  --wrun "$wrun" --work "$work" --out "$out" --rounds "$rounds" --steps "$steps" \
-  --host-nbody "$apps/native/nbody"
+bundle "$work/nbody-wasm" "$w1/nbody.wasm" /app/nbody.wasm "$steps"
+bundle --writable "$work/sys-native" "$apps/native/syscalls" /app/syscalls /tmp/syscalls.dat "$iterations"
+bundle --writable "$work/sys-wasm" "$w1/syscalls.wasm" /app/syscalls.wasm /tmp/syscalls.dat "$iterations"
+bundle "$work/mem-native" "$apps/native/nbody" /app/nbody "$mem_steps"
+bundle "$work/mem-wasm" "$w1/nbody.wasm" /app/nbody.wasm "$mem_steps"
+bundle "$work/idle-native" "" sleep 3600
+bundle "$work/idle-wasm" "$w1/sleep.wasm" /app/sleep.wasm 3600
+mkdir -p "$work/sys-host" "$work/sys-bare" "$work/fifo" "$out"
+
+# A private containerd (its own root, state and sockets; no CRI) for the containerd rows.
+skip=
+start_containerd() { # starts containerd and imports the two images, or sets $skip to why not
+  command -v containerd >/dev/null || { skip="containerd is not installed"; return; }
+  [ -x "$bin/containerd-shim-wrun-v1" ] || { skip="$bin/containerd-shim-wrun-v1 is not built"; return; }
+  cat > "$work/containerd.toml" <<TOML
+version = 2
+root = "$work/ctr-root"
+state = "$work/ctr-state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$work/c.sock"
+[ttrpc]
+  address = "$work/c.sock.ttrpc"
+TOML
+  PATH=$bin:$PATH containerd --config "$work/containerd.toml" >"$work/containerd.log" 2>&1 </dev/null &
+  cpid=$!
+  local i
+  for i in $(seq 100); do ctr version >/dev/null 2>&1 && break; sleep 0.1; done
+  ctr version >/dev/null 2>&1 ||
+    { skip="containerd did not start: $(tail -c 300 "$work/containerd.log" | tr '\n' ' ')"; return; }
+  mkdir -p "$work/wasm-image"
+  cp "$w1/exit.wasm" "$w1/sleep.wasm" "$work/wasm-image/"
+  { bash "$here/shims/tests/oci-image.sh" "$work/true/rootfs" "$work/bb.tar" wrun.test/busybox:1 '["sh"]' &&
+    bash "$here/shims/tests/oci-image.sh" "$work/wasm-image" "$work/wasm.tar" wrun.test/wasm:1 '["/exit.wasm"]' module.wasm.image/variant=compat &&
+    ctr images import "$work/bb.tar" && ctr images import "$work/wasm.tar"; } >"$work/images.log" 2>&1 ||
+    skip="the test images could not be imported: $(tail -c 300 "$work/images.log" | tr '\n' ' ')"
+}
+start_containerd
+if [ -z "$skip" ]; then
+  echo "report: containerd namespace $ns"
+  ctr_args=(--ctr-address "$work/c.sock" --ctr-namespace "$ns")
+else
+  stop_containerd
+  ctr_args=(--ctr-skip "$skip")
+fi
+WRUN_DATA_DIR=$work/data python3 -B "$here/benches/report.py" \
+  --wrun "$wrun" --work "$work" --out "$out" --apps "$apps" --bin-dir "$bin" \
+  --rounds "$rounds" --steps "$steps" --iterations "$iterations" --mem-steps "$mem_steps" \
+  --density "$density" "${ctr_args[@]}"

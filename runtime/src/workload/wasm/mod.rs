@@ -76,9 +76,12 @@ impl std::fmt::Debug for Guest {
     }
 }
 
-/// The engine's settings. They are part of the cache key (through wasmtime's compatibility
-/// hash), so each distinct setting compiles once.
-fn engine(s: &Settings) -> wasmtime::Result<Engine> {
+/// The engine configuration `prepare` uses for these settings. Public so that a caller can
+/// start from exactly wrun's configuration and change what wrun leaves at wasmtime's default
+/// (the benches time the pooling allocator this way), then hand the engine to `prepare_with`.
+/// The settings are part of the cache key (through wasmtime's compatibility hash), so each
+/// distinct configuration compiles once.
+pub fn engine_config(s: &Settings) -> Config {
     let mut c = Config::new();
     c.wasm_component_model(true);
     // Function names come from the name section; no DWARF parsing at trap time.
@@ -91,7 +94,7 @@ fn engine(s: &Settings) -> wasmtime::Result<Engine> {
         c.memory_guard_size(0);
         c.memory_reservation_for_growth((limit / 16).min(64 << 20));
     }
-    Engine::new(&c)
+    c
 }
 
 /// Headroom left to the host (wasmtime, WASI, the compiled code) under a memory limit, so the
@@ -108,6 +111,15 @@ fn is_component(binary: &[u8]) -> bool {
 
 /// Prepare the program at `inside` (its path in the container; `host` on this side) to run.
 pub fn prepare(inside: &Path, host: &Path, s: &Settings) -> Result<Guest, WasmError> {
+    let engine = Engine::new(&engine_config(s)).map_err(|e| WasmError {
+        path: inside.to_path_buf(),
+        why: format!("wasmtime engine: {e:#}"),
+    })?;
+    prepare_with(inside, host, s, engine)
+}
+
+/// `prepare` with an engine the caller built, normally from `engine_config(s)`.
+pub fn prepare_with(inside: &Path, host: &Path, s: &Settings, engine: Engine) -> Result<Guest, WasmError> {
     let err = |why: String| WasmError {
         path: inside.to_path_buf(),
         why,
@@ -116,7 +128,6 @@ pub fn prepare(inside: &Path, host: &Path, s: &Settings) -> Result<Guest, WasmEr
     let binary = wat::parse_bytes(&bytes).map_err(|e| err(wat_message(&e)))?;
     let component = is_component(&binary);
     let kind = if component { "component" } else { "module" };
-    let engine = engine(s).map_err(|e| err(format!("wasmtime engine: {e:#}")))?;
     let code = match load_or_compile(inside, &bytes, &binary, kind, &engine).map_err(err)? {
         Compiled::Component(c) => {
             let mut linker = wasmtime::component::Linker::<P2Host>::new(&engine);

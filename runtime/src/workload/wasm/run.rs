@@ -205,6 +205,12 @@ impl Guest {
         })
     }
 
+    /// The WASI preview 1 context `run_guest` gives a core module, built alone (the benches
+    /// time it; `run_guest` builds its own).
+    pub fn wasi_p1(&self, p: &ProcessPlan) -> wasmtime::Result<WasiP1Ctx> {
+        Ok(self.wasi(p)?.build_p1())
+    }
+
     /// WASI args, env, cwd and stdio from `process`; the preopens from the plan.
     fn wasi(&self, p: &ProcessPlan) -> wasmtime::Result<WasiCtxBuilder> {
         let mut b = WasiCtxBuilder::new();
