@@ -34,6 +34,8 @@ cleanup() {
   [ -n "$cpid" ] && kill "$cpid" && wait "$cpid" 2>/dev/null
   for d in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns"; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
   rm -rf "$work" "/run/containerd/wrun/$ns"
+  # The runc.v2 shim makes its namespace's state dir and never removes it.
+  rmdir "/run/containerd/runc/$ns" 2>/dev/null
 }
 trap cleanup EXIT
 

@@ -10,7 +10,11 @@ command -v containerd >/dev/null || { echo "cri-pod: containerd is not installed
 cargo build --quiet --release -p wrun -p containerd-shim-wrun
 cargo build --quiet --release -p containerd-shim-wrun --example cri-cycle
 work=$(mktemp -d /tmp/wrun-cri-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# The runc.v2 shim makes /run/containerd/runc/k8s.io and never removes it: remove it after
+# the run unless it was there before (then it may be someone else's).
+runc_state=/run/containerd/runc/k8s.io
+[ -d "$runc_state" ] && had_runc_state=1 || had_runc_state=
+trap 'rm -rf "$work"; [ -n "$had_runc_state" ] || rmdir "$runc_state" 2>/dev/null' EXIT
 WRUN=$here/target/release/wrun "$here/tests/busybox-bundle.sh" "$work/bb" true >/dev/null
 "$here/target/release/examples/cri-cycle" --work "$work" --shim-dir "$here/target/release" \
   --busybox "$work/bb/rootfs" --guests "$here/wasm-apps/target" --rounds "$rounds"
