@@ -1,5 +1,5 @@
 # The two entry points of the README, plus benchmarks. Everything runs as root.
-.PHONY: deps wasm-apps build demo test test-v2 bench bench-start bench-wasm bench-shim bench-cri
+.PHONY: deps wasm-apps build demo test test-v2 bench bench-start bench-wasm bench-cri
 
 deps:
 	bash .ci/deps
@@ -44,10 +44,6 @@ bench-start: build
 # wasm vs native side by side: start-to-exit, cache hit vs miss, nbody both forms.
 bench-wasm: build
 	bash benches/wasm-start.sh
-
-# ctr run --rm through containerd-shim-wrun-v1 vs runc.v2 (one containerd, interleaved), idle shim memory.
-bench-shim: build
-	bash benches/containerd-shim.sh
 
 # Pods through containerd's CRI (issue #9): the pod + container cycle, wrun's shim vs runc.v2,
 # and the shim's memory for a two-container pod.
