@@ -4,7 +4,9 @@
 //! also fires when the cgroup is removed and `memory.events` changes for other reasons.
 //!
 //! This replaced a `wrun events ID` process per container: a pod of N containers cost N extra
-//! processes (~1.3 MB PSS each) where it now costs a few file descriptors.
+//! processes (~1.3 MB PSS each) where it now costs a few file descriptors. The runtime's own
+//! watcher (`runtime/src/linux/cgroups`, behind `wrun events`) reads the same files; the shim
+//! does not link the runtime crate, whose wasmtime would multiply the shim's resident size.
 
 use std::collections::HashMap;
 use std::fs::File;
