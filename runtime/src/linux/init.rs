@@ -94,10 +94,14 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     if plan.process.no_new_privs {
         load_seccomp(plan)?;
     }
-    // Whoever waits for our end of the setup socket to close (`run`, before poststart) must
-    // not wait for a workload that runs in this process instead of exec'ing.
+    // Whoever waits for our end of the setup socket or the exec fifo to close (`run` and
+    // `start`, before poststart) must not wait for a workload that runs in this process
+    // instead of exec'ing: a wasm guest lets go of both now, a native program at its exec.
     // SAFETY: the socket is not used after this point; close-on-exec would close it anyway.
     unsafe { libc::close(sock.0.as_raw_fd()) };
+    if matches!(workload, workload::Workload::Wasm { .. }) {
+        drop(ack);
+    }
     workload.run(&plan.process)
 }
 
@@ -203,12 +207,14 @@ enum Ack {
 }
 
 impl Ack {
-    fn report(self, sock: &SyncSocket, r: &Result<()>) -> Result<()> {
+    /// Writes the hooks' outcome. The fifo stays open: `start` returns when it closes, at the
+    /// exec (close-on-exec) or, for a wasm guest, just before the guest runs.
+    fn report(&self, sock: &SyncSocket, r: &Result<()>) -> Result<()> {
         match (self, r) {
-            (Ack::Fifo(fd), Ok(())) => nix::unistd::write(&fd, b"0").ctx(|| "write exec fifo".into()).map(drop),
+            (Ack::Fifo(fd), Ok(())) => nix::unistd::write(fd, b"0").ctx(|| "write exec fifo".into()).map(drop),
             (Ack::Fifo(fd), Err(e)) => {
                 let msg = format!("1{e}");
-                nix::unistd::write(&fd, msg.as_bytes())
+                nix::unistd::write(fd, msg.as_bytes())
                     .ctx(|| "write exec fifo".into())
                     .map(drop)
             }
