@@ -209,7 +209,7 @@ impl OomWatcher {
 
     fn inotify_ready(&self) {
         let Ok(events) = self.inotify.read_events() else { return };
-        let mut killed = Vec::new();
+        let mut tokens = Vec::new();
         {
             let mut ws = self.watches.lock().unwrap();
             for e in events {
@@ -220,50 +220,79 @@ impl OomWatcher {
                     ws.by_token.remove(&token);
                     continue;
                 }
-                killed.extend(self.check(&mut ws, token, Duration::ZERO));
+                tokens.push(token);
             }
         }
-        // Published with the lock released: a slow containerd must not hold up watch().
-        for id in killed {
-            (self.on_oom)(&id);
+        for token in tokens {
+            self.check(token, Duration::ZERO);
         }
     }
 
     fn eventfd_ready(&self, token: u64) {
-        let killed = {
-            let mut ws = self.watches.lock().unwrap();
-            if let Some(Watch {
-                kind: Kind::V1(efd, _), ..
-            }) = ws.by_token.get(&token)
-            {
-                let _ = efd.read();
-            }
-            // v1 signals when the cgroup enters OOM, a moment before the kill is counted.
-            self.check(&mut ws, token, Duration::from_millis(200))
+        if let Some(Watch {
+            kind: Kind::V1(efd, _), ..
+        }) = self.watches.lock().unwrap().by_token.get(&token)
+        {
+            let _ = efd.read();
+        }
+        // v1 signals when the cgroup enters OOM, a moment before the kill is counted (the
+        // kernel may print its OOM report first, which takes a while on a slow console).
+        self.check(token, Duration::from_millis(500));
+    }
+
+    /// Checks container `id`'s counter now. Called when its init has exited and before anyone
+    /// is told: the kernel counts an OOM kill before it sends SIGKILL, so a kill is seen here
+    /// for certain, and its TaskOOM goes out before the exit is known (and the cgroup, with
+    /// its counter, deleted).
+    pub fn check_now(&self, id: &str) {
+        let tokens: Vec<u64> = {
+            let ws = self.watches.lock().unwrap();
+            ws.by_token
+                .iter()
+                .filter(|(_, w)| w.id == id)
+                .map(|(t, _)| *t)
+                .collect()
         };
-        if let Some(id) = killed {
-            (self.on_oom)(&id);
+        for token in tokens {
+            self.check(token, Duration::ZERO);
         }
     }
 
-    /// The container id of `token` if its counter grew (waiting up to `grace` for it); drops
-    /// the watch when the cgroup is gone.
-    fn check(&self, ws: &mut Watches, token: u64, grace: Duration) -> Option<String> {
-        let w = ws.by_token.get_mut(&token)?;
+    /// Publishes an OOM for `token` if its counter grew, waiting up to `grace` for that; drops
+    /// the watch when the cgroup is gone. The lock is not held while waiting or publishing:
+    /// check_now (at an exit) and watch() must not wait for a grace period.
+    fn check(&self, token: u64, grace: Duration) {
+        let Some((counter, id)) = self
+            .watches
+            .lock()
+            .unwrap()
+            .by_token
+            .get(&token)
+            .map(|w| (w.counter.clone(), w.id.clone()))
+        else {
+            return;
+        };
         let deadline = Instant::now() + grace;
         loop {
-            match oom_kills(&w.counter) {
+            let now = oom_kills(&counter);
+            let mut ws = self.watches.lock().unwrap();
+            let Some(w) = ws.by_token.get_mut(&token) else { return };
+            match now {
                 None => {
-                    self.remove(ws, token);
-                    return None;
+                    self.remove(&mut ws, token);
+                    return;
                 }
-                Some(now) if now > w.seen => {
-                    w.seen = now;
-                    return Some(w.id.clone());
+                Some(n) if n > w.seen => {
+                    w.seen = n;
+                    drop(ws);
+                    (self.on_oom)(&id);
+                    return;
                 }
-                Some(_) if Instant::now() >= deadline => return None,
-                Some(_) => std::thread::sleep(Duration::from_millis(10)),
+                Some(_) if Instant::now() >= deadline => return,
+                Some(_) => {}
             }
+            drop(ws);
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }

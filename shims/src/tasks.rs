@@ -98,6 +98,17 @@ impl Tasks {
 
     /// Called by the reaper for every child that ends.
     fn on_exit(&self, pid: i32, exit: Exit) -> bool {
+        // An init the OOM killer ended: its TaskOOM first, before a Wait returns and the
+        // container (with its cgroup's kill counter) can be deleted.
+        let init_of = self
+            .table()
+            .pids
+            .get(&pid)
+            .filter(|(_, e)| e.is_empty())
+            .map(|(id, _)| id.clone());
+        if let (Some(id), Some(Some(w))) = (init_of, self.oom.get()) {
+            w.check_now(&id);
+        }
         let mut t = self.table();
         let Some((id, exec_id)) = t.exited(pid, exit) else {
             return false;
