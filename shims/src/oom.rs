@@ -41,6 +41,16 @@ struct Watches {
     by_wd: HashMap<WatchDescriptor, u64>,
 }
 
+impl Watches {
+    fn tokens_of(&self, id: &str) -> Vec<u64> {
+        self.by_token
+            .iter()
+            .filter(|(_, w)| w.id == id)
+            .map(|(t, _)| *t)
+            .collect()
+    }
+}
+
 struct Watch {
     id: String,
     /// The file with the `oom_kill` line: memory.oom_control (v1) or memory.events (v2).
@@ -160,13 +170,7 @@ impl OomWatcher {
     /// Stops watching container `id` (deleted). A no-op for an unknown id.
     pub fn forget(&self, id: &str) {
         let mut ws = self.watches.lock().unwrap();
-        let tokens: Vec<u64> = ws
-            .by_token
-            .iter()
-            .filter(|(_, w)| w.id == id)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in tokens {
+        for t in ws.tokens_of(id) {
             self.remove(&mut ws, t);
         }
     }
@@ -245,14 +249,7 @@ impl OomWatcher {
     /// for certain, and its TaskOOM goes out before the exit is known (and the cgroup, with
     /// its counter, deleted).
     pub fn check_now(&self, id: &str) {
-        let tokens: Vec<u64> = {
-            let ws = self.watches.lock().unwrap();
-            ws.by_token
-                .iter()
-                .filter(|(_, w)| w.id == id)
-                .map(|(t, _)| *t)
-                .collect()
-        };
+        let tokens = self.watches.lock().unwrap().tokens_of(id);
         for token in tokens {
             self.check(token, Duration::ZERO);
         }
