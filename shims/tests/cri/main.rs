@@ -67,8 +67,19 @@ impl TestNode {
     /// RunPodSandbox of a pod `name` with the default namespaces: (its config, id, log dir).
     #[track_caller]
     fn run_pod(&self, name: &str) -> (k8s_cri::v1::PodSandboxConfig, String, PathBuf) {
+        self.run_pod_with(name, |_| {})
+    }
+
+    /// The same, with the pod's config changed by `adjust` first.
+    #[track_caller]
+    fn run_pod_with(
+        &self,
+        name: &str,
+        adjust: impl FnOnce(&mut k8s_cri::v1::PodSandboxConfig),
+    ) -> (k8s_cri::v1::PodSandboxConfig, String, PathBuf) {
         let logs = self.logs(name);
-        let cfg = pod_config(name, &logs, &self.cgroup_parent);
+        let mut cfg = pod_config(name, &logs, &self.cgroup_parent);
+        adjust(&mut cfg);
         let pod = self.ok(self.node.cri.run_pod(&cfg, WRUN));
         self.ids.borrow_mut().push(pod.clone());
         (cfg, pod, logs)
@@ -318,12 +329,8 @@ fn a_mixed_pod_runs_a_native_sidecar_and_a_wasm_app_in_one_shim_sharing_the_netw
 fn exit_codes_logs_restarts_and_stops_of_native_and_wasm_containers_in_a_shared_pid_namespace() {
     let t = TestNode::start();
     let cri = &t.node.cri;
-    let logs = t.logs("codes");
-    let mut pod_cfg = pod_config("codes", &logs, &t.cgroup_parent);
     // shareProcessNamespace: every container joins the pod's PID namespace.
-    share_pid(&mut pod_cfg);
-    let pod = t.ok(cri.run_pod(&pod_cfg, WRUN));
-    t.ids.borrow_mut().push(pod.clone());
+    let (pod_cfg, pod, logs) = t.run_pod_with("codes", share_pid);
     let pause_pid = info_pid(&t.ok(cri.pod_status(&pod)).1).unwrap();
     let run = |name: &str, image: &str, command: &[&str]| {
         let mut c = container_config(name, image, command);
@@ -491,17 +498,10 @@ fn security_status(pid: i64) -> Vec<String> {
 fn a_restricted_security_context_and_pod_sysctls_apply_to_native_and_wasm_containers() {
     let t = TestNode::start();
     let cri = &t.node.cri;
-    let logs = t.logs("restricted");
-    let mut pod_cfg = pod_config("restricted", &logs, &t.cgroup_parent);
     let sysctl = "net.ipv4.ip_unprivileged_port_start";
-    pod_cfg
-        .linux
-        .as_mut()
-        .unwrap()
-        .sysctls
-        .insert(sysctl.into(), "0".into());
-    let pod = t.ok(cri.run_pod(&pod_cfg, WRUN));
-    t.ids.borrow_mut().push(pod.clone());
+    let (pod_cfg, pod, logs) = t.run_pod_with("restricted", |c| {
+        c.linux.as_mut().unwrap().sysctls.insert(sysctl.into(), "0".into());
+    });
     let want = [
         "Uid: 1000",
         "Gid: 1000",
@@ -551,20 +551,14 @@ fn a_restricted_security_context_and_pod_sysctls_apply_to_native_and_wasm_contai
 fn a_host_network_pod_shares_the_hosts_network_namespace() {
     let t = TestNode::start();
     let cri = &t.node.cri;
-    let logs = t.logs("hostnet");
-    let mut pod_cfg = pod_config("hostnet", &logs, &t.cgroup_parent);
-    // As the kubelet does: a host-network pod has the node's hostname, so none is sent.
-    pod_cfg.hostname.clear();
     let mut host_net = node::namespaces(NamespaceMode::Container);
     host_net.network = NamespaceMode::Node as i32;
-    let sc = pod_cfg
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-        .unwrap();
-    sc.namespace_options = Some(host_net.clone());
-    let pod = t.ok(cri.run_pod(&pod_cfg, WRUN));
-    t.ids.borrow_mut().push(pod.clone());
+    let (pod_cfg, pod, _) = t.run_pod_with("hostnet", |c| {
+        // As the kubelet does: a host-network pod has the node's hostname, so none is sent.
+        c.hostname.clear();
+        let sc = c.linux.as_mut().and_then(|l| l.security_context.as_mut()).unwrap();
+        sc.namespace_options = Some(host_net.clone());
+    });
     let (status, info) = t.ok(cri.pod_status(&pod));
     assert_eq!(
         status.network.map(|n| n.ip).unwrap_or_default(),
