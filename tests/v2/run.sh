@@ -2,7 +2,10 @@
 # Run ONE command in a user-mode-linux guest (Debian's `user-mode-linux`, a 6.1 kernel run as a
 # process) whose only cgroup hierarchy is cgroup2, print its output, exit with its exit code.
 #
-# usage: tests/v2/run.sh [--timeout SECS] [--mem SIZE] [--] CMD [ARG...]
+# usage: tests/v2/run.sh [--timeout SECS] [--mem SIZE] [--kernel LINUX.UML --modules DIR] [--] CMD [ARG...]
+#
+# --kernel and --modules name another UML kernel and its modules directory (tests/v2/kernel.sh
+# picks one that boots on this CPU); the default is Debian's, from PATH.
 #
 # The guest sees the host's `/` read-only through hostfs with a tmpfs overlay on top (the
 # overlay lives in guest RAM: size it with --mem), so built binaries and toolchains are there and
@@ -14,17 +17,21 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 timeout=600
 mem=1536M
+kernel=
+modules=/usr/lib/uml/modules
 while [ $# -gt 0 ]; do
   case $1 in
     --timeout) timeout=$2; shift 2 ;;
     --mem) mem=$2; shift 2 ;;
+    --kernel) kernel=$2; shift 2 ;;
+    --modules) modules=$2; shift 2 ;;
     --) shift; break ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
 done
 [ $# -gt 0 ] || { echo "usage: $0 [--timeout SECS] [--mem SIZE] [--] CMD [ARG...]" >&2; exit 2; }
-kernel=$(command -v linux.uml) || {
+[ -n "$kernel" ] || kernel=$(command -v linux.uml) || {
   echo "run.sh: linux.uml not found: apt-get install user-mode-linux (bash .ci/deps does)" >&2
   exit 2
 }
@@ -57,7 +64,7 @@ start=$(date +%s.%N)
 : >"$io/console" # before the follower starts: the guest's redirection happens later
 setsid "$kernel" mem="$mem" root=/dev/root rootfstype=hostfs rootflags=/ ro quiet loglevel=1 \
   con=null con0=fd:0,fd:1 umid="wrun-uml-$$" uml_dir="$io" \
-  init="$here/init" wrun_uml_io="$io" </dev/null >"$io/console" 2>&1 &
+  init="$here/init" wrun_uml_io="$io" wrun_uml_modules="$modules" </dev/null >"$io/console" 2>&1 &
 vm=$!
 tail -n +1 -s 0.2 --pid="$vm" -f "$io/console" 2>/dev/null |
   sed -u -n -e '/^wrun-uml/,$ { /^reboot: System halted$/d; p }' &
