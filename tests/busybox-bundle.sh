@@ -4,7 +4,27 @@
 # The config is `wrun spec`'s default with terminal off, so it runs with plain stdio.
 set -euo pipefail
 dir=$1; shift
-bb=$(command -v busybox) || { echo "busybox-bundle: busybox not found (apt-get install busybox-static)" >&2; exit 1; }
+# The rootfs holds busybox alone, so it must be the static build: Debian's `busybox` package is
+# dynamically linked (installing it replaces busybox-static), and every exec in such a rootfs
+# fails for want of the ELF interpreter. Install busybox-static when it is not what we have.
+is_static() {
+  local out
+  [ -n "$1" ] || return 1
+  out=$(LC_ALL=C ldd "$1" 2>&1 || true) # ldd exits 1 for a static executable
+  grep -qE 'not a dynamic executable|statically linked' <<<"$out"
+}
+bb=$(command -v busybox || true)
+if ! is_static "$bb"; then
+  if [ -n "$bb" ]; then
+    echo "busybox-bundle: $bb is dynamically linked: installing busybox-static" >&2
+  else
+    echo "busybox-bundle: busybox not found: installing busybox-static" >&2
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 busybox-static >/dev/null
+  hash -r
+  bb=$(command -v busybox)
+  is_static "$bb" || { echo "busybox-bundle: $bb is still not a static executable" >&2; exit 1; }
+fi
 mkdir -p "$dir/rootfs/bin" "$dir/rootfs/etc" "$dir/rootfs/proc" "$dir/rootfs/sys" "$dir/rootfs/dev" "$dir/rootfs/tmp"
 cp "$bb" "$dir/rootfs/bin/busybox"
 # One process for the ~400 links (a fork per applet takes ~15 s in tests/v2's guest).

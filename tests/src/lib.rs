@@ -547,6 +547,14 @@ impl Drop for DummyLink {
 fn busybox_applets() -> &'static Vec<String> {
     static APPLETS: OnceLock<Vec<String>> = OnceLock::new();
     APPLETS.get_or_init(|| {
+        // The rootfs holds busybox alone: Debian's dynamically linked `busybox` package would
+        // make every exec fail for want of its ELF interpreter.
+        let ldd = Command::new("ldd").arg("/usr/bin/busybox").env("LC_ALL", "C").output();
+        let ldd = ldd.map(|o| show(&o)).unwrap_or_default();
+        assert!(
+            ldd.contains("not a dynamic executable") || ldd.contains("statically linked"),
+            "/usr/bin/busybox is dynamically linked: apt-get install busybox-static (ldd says: {ldd})"
+        );
         let o = Command::new("/usr/bin/busybox")
             .arg("--list")
             .output()
