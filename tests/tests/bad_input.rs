@@ -175,3 +175,21 @@ fn mount_destination_escaping_through_a_symlink_never_touches_the_host() {
     assert!(!mounted_on_host, "{} mounted on the host", host_target.display());
     assert_clean(rt.root(), &id, b.path());
 }
+
+// runc 1.1 says "no such file or directory" for the program, which exists: fails against runc.
+#[test]
+fn a_dynamic_program_without_its_loader_names_the_missing_interpreter() {
+    let mut b = Bundle::busybox();
+    // The host's `true` is dynamically linked; the busybox rootfs has no ld.so.
+    b.put_file(Path::new("/usr/bin/true"), "/bin/host-true");
+    b.args(&["/bin/host-true"]);
+    let rt = Runtime::new();
+    let id = rt.id("noloader");
+    let o = rt.run(&id, &b);
+    assert_eq!(o.status.code(), Some(127), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("/bin/host-true") && err.contains("ELF interpreter /lib64/ld-linux-x86-64.so.2 not found"),
+        "stderr does not name the missing loader: {err}"
+    );
+}

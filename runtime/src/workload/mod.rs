@@ -5,10 +5,12 @@
 //! the plan into a `Workload` and runs it once the start gate opens.
 
 pub mod detect;
+pub mod interp;
 pub mod wasm;
 
 use std::convert::Infallible;
 use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{PosixRlimitType, Spec};
@@ -132,8 +134,14 @@ impl Workload<'_> {
 
 fn native_exec(program: &CString, p: &ProcessPlan) -> Result<Infallible> {
     let e = nix::unistd::execve(program, &p.args, &p.env).unwrap_err();
+    let path = Path::new(std::ffi::OsStr::from_bytes(program.as_bytes()));
+    // ENOENT for a program that exists means its interpreter is what is missing.
+    let why = match e {
+        nix::errno::Errno::ENOENT => interp::missing_interpreter(path).unwrap_or_else(|| e.to_string()),
+        _ => e.to_string(),
+    };
     // After `Ready` nobody reads the setup socket: say it on stderr, as runc does.
-    eprintln!("wrun: exec {}: {e}", program.to_string_lossy());
+    eprintln!("wrun: exec {}: {why}", path.display());
     // SAFETY: exit like a shell does when it cannot run a program.
     unsafe { libc::_exit(127) }
 }
