@@ -41,8 +41,33 @@ pub struct Node {
     /// The bridge the CNI plugin creates for the node's pods.
     pub bridge: String,
     pub cni_name: String,
-    child: Option<Child>,
+    daemon: Daemon,
     pub cri: Cri,
+}
+
+/// A spawned containerd, owned from the moment it is spawned: dropping it (a failure anywhere
+/// after the spawn, before or after the `Node` exists) stops it.
+struct Daemon(Option<Child>);
+
+impl Daemon {
+    /// SIGTERM, then SIGKILL after 10 s; waits for it.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            // SAFETY: a plain kill(2) of the child we spawned and have not yet waited for.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let gone = wait(Duration::from_secs(10), || matches!(c.try_wait(), Ok(Some(_))));
+            if !gone {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// The OCI image archives the node imports: the pause image (busybox `sh` waiting for
@@ -102,27 +127,31 @@ state = "{d}/state"
         fs::write(dir.join("cni/10-wrun-test.conflist"), cni).map_err(|e| e.to_string())?;
         let log = fs::File::create(dir.join("containerd.log")).map_err(|e| e.to_string())?;
         let path = format!("{}:{}", shim_dir.display(), std::env::var("PATH").unwrap_or_default());
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .env("PATH", path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("start containerd (apt-get install containerd): {e}"))?;
+        let stdout = log.try_clone().map_err(|e| e.to_string())?;
+        let daemon = Daemon(Some(
+            Command::new("containerd")
+                .arg("--config")
+                .arg(dir.join("config.toml"))
+                .env("PATH", path)
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(log)
+                .spawn()
+                .map_err(|e| format!("start containerd (apt-get install containerd): {e}"))?,
+        ));
         let sock = dir.join("c.sock");
         let up = Instant::now();
         while !sock.exists() && up.elapsed() < Duration::from_secs(20) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let cri = Cri::connect(&sock);
+        // An error here drops `daemon`, which stops containerd.
+        let cri = Cri::connect(&sock).map_err(|e| format!("{e}\n{}", log_tail(dir)))?;
         let mut node = Node {
             dir: dir.to_path_buf(),
             cni_name: bridge.clone(),
             bridge,
-            child: Some(child),
-            cri: cri.map_err(|e| format!("{e}\n{}", log_tail(dir)))?,
+            daemon,
+            cri,
         };
         for tar in [&images.pause, &images.busybox, &images.wasm] {
             let o = node.ctr(&["images", "import", tar.to_str().unwrap()]);
@@ -192,14 +221,7 @@ state = "{d}/state"
     /// Stops containerd (SIGTERM, then SIGKILL after 10 s) and deletes the bridge, which the
     /// CNI plugin creates on the first pod and never removes.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let gone = wait(Duration::from_secs(10), || matches!(c.try_wait(), Ok(Some(_))));
-            if !gone {
-                let _ = c.kill();
-            }
-            let _ = c.wait();
-        }
+        self.daemon.stop();
         if self.bridge_exists() {
             let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
         }
