@@ -109,6 +109,11 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     if cli.systemd_cgroup {
         anyhow::bail!("--systemd-cgroup: systemd cgroup management is not supported (no systemd on this host); use the default cgroupfs driver");
     }
+    if matches!(cli.command, Command::Create(_) | Command::Run(_) | Command::Exec(_)) {
+        // These verbs make processes a container can see: they run from a binary the
+        // container cannot write (see exeseal). Re-execs, or returns when already sealed.
+        wrun::linux::exeseal::ensure();
+    }
     match &cli.command {
         Command::Spec(a) => spec_cmd::run(a).map(|()| 0),
         Command::Create(a) => lifecycle::create(cli, a).map(|()| 0),

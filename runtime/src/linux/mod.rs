@@ -5,6 +5,7 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod console;
 pub mod devices;
+pub mod exeseal;
 pub mod idmap;
 pub mod init;
 pub mod mountopts;

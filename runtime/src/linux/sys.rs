@@ -160,3 +160,53 @@ pub unsafe fn clone_fork(flags: libc::c_ulong) -> nix::Result<libc::pid_t> {
     let pid = check(unsafe { libc::syscall(libc::SYS_clone, flags | libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0) })?;
     Ok(pid as libc::pid_t)
 }
+
+const FSOPEN_CLOEXEC: u32 = 0x1;
+const FSCONFIG_SET_STRING: u32 = 1;
+const FSCONFIG_CMD_CREATE: u32 = 6;
+const FSMOUNT_CLOEXEC: u32 = 0x1;
+
+fn owned(fd: libc::c_long) -> OwnedFd {
+    // SAFETY: the kernel returned a new, valid file descriptor that nobody else owns.
+    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+}
+
+/// fsopen(2): a filesystem context for `fstype`.
+pub fn fsopen(fstype: &CStr) -> nix::Result<OwnedFd> {
+    // SAFETY: a valid C string; the returned fd is owned by the caller.
+    check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) }).map(owned)
+}
+
+/// fsconfig(2) FSCONFIG_SET_STRING `key`=`value`.
+pub fn fsconfig_set(fs: RawFd, key: &CStr, value: &CStr) -> nix::Result<()> {
+    // SAFETY: valid fd and C strings.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs,
+            FSCONFIG_SET_STRING,
+            key.as_ptr(),
+            value.as_ptr(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// fsconfig(2) FSCONFIG_CMD_CREATE then fsmount(2): a detached mount with `attrs`
+/// (MOUNT_ATTR_*), attached to no namespace.
+pub fn fsmount(fs: RawFd, attrs: u64) -> nix::Result<OwnedFd> {
+    // SAFETY: a valid fd; null key and value are what FSCONFIG_CMD_CREATE takes.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs,
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })?;
+    // SAFETY: a valid fd; the returned fd is owned by the caller.
+    check(unsafe { libc::syscall(libc::SYS_fsmount, fs, FSMOUNT_CLOEXEC, attrs) }).map(owned)
+}

@@ -1,0 +1,216 @@
+//! The runtime's own binary, out of a container's reach (the CVE-2019-5736 class).
+//!
+//! A container can see a wrun process at three moments: the init before it execs, a `wrun
+//! exec` child before it execs, and a wasm guest for its whole life. And when the container's
+//! `/bin/sh` is a script starting `#!/proc/self/exe`, the kernel runs *our* binary inside the
+//! container at the exec. Each gives `/proc/PID/exe`: a handle on the file we run from. If that
+//! is the host's wrun on a writable filesystem, a process in the container that keeps the
+//! handle can reopen it for writing once we have exited, and replace the runtime the host runs
+//! next.
+//!
+//! So the verbs that make such processes (`create`, `run`, `exec`) first re-exec from a view
+//! of the binary that cannot be written through: a read-only overlay of its directory, mounted
+//! detached (fsopen + fsmount: it is in no mount table, and goes away with the last process
+//! that runs from it). An overlay without an upper layer has no way to write to its lower
+//! files, so even a container that clears the mount's read-only flag gains nothing. Where the
+//! kernel refuses the overlay, a detached read-only bind of the file (open_tree +
+//! mount_setattr), and last a sealed memfd copy (as crun and youki do; it costs a copy of the
+//! binary per start). A binary that already runs from a read-only mount or a sealed memfd (an
+//! install on a read-only `/usr`, or after the re-exec) is left alone.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+
+use super::sys;
+
+/// Set across the re-exec, so a kernel that reports our new image as writable after all
+/// cannot make us re-exec forever.
+const SEALED_ENV: &str = "_WRUN_EXE_SEALED";
+
+/// Re-execs this process from a sealed view of its binary unless it already runs from one.
+/// Returns only when no re-exec happened (already sealed, or no way to seal: then with a
+/// warning, and the caller goes on unprotected rather than not at all).
+pub fn ensure() {
+    let again = std::env::var_os(SEALED_ENV).is_some();
+    if again {
+        std::env::remove_var(SEALED_ENV);
+    }
+    match is_sealed() {
+        Ok(true) => return,
+        Ok(false) if again => {
+            tracing::warn!("the re-executed wrun still runs from a writable image; going on unsealed");
+            return;
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!("cannot inspect /proc/self/exe ({e}); going on unsealed");
+            return;
+        }
+    }
+    let exe = match std::fs::read_link("/proc/self/exe") {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("readlink /proc/self/exe: {e}; going on unsealed");
+            return;
+        }
+    };
+    let mut errors = Vec::new();
+    for (how, open) in [
+        ("read-only overlay", overlay_view as fn(&Path) -> nix::Result<OwnedFd>),
+        ("read-only bind", bind_view),
+        ("sealed memfd", memfd_copy),
+    ] {
+        match open(&exe) {
+            Ok(fd) => {
+                let e = reexec(&fd);
+                errors.push(format!("{how}: execveat: {e}"));
+            }
+            Err(e) => errors.push(format!("{how}: {e}")),
+        }
+    }
+    tracing::warn!(
+        "cannot run {} from a read-only image ({}); going on unsealed",
+        exe.display(),
+        errors.join("; ")
+    );
+}
+
+/// Whether the file we run from cannot be written through: on a read-only mount, or a memfd
+/// sealed against writes.
+pub fn is_sealed() -> nix::Result<bool> {
+    let fd = nix::fcntl::open(
+        "/proc/self/exe",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: a new fd we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let st = nix::sys::statvfs::fstatvfs(&fd)?;
+    if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+        return Ok(true);
+    }
+    // SAFETY: F_GET_SEALS takes no argument; EINVAL for files that are not memfds.
+    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    Ok(seals >= 0 && seals & libc::F_SEAL_WRITE != 0)
+}
+
+fn cstr(p: &Path) -> nix::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+/// `exe` opened (O_PATH) through a detached, read-only overlay of its directory. The overlay
+/// needs a second lower layer when it has no upper: an empty detached tmpfs.
+fn overlay_view(exe: &Path) -> nix::Result<OwnedFd> {
+    let (dir, name) = split(exe)?;
+    let empty_fs = sys::fsopen(c"tmpfs")?;
+    let empty = sys::fsmount(empty_fs.as_raw_fd(), sys::MOUNT_ATTR_RDONLY)?;
+    let ovl = sys::fsopen(c"overlay")?;
+    let lower = format!("{}:/proc/self/fd/{}", dir.display(), empty.as_raw_fd());
+    sys::fsconfig_set(
+        ovl.as_raw_fd(),
+        c"lowerdir",
+        &CString::new(lower).map_err(|_| Errno::EINVAL)?,
+    )?;
+    let attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOSUID;
+    let mnt = sys::fsmount(ovl.as_raw_fd(), attrs)?;
+    open_path(mnt.as_raw_fd(), &name)
+}
+
+/// `exe` opened (O_PATH) through a detached, read-only bind mount of the file alone.
+fn bind_view(exe: &Path) -> nix::Result<OwnedFd> {
+    let tree = sys::open_tree_clone(&cstr(exe)?, false)?;
+    sys::mount_setattr(
+        tree.as_raw_fd(),
+        c"",
+        libc::AT_EMPTY_PATH as u32,
+        sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOSUID,
+        0,
+        None,
+    )?;
+    Ok(tree)
+}
+
+/// A copy of `exe` in a memfd sealed against every change.
+fn memfd_copy(exe: &Path) -> nix::Result<OwnedFd> {
+    let src = std::fs::File::open(exe).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let len = src.metadata().map(|m| m.len()).unwrap_or(0);
+    // SAFETY: a valid C string and flags; the returned fd is owned by us.
+    let fd =
+        Errno::result(unsafe { libc::memfd_create(c"wrun".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) })?;
+    // SAFETY: a new fd we own.
+    let mem = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut left = len;
+    while left > 0 {
+        // SAFETY: valid fds; a null offset reads from the source's file position.
+        let n = Errno::result(unsafe {
+            libc::sendfile(mem.as_raw_fd(), src.as_raw_fd(), std::ptr::null_mut(), left as usize)
+        })?;
+        if n == 0 {
+            return Err(Errno::EIO);
+        }
+        left -= n as u64;
+    }
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: a valid memfd created with MFD_ALLOW_SEALING.
+    Errno::result(unsafe { libc::fcntl(mem.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    Ok(mem)
+}
+
+fn split(exe: &Path) -> nix::Result<(&Path, CString)> {
+    let dir = exe.parent().ok_or(Errno::EINVAL)?;
+    let name = exe.file_name().ok_or(Errno::EINVAL)?;
+    Ok((dir, CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)?))
+}
+
+fn open_path(dir: RawFd, name: &CStr) -> nix::Result<OwnedFd> {
+    // SAFETY: a valid fd and C string; the returned fd is owned by us.
+    let fd = Errno::result(unsafe { libc::openat(dir, name.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) })?;
+    // SAFETY: a new fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// execveat(fd, "", argv, env + SEALED_ENV, AT_EMPTY_PATH): returns only on failure.
+fn reexec(fd: &OwnedFd) -> Errno {
+    let args: Vec<CString> = std::env::args_os()
+        .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
+        .collect();
+    let mut env: Vec<CString> = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = k;
+            kv.push("=");
+            kv.push(v);
+            CString::new(kv.as_bytes()).unwrap_or_default()
+        })
+        .collect();
+    env.push(CString::new(format!("{SEALED_ENV}=1")).unwrap_or_default());
+    let argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).chain([std::ptr::null()]).collect();
+    // SAFETY: argv and envp are null-terminated arrays of valid C strings that outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Errno::result(r).err().unwrap_or(Errno::EIO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binary_splits_into_its_directory_and_name() {
+        let (dir, name) = split(Path::new("/usr/local/bin/wrun")).unwrap();
+        assert_eq!(dir, Path::new("/usr/local/bin"));
+        assert_eq!(name.as_c_str(), c"wrun");
+    }
+}
