@@ -20,7 +20,7 @@ pub enum LogFormat {
 struct RuncLines {
     format: LogFormat,
     max: Level,
-    out: Mutex<Box<dyn Write + Send>>,
+    out: &'static Mutex<Box<dyn Write + Send>>,
 }
 
 #[derive(Default)]
@@ -99,14 +99,25 @@ pub fn init(file: Option<&Path>, format: LogFormat, debug: bool) -> std::io::Res
         None if debug => Box::new(std::io::stderr()),
         None => return Ok(()),
     };
+    let out: &'static Mutex<Box<dyn Write + Send>> = OUT.get_or_init(|| Mutex::new(out));
     let _ = tracing_subscriber::registry()
-        .with(RuncLines {
-            format,
-            max,
-            out: Mutex::new(out),
-        })
+        .with(RuncLines { format, max, out })
         .try_init();
     Ok(())
+}
+
+/// Where the log lines go; `silence` swaps it for a sink.
+static OUT: std::sync::OnceLock<Mutex<Box<dyn Write + Send>>> = std::sync::OnceLock::new();
+
+/// Stop writing log lines: a container's init calls this before it closes every fd it
+/// inherited, the log file's among them, so a line logged later cannot land in whatever file
+/// reuses that fd number.
+pub fn silence() {
+    if let Some(out) = OUT.get() {
+        if let Ok(mut o) = out.lock() {
+            *o = Box::new(std::io::sink());
+        }
+    }
 }
 
 #[cfg(test)]

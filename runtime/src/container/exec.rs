@@ -63,6 +63,7 @@ fn ns_flag(t: LinuxNamespaceType) -> CloneFlags {
 /// Run the process; returns its exit code (128+N after signal N), or 0 with `detach`.
 pub fn exec(opts: &ExecOptions) -> Result<i32> {
     // 1. Validate everything first: a bad exec must not disturb the container.
+    init::check_preserve_fds(opts.preserve_fds)?;
     let c = load(&opts.root, &opts.id)?;
     if !matches!(c.status, Status::Created | Status::Running) {
         return Err(Error::WrongStatus {
@@ -125,6 +126,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     if let Some(f) = &pid_ns {
         nix::sched::setns(f.as_fd(), CloneFlags::CLONE_NEWPID).ctx(|| "exec: join the pid namespace".into())?;
     }
+    namespaces::single_threaded()?;
     let (parent, child) = sync::pair()?;
     // SAFETY: wrun is single-threaded here; the child leaves through exec or _exit.
     let pid = unsafe { crate::linux::sys::clone_fork(0) }.ctx(|| "exec: fork".into())?;
@@ -135,22 +137,11 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     if pid == 0 {
         // SAFETY: our copy of the parent's end, closed so a dead parent reads as EOF.
         unsafe { libc::close(parent.0.as_raw_fd()) };
-        let r = exec_child(
-            &join,
+        let console = console.as_ref().map(|c| c.as_raw_fd());
+        namespaces::child_main(
             &child,
-            &process,
-            filter.as_ref(),
-            console.as_ref().map(|c| c.as_raw_fd()),
-            opts,
-        );
-        match r {
-            Ok(never) => match never {},
-            Err(e) => {
-                let _ = child.send(&Msg::Failed(e.to_string()));
-            }
-        }
-        // SAFETY: the child's only way out besides exec.
-        unsafe { libc::_exit(127) }
+            Box::new(|sock| exec_child(&join, sock, &process, filter.as_ref(), console, opts)),
+        )
     }
     drop(child);
     drop(console);
@@ -199,6 +190,7 @@ fn exec_child(
     }
     crate::linux::process::apply_scheduling(p)?;
     crate::linux::process::apply_rlimits(p)?;
+    init::close_host_fds(opts.preserve_fds, &[sock.0.as_raw_fd()])?;
     crate::linux::process::enter_cwd(p)?;
     init::mark_fds_cloexec(opts.preserve_fds)?;
     if !p.no_new_privs {

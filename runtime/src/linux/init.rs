@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
@@ -15,15 +15,17 @@ use super::rootfs::{self, RootfsPlan};
 use super::sync::{Msg, SyncSocket};
 use crate::container::hooks::Kind;
 use crate::error::Context;
-use crate::state::{Status, EXEC_FIFO};
+use crate::state::Status;
 use crate::workload;
 use crate::{Error, Result};
 
 /// How the init learns that it may exec.
 #[derive(Debug)]
 pub enum Gate {
-    /// `create` + `start`: block opening `exec.fifo` in the state dir (held as an O_PATH fd so
-    /// it stays reachable after pivot_root) until `start` opens it for reading.
+    /// `create` + `start`: block opening `exec.fifo` until `start` opens it for reading. The
+    /// fifo itself is held as an O_PATH fd, reopened through `/proc/self/fd` after
+    /// pivot_root: a handle on the fifo, never on a host directory that a `process.cwd` of
+    /// `/proc/self/fd/N` could enter (CVE-2024-21626).
     Fifo(OwnedFd),
     /// `run`: the parent sends `Start` on the setup socket.
     Socket,
@@ -74,6 +76,7 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     rootfs::finalize(&plan.rootfs)?;
     process::apply_scheduling(&plan.process)?;
     process::apply_rlimits(&plan.process)?;
+    close_host_fds(plan.preserve_fds, &[sock.0.as_raw_fd(), gate_fd(&plan.gate)])?;
     process::enter_cwd(&plan.process)?;
     mark_fds_cloexec(plan.preserve_fds)?;
     if !plan.process.no_new_privs {
@@ -100,7 +103,12 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     // SAFETY: the socket is not used after this point; close-on-exec would close it anyway.
     unsafe { libc::close(sock.0.as_raw_fd()) };
     if matches!(workload, workload::Workload::Wasm { .. }) {
+        // The guest runs in this process for its whole life: it holds no fd of ours.
         drop(ack);
+        if let Gate::Fifo(fd) = &plan.gate {
+            // SAFETY: the gate is not used after this point (the plan is never dropped here).
+            unsafe { libc::close(fd.as_raw_fd()) };
+        }
     }
     workload.run(&plan.process)
 }
@@ -161,6 +169,68 @@ fn setup_console(plan: &InitPlan) -> Result<()> {
         )),
         _ => Ok(()),
     }
+}
+
+/// `--preserve-fds N` must name fds this process can have: at most the open-file limit.
+pub fn check_preserve_fds(n: i32) -> Result<()> {
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
+    if n < 0 || 3 + n as u64 > limit {
+        return Err(Error::Invalid(format!(
+            "--preserve-fds {n}: must be between 0 and {} (the open-file limit less stdio)",
+            limit.saturating_sub(3)
+        )));
+    }
+    Ok(())
+}
+
+fn gate_fd(gate: &Gate) -> RawFd {
+    match gate {
+        Gate::Fifo(fd) => fd.as_raw_fd(),
+        Gate::Socket => -1,
+    }
+}
+
+/// Close every fd but stdio, the `--preserve-fds` ones and `keep` (what setup still needs):
+/// before the init enters `process.cwd` or runs a workload, nothing the runtime opened on the
+/// host may be reachable through `/proc/self/fd` (CVE-2024-21626). Closing, not only marking
+/// close-on-exec: a wasm guest never execs. The log file is among them, so logging stops.
+pub fn close_host_fds(preserve: i32, keep: &[RawFd]) -> Result<()> {
+    crate::logging::silence();
+    let first = 3 + preserve.max(0) as u32;
+    let mut kept: Vec<u32> = keep
+        .iter()
+        .filter(|fd| **fd >= first as RawFd)
+        .map(|fd| *fd as u32)
+        .collect();
+    kept.sort_unstable();
+    kept.dedup();
+    let mut from = first;
+    for k in kept {
+        if k > from {
+            close_range(from, k - 1)?;
+        }
+        from = k + 1;
+    }
+    close_range(from, u32::MAX)?;
+    Ok(())
+}
+
+/// close_range(2), or one close at a time where it is missing (or a profile refuses it).
+fn close_range(from: u32, to: u32) -> Result<()> {
+    // SAFETY: closing fds we do not use again; no flags.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, from, to, 0) };
+    if r != 0 {
+        let max = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map(|(soft, _)| soft.min(1 << 20))
+            .unwrap_or(1024) as u32;
+        for fd in from..=to.min(max) {
+            // SAFETY: as above; EBADF for fds that were not open.
+            unsafe { libc::close(fd as RawFd) };
+        }
+    }
+    Ok(())
 }
 
 /// Keep fds 0-2 and the `--preserve-fds` ones open across exec; close the rest.
@@ -226,13 +296,8 @@ impl Ack {
 
 /// Fail `create` now, not `start`, if we (as the container's user) could not open the fifo.
 fn check_start_gate(gate: &Gate) -> Result<()> {
-    if let Gate::Fifo(dir) = gate {
-        let r = nix::unistd::faccessat(
-            Some(dir.as_raw_fd()),
-            EXEC_FIFO,
-            nix::unistd::AccessFlags::W_OK,
-            nix::fcntl::AtFlags::empty(),
-        );
+    if let Gate::Fifo(fifo) = gate {
+        let r = nix::unistd::access(fifo_path(fifo).as_str(), nix::unistd::AccessFlags::W_OK);
         // Only a real "no" counts: a seccomp profile may refuse faccessat itself.
         if r == Err(nix::errno::Errno::EACCES) {
             return Err(Error::sys(
@@ -244,17 +309,21 @@ fn check_start_gate(gate: &Gate) -> Result<()> {
     Ok(())
 }
 
+/// The O_PATH fifo as a path the kernel reopens: our own fd in the container's /proc.
+fn fifo_path(fifo: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fifo.as_raw_fd())
+}
+
 fn wait_for_start(gate: &Gate, sock: &SyncSocket) -> Result<Ack> {
     match gate {
         Gate::Socket => sock.expect(Msg::Start).map(|()| Ack::Socket),
-        Gate::Fifo(dir) => {
-            let fd = nix::fcntl::openat(
-                Some(dir.as_raw_fd()),
-                EXEC_FIFO,
+        Gate::Fifo(fifo) => {
+            let fd = nix::fcntl::open(
+                fifo_path(fifo).as_str(),
                 OFlag::O_WRONLY | OFlag::O_CLOEXEC,
                 Mode::empty(),
             )
-            .ctx(|| "open exec fifo".into())?;
+            .ctx(|| "open exec fifo (the container's /proc is needed to reopen it)".into())?;
             // SAFETY: openat returned a new fd that we own.
             Ok(Ack::Fifo(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
         }

@@ -151,12 +151,56 @@ fn unshare_time(offsets: &str) -> Result<()> {
 }
 
 /// The body of a child process; returns only with an error.
-type InitFn<'a> = dyn FnOnce(&SyncSocket) -> Result<Infallible> + 'a;
+pub type InitFn<'a> = dyn FnOnce(&SyncSocket) -> Result<Infallible> + 'a;
 
 /// Start the init in its namespaces and return its pid. `init` runs in the child with the
 /// child's end of the setup socket; it never returns on success (it execs), and its error
 /// goes back to the parent as the message `create` prints. Id maps are written here; the
 /// caller sends `Go` once the init's cgroup and devices are ready.
+/// The body of a cloned child (the container's init, or an `exec` process): made
+/// non-dumpable before anything else, so no process of the container can open its
+/// `/proc/PID/{exe,fd,mem}` (the kernel resets this at execve for a native program; a wasm
+/// guest keeps it for life). A panic is caught here and reported like an error: it must not
+/// unwind into the parent's code (its cleanup would run in the child). Never returns.
+pub fn child_main(sock: &SyncSocket, body: Box<InitFn<'_>>) -> ! {
+    // SAFETY: prctl with an integer argument.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(sock)));
+    let msg = match r {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(e)) => e.to_string(),
+        Err(p) => {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            format!("internal error in the container's setup (panic: {what})")
+        }
+    };
+    let _ = sock.send(&Msg::Failed(msg));
+    // SAFETY: leave without running the parent's atexit handlers or destructors.
+    unsafe { libc::_exit(1) }
+}
+
+/// A raw clone of a multi-threaded process may deadlock in the child (another thread may hold
+/// malloc's lock): refuse, with the reason, rather than hang.
+pub fn single_threaded() -> Result<()> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ctx(|| "read /proc/self/stat".into())?;
+    // Field 20 (num_threads), counted after the command name's closing parenthesis.
+    let threads = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(1);
+    if threads > 1 {
+        return Err(Error::Init(format!(
+            "clone: this process has {threads} threads; a container can only be made from a single-threaded process"
+        )));
+    }
+    Ok(())
+}
+
 pub fn spawn(
     plan: &NsPlan,
     fds: &JoinFds,
@@ -164,18 +208,11 @@ pub fn spawn(
     child: &SyncSocket,
     init: impl FnOnce(&SyncSocket) -> Result<Infallible>,
 ) -> Result<i32> {
+    single_threaded()?;
     let run_child = |sock: &SyncSocket, init: Box<InitFn<'_>>| -> ! {
         // SAFETY: closing our copy of the parent's end so we see EOF if the parent dies.
         unsafe { libc::close(parent.0.as_raw_fd()) };
-        let code = match init(sock) {
-            Ok(never) => match never {},
-            Err(e) => {
-                let _ = sock.send(&Msg::Failed(e.to_string()));
-                1
-            }
-        };
-        // SAFETY: leave without running the parent's atexit handlers or destructors.
-        unsafe { libc::_exit(code) }
+        child_main(sock, init)
     };
 
     if plan.join.is_empty() {

@@ -244,27 +244,34 @@ fn sched_attr(s: &oci_spec::runtime::Scheduler) -> super::sys::SchedAttr {
     }
 }
 
-/// Parse a CPU or node list such as `0-3,6`.
+/// The largest CPU or node number a list may name (the kernel's own ceiling for both is
+/// lower): a hostile `99999999999` must be an error, not a huge allocation.
+const MAX_LIST_ID: usize = 8191;
+
+/// Parse a CPU or node list such as `0-3,6` (sorted, each number once).
 pub fn parse_list(field: &str, s: &str) -> Result<Vec<usize>> {
-    let mut out = Vec::new();
+    let mut seen = vec![false; MAX_LIST_ID + 1];
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let num = |x: &str| {
-            x.trim()
+            let n = x
+                .trim()
                 .parse::<usize>()
-                .map_err(|_| bad(field, format!("{s:?} is not a list like 0-3,6")))
-        };
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (num(a)?, num(b)?);
-                if a > b || b > 8191 {
-                    return Err(bad(field, format!("{s:?}: bad range {part}")));
-                }
-                out.extend(a..=b);
+                .map_err(|_| bad(field, format!("{s:?} is not a list like 0-3,6")))?;
+            if n > MAX_LIST_ID {
+                return Err(bad(field, format!("{n} is larger than {MAX_LIST_ID}")));
             }
-            None => out.push(num(part)?),
+            Ok(n)
+        };
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(part)?, num(part)?),
+        };
+        if a > b {
+            return Err(bad(field, format!("{s:?}: bad range {part}")));
         }
+        seen[a..=b].iter_mut().for_each(|x| *x = true);
     }
-    Ok(out)
+    Ok(seen.iter().enumerate().filter(|(_, x)| **x).map(|(n, _)| n).collect())
 }
 
 fn cpu_set(field: &str, s: &str) -> Result<CpuSet> {
@@ -428,13 +435,29 @@ pub fn switch_user(p: &ProcessPlan, allow_setgroups: bool) -> Result<()> {
     Ok(())
 }
 
-/// chdir to `process.cwd`, creating it as runc does.
+/// chdir to `process.cwd`, creating it as runc does, then check that we are inside the
+/// container's root: a cwd through a magic link (`/proc/self/fd/N`) onto a directory outside
+/// it makes getcwd(2) fail with ENOENT ("unreachable"), and is refused (CVE-2024-21626).
 pub fn enter_cwd(p: &ProcessPlan) -> Result<()> {
     if nix::unistd::chdir(&p.cwd).is_err() {
         std::fs::create_dir_all(&p.cwd).ctx(|| format!("process.cwd: create {}", p.cwd.display()))?;
         nix::unistd::chdir(&p.cwd).ctx(|| format!("process.cwd: chdir {}", p.cwd.display()))?;
     }
-    Ok(())
+    match nix::unistd::getcwd() {
+        Ok(dir) if dir.is_absolute() => Ok(()),
+        Ok(dir) => Err(bad(
+            "process.cwd",
+            format!(
+                "{} resolves to {}, outside the container",
+                p.cwd.display(),
+                dir.display()
+            ),
+        )),
+        Err(e) => Err(bad(
+            "process.cwd",
+            format!("{} resolves outside the container's root ({e})", p.cwd.display()),
+        )),
+    }
 }
 
 /// Find args[0] the way execvp would, as the container user, so a missing program fails
@@ -488,6 +511,13 @@ pub fn set_no_new_privs(p: &ProcessPlan) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_node_number_is_an_error_not_an_allocation() {
+        let e = parse_list("linux.memoryPolicy.nodes", "99999999999").unwrap_err();
+        assert!(e.to_string().contains("linux.memoryPolicy.nodes"), "{e}");
+        assert!(parse_list("x", "0-8191,0-8191,3").unwrap().len() == 8192);
+    }
 
     #[test]
     fn cpu_lists_parse_ranges_and_singles() {

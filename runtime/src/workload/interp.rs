@@ -16,9 +16,7 @@ pub fn interpreter_of(program: &Path) -> Option<PathBuf> {
     let head = &head[..n];
     if let Some(line) = head.strip_prefix(b"#!") {
         let line = line.split(|b| *b == b'\n').next()?;
-        let word = line
-            .split(|b| *b == b' ' || *b == b'\t')
-            .find(|w| !w.is_empty())?;
+        let word = line.split(|b| *b == b' ' || *b == b'\t').find(|w| !w.is_empty())?;
         return Some(PathBuf::from(std::str::from_utf8(word).ok()?));
     }
     elf_interp(&mut f, head)
@@ -28,7 +26,11 @@ pub fn interpreter_of(program: &Path) -> Option<PathBuf> {
 /// ENOENT, or `None` when its interpreter is there (or it has none).
 pub fn missing_interpreter(program: &Path) -> Option<String> {
     let interp = interpreter_of(program)?;
-    let kind = if is_script(program) { "#! interpreter" } else { "ELF interpreter" };
+    let kind = if is_script(program) {
+        "#! interpreter"
+    } else {
+        "ELF interpreter"
+    };
     (!interp.exists()).then(|| format!("its {kind} {} not found in the container", interp.display()))
 }
 
@@ -70,15 +72,27 @@ fn elf_interp(f: &mut File, head: &[u8]) -> Option<PathBuf> {
     };
     let u16_at = |b: &[u8], o: usize| -> Option<u64> {
         let a: [u8; 2] = b.get(o..o + 2)?.try_into().ok()?;
-        Some(if le { u16::from_le_bytes(a) } else { u16::from_be_bytes(a) } as u64)
+        Some(if le {
+            u16::from_le_bytes(a)
+        } else {
+            u16::from_be_bytes(a)
+        } as u64)
     };
     let u32_at = |b: &[u8], o: usize| -> Option<u64> {
         let a: [u8; 4] = b.get(o..o + 4)?.try_into().ok()?;
-        Some(if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) } as u64)
+        Some(if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        } as u64)
     };
     let u64_at = |b: &[u8], o: usize| -> Option<u64> {
         let a: [u8; 8] = b.get(o..o + 8)?.try_into().ok()?;
-        Some(if le { u64::from_le_bytes(a) } else { u64::from_be_bytes(a) })
+        Some(if le {
+            u64::from_le_bytes(a)
+        } else {
+            u64::from_be_bytes(a)
+        })
     };
     let word = |b: &[u8], o32: usize, o64: usize| if wide { u64_at(b, o64) } else { u32_at(b, o32) };
     let phoff = word(head, 28, 32)?;
