@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,10 @@ use crate::error::Context;
 use crate::{Error, Result};
 
 const STATE_FILE: &str = "state.json";
+/// What a `create` in progress has made or is about to make (the record before its pid is
+/// final): written before the first cgroup exists, so a create killed at any moment leaves a
+/// note that `delete --force` follows to remove everything.
+const SETUP_FILE: &str = "setup.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
 
 /// What `wrun` remembers about a container between invocations.
@@ -115,11 +119,13 @@ impl StateDir {
     pub fn create(root: &Path, id: &str) -> Result<StateDir> {
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o711)
+            .mode(0o700)
             .create(root)
             .ctx(|| format!("state root {}", root.display()))?;
         let path = root.join(id);
-        match std::fs::DirBuilder::new().mode(0o711).create(&path) {
+        // 0700: no other local user reads a container's state or reaches its exec fifo (the
+        // init reopens the fifo through its own fd, so it needs no path into this dir).
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
             Ok(()) => Ok(StateDir { id: id.into(), path }),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(Error::AlreadyExists(id.into())),
             Err(e) => Err(Error::io(format!("state dir {}", path.display()), e)),
@@ -153,15 +159,39 @@ impl StateDir {
         }
     }
 
+    /// The record a `create` in progress wrote (see `SETUP_FILE`), if any.
+    pub fn read_setup(&self) -> Option<Record> {
+        let b = std::fs::read(self.path.join(SETUP_FILE)).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    /// Write the setup record (atomically, 0600).
+    pub fn write_setup(&self, rec: &Record) -> Result<()> {
+        self.write_file(SETUP_FILE, rec)
+    }
+
     /// Write the record atomically (temp file + rename), so a reader never sees half of it.
     pub fn write(&self, rec: &Record) -> Result<()> {
-        let tmp = self.path.join(".state.json.tmp");
+        self.write_file(STATE_FILE, rec)
+    }
+
+    fn write_file(&self, name: &str, rec: &Record) -> Result<()> {
+        let tmp = self.path.join(format!(".{name}.tmp"));
         let bytes = serde_json::to_vec(rec).map_err(|source| Error::StateFile {
             path: tmp.clone(),
             source,
         })?;
-        std::fs::write(&tmp, bytes).ctx(|| format!("write {}", tmp.display()))?;
-        let dst = self.path.join(STATE_FILE);
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            std::io::Write::write_all(&mut f, &bytes)
+        };
+        write().ctx(|| format!("write {}", tmp.display()))?;
+        let dst = self.path.join(name);
         std::fs::rename(&tmp, &dst).ctx(|| format!("rename {} to {}", tmp.display(), dst.display()))
     }
 

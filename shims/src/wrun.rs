@@ -11,6 +11,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,8 +77,14 @@ impl Wrun {
             root: base.join(namespace),
             logs: base.join("log"),
         };
+        // 0700, like wrun's own state root: no other local user reads the containers' state
+        // or their logs.
         for d in [&w.root, &w.logs] {
-            std::fs::create_dir_all(d).map_err(|e| Error::io(format!("mkdir {}", d.display()), e))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(d)
+                .map_err(|e| Error::io(format!("mkdir {}", d.display()), e))?;
         }
         Ok(w)
     }

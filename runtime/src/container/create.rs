@@ -80,6 +80,7 @@ impl Drop for Undo<'_> {
 pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     // 1. Validate and plan: no side effects yet.
     spec::validate_id(&opts.id)?;
+    init::check_preserve_fds(opts.preserve_fds)?;
     let bundle = Bundle::load(&opts.bundle)?;
     let spec = &bundle.spec;
     let linux = spec
@@ -146,6 +147,9 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         pid: None,
         host_rootfs_mount: None,
     };
+    // Before any cgroup exists: what this create will make, for `delete --force` should we be
+    // killed half way (updated below with the mount and the init's pid).
+    dir.write_setup(&rec)?;
     let cgroup = cgroups::Cgroup::new(&cgroup_dirs);
     cgroup.create()?;
     undo.cgroups = &cgroup_dirs;
@@ -165,12 +169,9 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
             // must be able to open the fifo for writing.
             std::fs::set_permissions(dir.fifo(), std::os::unix::fs::PermissionsExt::from_mode(0o622))
                 .ctx(|| format!("chmod {}", dir.fifo().display()))?;
-            let fd = nix::fcntl::open(
-                &dir.path,
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .ctx(|| format!("open {}", dir.path.display()))?;
+            // The fifo, not the state dir: the init must hold no handle on a host directory.
+            let fd = nix::fcntl::open(&dir.fifo(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+                .ctx(|| format!("open {}", dir.fifo().display()))?;
             // SAFETY: a new fd we own.
             Gate::Fifo(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
         }
@@ -193,12 +194,19 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     if plan.rootfs.host_mount_ns {
         rootfs::bind_rootfs_private(&bundle.rootfs)?;
         undo.host_rootfs_mount = Some(bundle.rootfs.clone());
+        rec.host_rootfs_mount = undo.host_rootfs_mount.clone();
+        dir.write_setup(&rec)?;
     }
     let (parent, child) = sync::pair()?;
     let pid = namespaces::spawn(&plan.ns, &join_fds, &parent, &child, |s| init::container_init(&plan, s))?;
     undo.pid = Some(pid);
     drop(child);
     drop(plan);
+    // Until this is written, a killed create leaves an init that finds the setup socket
+    // closed and exits by itself; from here on `delete --force` knows which process is ours.
+    rec.pid = pid;
+    rec.pid_start_time = state::proc_stat(pid).map(|(_, t)| t).unwrap_or(0);
+    dir.write_setup(&rec)?;
 
     // 3. Parent-side setup of the init, then let it run up to the start gate.
     cgroups::join(&cgroup_dirs, pid)?;
@@ -210,8 +218,6 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     parent
         .send(&Msg::Go)
         .map_err(|e| explain_setup_failure(e, linux, &cgroup_dirs))?;
-    rec.pid = pid;
-    rec.host_rootfs_mount = undo.host_rootfs_mount.clone();
     loop {
         // An init killed during setup can leave the socket reset rather than closed.
         match parent.recv().unwrap_or(None) {

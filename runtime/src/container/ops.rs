@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -137,8 +137,29 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     if all && !cgroups::pids(&rec.cgroup_dirs).is_empty() {
         return cgroups::signal_all(&rec.cgroup_dirs, sig);
     }
-    nix::sys::signal::kill(Pid::from_raw(rec.pid), nix::sys::signal::Signal::try_from(sig).ok())
-        .ctx(|| format!("signal {sig} to container {id} (pid {})", rec.pid))
+    // Through a pidfd, checked to be the init after it was opened: a pid that was reused since
+    // the record was written is never signalled. By number, so real-time signals (RTMIN+3, as
+    // systemd images use) arrive as given.
+    let pfd = pidfd(rec.pid).ok_or_else(|| c.wrong("its init process is gone"))?;
+    if !state::process_alive(rec.pid, rec.pid_start_time) {
+        return Err(c.wrong("its init process is gone"));
+    }
+    pidfd_send_signal(&pfd, sig).ctx(|| format!("signal {sig} to container {id} (pid {})", rec.pid))
+}
+
+/// pidfd_send_signal(2) of signal number `sig`.
+fn pidfd_send_signal(pfd: &OwnedFd, sig: i32) -> nix::Result<()> {
+    // SAFETY: a valid pidfd, no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    nix::errno::Errno::result(r).map(drop)
 }
 
 /// Wait up to `timeout` for `pid` to exit (it need not be our child).
@@ -166,7 +187,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     };
     match (c.status, force) {
         (Status::Stopped, _) => {}
-        (Status::Creating, true) => {}
+        (Status::Creating, true) => return destroy_unfinished(&c),
         (Status::Creating, false) => return Err(c.wrong("it is still being created; use --force")),
         (Status::Created, _) | (Status::Running | Status::Paused, true) => {
             let rec = c.record()?;
@@ -194,6 +215,28 @@ fn thaw(dirs: &[std::path::PathBuf]) {
         let _ = std::fs::write(d.join("freezer.state"), "THAWED");
         let _ = std::fs::write(d.join("cgroup.freeze"), "0");
     }
+}
+
+/// `delete --force` of a container whose create has not finished (killed, or still running):
+/// kill what its setup record names (the init by pidfd, checked against its start time, and
+/// whatever is in its cgroup), then remove the cgroups, the mount and the state dir.
+fn destroy_unfinished(c: &Loaded) -> Result<()> {
+    if let Some(setup) = c.dir.read_setup() {
+        let _ = cgroups::signal_all(&setup.cgroup_dirs, libc::SIGKILL);
+        if setup.pid > 0 {
+            if let Some(pfd) = pidfd(setup.pid) {
+                if state::process_alive(setup.pid, setup.pid_start_time) {
+                    let _ = pidfd_send_signal(&pfd, libc::SIGKILL);
+                    wait_for_exit(setup.pid, Duration::from_secs(10));
+                }
+            }
+        }
+        cgroups::remove(&setup.cgroup_dirs)?;
+        if let Some(r) = &setup.host_rootfs_mount {
+            crate::linux::rootfs::detach_rootfs(r);
+        }
+    }
+    c.dir.remove()
 }
 
 fn destroy(c: &Loaded) -> Result<()> {
@@ -277,11 +320,19 @@ pub(super) fn wait_forwarding_signals(pid: Pid, proxy: Option<&crate::linux::con
             Ok(_) => {}
             Err(e) => return Err(Error::sys(format!("wait for pid {pid}"), e)),
         }
-        match (all.wait(), proxy) {
-            (Ok(Signal::SIGCHLD), _) | (Err(_), _) => {}
-            (Ok(Signal::SIGWINCH), Some(p)) => crate::linux::console::resize_from_stdin(&p.master),
-            (Ok(sig), _) => {
-                let _ = nix::sys::signal::kill(pid, sig);
+        // sigwait(3) by number: nix's Signal has no real-time signals, which must be
+        // forwarded too.
+        let mut sig = 0;
+        // SAFETY: a valid, filled signal set (all blocked by our caller) and an out int.
+        if unsafe { libc::sigwait(all.as_ref(), &mut sig) } != 0 {
+            continue;
+        }
+        match (sig, proxy) {
+            (libc::SIGCHLD, _) => {}
+            (libc::SIGWINCH, Some(p)) => crate::linux::console::resize_from_stdin(&p.master),
+            (sig, _) => {
+                // SAFETY: plain kill(2) of our own unreaped child.
+                unsafe { libc::kill(pid.as_raw(), sig) };
             }
         }
     }
