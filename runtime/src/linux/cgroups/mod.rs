@@ -421,8 +421,30 @@ pub fn pids(dirs: &[PathBuf]) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// Send `sig` to every process in the cgroup.
+/// Send `sig` to every process in the cgroup, including children forked while we signal:
+/// SIGKILL through v2's `cgroup.kill` (the kernel kills the whole cgroup at once, forks in
+/// flight included); otherwise with the cgroup frozen, so a process cannot fork a child we
+/// would not see, then thawed (a paused container stays paused, but for SIGKILL).
 pub fn signal_all(dirs: &[PathBuf], sig: i32) -> Result<()> {
+    let cg = Cgroup::new(dirs);
+    if sig == libc::SIGKILL {
+        if let Some(d) = cg.v2_dir().filter(|d| d.join("cgroup.kill").exists()) {
+            if std::fs::write(d.join("cgroup.kill"), "1").is_ok() {
+                return Ok(());
+            }
+        }
+    }
+    let was_frozen = is_frozen(dirs);
+    let froze = !was_frozen && cg.freeze(true).is_ok();
+    let r = signal_each(dirs, sig);
+    if froze || (was_frozen && sig == libc::SIGKILL) {
+        let _ = cg.freeze(false);
+    }
+    r
+}
+
+/// kill(2) of each pid in the cgroup now.
+fn signal_each(dirs: &[PathBuf], sig: i32) -> Result<()> {
     for pid in pids(dirs) {
         // SAFETY: plain kill(2); ESRCH for a process that just exited is fine.
         if unsafe { libc::kill(pid, sig) } != 0 {

@@ -123,8 +123,34 @@ pub fn plan_dirs(hs: &[Hierarchy], proc_cgroup: &str, cgroups_path: Option<&Path
         .collect()
 }
 
+/// A container's cgroup must be its own, below a hierarchy's root: `..` could climb out of
+/// the caller's cgroup or out of the cgroup filesystem (a `cgroup.procs` written under /tmp),
+/// and the root itself holds every process of the host, which delete would kill.
+pub fn check_cgroups_path(p: &Path) -> Result<()> {
+    use std::path::Component;
+    let bad = |why: &str| Error::Invalid(format!("linux.cgroupsPath {:?}: {why}", p.display().to_string()));
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(bad(
+            "\"..\" is not allowed: a container's cgroup stays below its hierarchy's root",
+        ));
+    }
+    if p.components()
+        .all(|c| matches!(c, Component::RootDir | Component::CurDir))
+    {
+        return Err(bad(
+            "names a hierarchy's root, which holds the host's processes; give the container a cgroup of its own",
+        ));
+    }
+    Ok(())
+}
+
 /// Plan this host's directories for a container.
 pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Vec<PathBuf>> {
+    // An empty cgroupsPath is no cgroupsPath, as for runc.
+    let cgroups_path = cgroups_path.filter(|p| !p.as_os_str().is_empty());
+    if let Some(p) = cgroups_path {
+        check_cgroups_path(p)?;
+    }
     let mi = std::fs::read_to_string("/proc/self/mountinfo").ctx(|| "read /proc/self/mountinfo".into())?;
     let pc = std::fs::read_to_string("/proc/self/cgroup").ctx(|| "read /proc/self/cgroup".into())?;
     let hs = hierarchies_from(&mi);
@@ -145,6 +171,17 @@ mod tests {
 33 24 0:29 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
 40 24 0:22 / /proc rw - proc proc rw";
     const PROC_CGROUP: &str = "9:name=systemd:/\n4:memory:/process_api/abc\n1:cpu:/\n0::/\n";
+
+    #[test]
+    fn cgroups_paths_climbing_out_or_naming_the_root_are_refused() {
+        for p in ["../../x", "/../../x", "a/../../b", "/", ".", "/./"] {
+            let e = check_cgroups_path(Path::new(p)).unwrap_err().to_string();
+            assert!(e.contains("linux.cgroupsPath"), "{p}: {e}");
+        }
+        for p in ["/mine/c1", "wrun/c1", "c1"] {
+            assert!(check_cgroups_path(Path::new(p)).is_ok(), "{p}");
+        }
+    }
 
     #[test]
     fn hybrid_mountinfo_yields_v1_and_unified_hierarchies() {
