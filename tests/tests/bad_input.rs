@@ -193,3 +193,38 @@ fn a_dynamic_program_without_its_loader_names_the_missing_interpreter() {
         "stderr does not name the missing loader: {err}"
     );
 }
+
+// runc 1.1 cleans `..` away and accepts "/" (its delete then leaves the root alone): fails
+// against runc.
+#[test]
+fn a_cgroups_path_climbing_with_dotdot_is_refused() {
+    let mut b = Bundle::busybox();
+    b.with_config(|c| c["linux"]["cgroupsPath"] = json!("../../escape"));
+    create_fails_cleanly(&b, &["linux.cgroupsPath", ".."]);
+}
+
+#[test]
+fn a_cgroups_path_naming_the_hierarchy_root_is_refused() {
+    let mut b = Bundle::busybox();
+    b.with_config(|c| c["linux"]["cgroupsPath"] = json!("/"));
+    create_fails_cleanly(&b, &["linux.cgroupsPath", "root"]);
+}
+
+// runc 1.1 has no memoryPolicy: fails against runc.
+#[test]
+fn a_huge_memory_policy_node_is_refused() {
+    let mut b = Bundle::busybox();
+    b.with_config(|c| c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "99999999999"}));
+    create_fails_cleanly(&b, &["linux.memoryPolicy.nodes"]);
+}
+
+// runc 1.1 tries to pass two billion fds (a minute-long loop): fails against runc.
+#[test]
+fn preserve_fds_beyond_the_open_file_limit_is_refused() {
+    let b = Bundle::busybox();
+    let rt = Runtime::new();
+    let id = rt.id("fds");
+    let o = rt.create_with(&id, &b, &["--preserve-fds", "2147483647"]);
+    assert_one_line_error(&o, &["--preserve-fds", "2147483647"]);
+    assert_clean(rt.root(), &id, b.path());
+}
