@@ -228,3 +228,16 @@ fn preserve_fds_beyond_the_open_file_limit_is_refused() {
     assert_one_line_error(&o, &["--preserve-fds", "2147483647"]);
     assert_clean(rt.root(), &id, b.path());
 }
+
+// runc 1.1 creates the container, whose init then dies at start: fails against runc.
+#[test]
+fn create_without_a_proc_mount_is_refused_naming_proc() {
+    let mut b = Bundle::busybox();
+    b.with_config(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["destination"] != "/proc");
+        c["linux"].as_object_mut().unwrap().remove("maskedPaths");
+        c["linux"].as_object_mut().unwrap().remove("readonlyPaths");
+    });
+    create_fails_cleanly(&b, &["/proc"]);
+}

@@ -299,11 +299,21 @@ fn check_start_gate(gate: &Gate) -> Result<()> {
     if let Gate::Fifo(fifo) = gate {
         let r = nix::unistd::access(fifo_path(fifo).as_str(), nix::unistd::AccessFlags::W_OK);
         // Only a real "no" counts: a seccomp profile may refuse faccessat itself.
-        if r == Err(nix::errno::Errno::EACCES) {
-            return Err(Error::sys(
-                "exec fifo: not writable by the container's user",
-                nix::errno::Errno::EACCES,
-            ));
+        match r {
+            Err(nix::errno::Errno::EACCES) => {
+                return Err(Error::sys(
+                    "exec fifo: not writable by the container's user",
+                    nix::errno::Errno::EACCES,
+                ))
+            }
+            // The fifo is reopened through our fd in the container's /proc, as runc does.
+            Err(nix::errno::Errno::ENOENT) => {
+                return Err(Error::Invalid(
+                    "mounts: no proc filesystem at /proc in the container; create + start needs /proc/self/fd to wait for start"
+                        .into(),
+                ))
+            }
+            _ => {}
         }
     }
     Ok(())
