@@ -2,6 +2,7 @@
 //! The library behind the `wrun` CLI: spec loading, container state, the lifecycle verbs and
 //! the Linux setup they drive.
 
+pub mod atomicfile;
 pub mod container;
 pub mod dockerflags;
 pub mod error;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -176,23 +176,12 @@ impl StateDir {
     }
 
     fn write_file(&self, name: &str, rec: &Record) -> Result<()> {
-        let tmp = self.path.join(format!(".{name}.tmp"));
+        let dst = self.path.join(name);
         let bytes = serde_json::to_vec(rec).map_err(|source| Error::StateFile {
-            path: tmp.clone(),
+            path: dst.clone(),
             source,
         })?;
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            std::io::Write::write_all(&mut f, &bytes)
-        };
-        write().ctx(|| format!("write {}", tmp.display()))?;
-        let dst = self.path.join(name);
-        std::fs::rename(&tmp, &dst).ctx(|| format!("rename {} to {}", tmp.display(), dst.display()))
+        crate::atomicfile::write(&dst, 0o600, &[&bytes]).ctx(|| format!("write {}", dst.display()))
     }
 
     pub fn remove(&self) -> Result<()> {

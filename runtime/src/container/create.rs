@@ -330,10 +330,5 @@ fn owner() -> String {
 /// Write the pid file atomically, as runc does (no trailing newline).
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
-    ));
-    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("pid file {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).ctx(|| format!("pid file {}", path.display()))
+    crate::atomicfile::write(&path, 0o644, &[pid.to_string().as_bytes()]).ctx(|| format!("pid file {}", path.display()))
 }

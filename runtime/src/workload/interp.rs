@@ -70,30 +70,19 @@ fn elf_interp(f: &mut File, head: &[u8]) -> Option<PathBuf> {
         2 => false,
         _ => return None,
     };
-    let u16_at = |b: &[u8], o: usize| -> Option<u64> {
-        let a: [u8; 2] = b.get(o..o + 2)?.try_into().ok()?;
+    // An unsigned field of `len` bytes at `o`, in the file's byte order.
+    let uint = |b: &[u8], o: usize, len: usize| -> Option<u64> {
+        let bytes = b.get(o..o.checked_add(len)?)?;
+        let fold = |acc: u64, x: &u8| acc << 8 | *x as u64;
         Some(if le {
-            u16::from_le_bytes(a)
+            bytes.iter().rev().fold(0, fold)
         } else {
-            u16::from_be_bytes(a)
-        } as u64)
-    };
-    let u32_at = |b: &[u8], o: usize| -> Option<u64> {
-        let a: [u8; 4] = b.get(o..o + 4)?.try_into().ok()?;
-        Some(if le {
-            u32::from_le_bytes(a)
-        } else {
-            u32::from_be_bytes(a)
-        } as u64)
-    };
-    let u64_at = |b: &[u8], o: usize| -> Option<u64> {
-        let a: [u8; 8] = b.get(o..o + 8)?.try_into().ok()?;
-        Some(if le {
-            u64::from_le_bytes(a)
-        } else {
-            u64::from_be_bytes(a)
+            bytes.iter().fold(0, fold)
         })
     };
+    let u16_at = |b: &[u8], o: usize| uint(b, o, 2);
+    let u32_at = |b: &[u8], o: usize| uint(b, o, 4);
+    let u64_at = |b: &[u8], o: usize| uint(b, o, 8);
     let word = |b: &[u8], o32: usize, o64: usize| if wide { u64_at(b, o64) } else { u32_at(b, o32) };
     let phoff = word(head, 28, 32)?;
     let (phentsize, phnum) = if wide {

@@ -11,8 +11,7 @@
 //! anyone but its owner is not used at all, for the same reason.
 
 use std::hash::Hasher;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -124,24 +123,8 @@ impl Cache {
 
     /// Store `payload` for `key` atomically: temp file, fsync-free write, rename.
     pub fn put(&self, key: &str, payload: &[u8]) -> std::io::Result<()> {
-        let tmp = self.dir.join(format!(".{key}.{}.tmp", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(MAGIC)?;
-            f.write_all(&Sha256::digest(payload))?;
-            f.write_all(payload)?;
-            std::fs::rename(&tmp, self.entry(key))
-        };
-        let r = write();
-        if r.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        r
+        let digest = Sha256::digest(payload);
+        crate::atomicfile::write(&self.entry(key), 0o600, &[MAGIC.as_slice(), digest.as_slice(), payload])
     }
 }
 
