@@ -104,6 +104,22 @@ fn real_binary(rt: &Runtime) -> PathBuf {
         .unwrap_or(bin)
 }
 
+/// The ELF loader and the shared libraries `bin` needs, as `ldd` lists them (none for a
+/// static binary).
+fn shared_libraries(bin: &Path) -> Vec<PathBuf> {
+    let o = std::process::Command::new("ldd").arg(bin).output().expect("run ldd");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let path = match l.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next()?,
+                None => l.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
 /// `../` `n` times: from any directory, enough of them reach `/`.
 fn dots(n: usize) -> String {
     "../".repeat(n)
@@ -450,6 +466,11 @@ fn a_proc_self_exe_shebang_never_yields_a_handle_on_the_runtime_binary() {
     let out = TempDir::new("hijack");
     let mut b = Bundle::busybox();
     b.bind(out.path(), "/out", &[]);
+    // The image carries the runtime binary's loader and libraries (a real distribution image
+    // does), so that a hijacked exec really runs the runtime's binary inside the container.
+    for lib in shared_libraries(&host_bin) {
+        b.put_file(&lib, lib.to_str().unwrap());
+    }
     // The image's /bin/sh re-executes whatever binary execs it: the runtime's, for `exec ID /bin/sh`.
     let sh = b.rootfs().join("bin/sh");
     fs::remove_file(&sh).unwrap();
