@@ -25,6 +25,9 @@ PY
 hide_v2='umount /sys/fs/cgroup/unified 2>/dev/null; exec'
 cmds=(-n wrun "$wrun --root $work/wrun run bench")
 names=(wrun)
+# The same without re-executing from the sealed binary (WRUN_EXE_SEAL=off): the sealing's cost.
+cmds+=(-n wrun-unsealed "env WRUN_EXE_SEAL=off $wrun --root $work/wrun run bench3")
+names+=(wrun-unsealed)
 if [ -d /sys/fs/cgroup/unified ]; then
   cmds+=(-n wrun-hidden-v2 "unshare -m sh -c '$hide_v2 $wrun --root $work/wrun run bench2'")
   names+=(wrun-hidden-v2)
@@ -52,6 +55,7 @@ def ratio(a, b):
     if a in med and b in med:
         print(f"ratio {a} / {b}: {med[a] / med[b]:.2f}")
 ratio("wrun", "runc")
+ratio("wrun", "wrun-unsealed")
 ratio("wrun", "crun")
 ratio("wrun-hidden-v2", "crun-hidden-v2")
 PY

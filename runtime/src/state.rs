@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -159,24 +159,37 @@ impl StateDir {
         }
     }
 
-    /// The record a `create` in progress wrote (see `SETUP_FILE`), if any.
+    /// The newest record a `create` in progress wrote (see `SETUP_FILE`), if any.
     pub fn read_setup(&self) -> Option<Record> {
         let b = std::fs::read(self.path.join(SETUP_FILE)).ok()?;
-        serde_json::from_slice(&b).ok()
+        // A create killed mid-write leaves a torn last line: the one before it still holds.
+        b.split(|c| *c == b'\n')
+            .rev()
+            .find_map(|line| serde_json::from_slice(line).ok())
     }
 
-    /// Write the setup record (atomically, 0600).
-    pub fn write_setup(&self, rec: &Record) -> Result<()> {
-        self.write_file(SETUP_FILE, rec)
+    /// Append the setup record as one JSON line (0600). Appending, not a temp file and a
+    /// rename, because it is written up to three times per create and every new inode costs
+    /// start time; a torn line from a killed create is skipped by `read_setup`.
+    pub fn note_setup(&self, rec: &Record) -> Result<()> {
+        let path = self.path.join(SETUP_FILE);
+        let mut line = serde_json::to_vec(rec).map_err(|source| Error::StateFile {
+            path: path.clone(),
+            source,
+        })?;
+        line.push(b'\n');
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &line))
+            .ctx(|| format!("write {}", path.display()))
     }
 
     /// Write the record atomically (temp file + rename), so a reader never sees half of it.
     pub fn write(&self, rec: &Record) -> Result<()> {
-        self.write_file(STATE_FILE, rec)
-    }
-
-    fn write_file(&self, name: &str, rec: &Record) -> Result<()> {
-        let dst = self.path.join(name);
+        let dst = self.path.join(STATE_FILE);
         let bytes = serde_json::to_vec(rec).map_err(|source| Error::StateFile {
             path: dst.clone(),
             source,
@@ -258,5 +271,36 @@ mod tests {
         assert!(process_alive(pid, start));
         assert!(!process_alive(pid, start + 1));
         assert!(!process_alive(0, 0));
+    }
+
+    #[test]
+    fn the_newest_whole_setup_line_wins_over_a_torn_one() {
+        let root = std::env::temp_dir().join(format!("wrun-setup-{}", std::process::id()));
+        let dir = StateDir::create(&root, "c1").unwrap();
+        assert!(dir.read_setup().is_none());
+        let mut rec = Record {
+            oci_version: "1.0.2".into(),
+            id: "c1".into(),
+            pid: 0,
+            pid_start_time: 0,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: String::new(),
+            owner: String::new(),
+            annotations: BTreeMap::new(),
+            cgroup_dirs: vec!["/sys/fs/cgroup/pids/wrun/c1".into()],
+            host_rootfs_mount: None,
+            hooks: None,
+        };
+        dir.note_setup(&rec).unwrap();
+        rec.pid = 42;
+        dir.note_setup(&rec).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path.join(SETUP_FILE))
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"{\"ociVersion\":\"1.0.2\",\"id\":\"c1\",\"pi").unwrap();
+        assert_eq!(dir.read_setup().unwrap().pid, 42);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

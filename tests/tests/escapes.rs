@@ -545,7 +545,6 @@ echo > /out/done"#
 const SWAP_TRIES: usize = 80;
 
 #[test]
-#[ignore = "issue 14 item 3 (mount destinations resolved and used by fd) is not done yet: wrun fails this today"]
 fn a_symlink_swapped_under_a_mount_destination_never_redirects_it_to_the_host() {
     let rt = Runtime::new();
     let host_dir = TempDir::new("swap-host");

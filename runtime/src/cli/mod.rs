@@ -73,6 +73,13 @@ pub enum Command {
 
 /// Run the CLI; returns the process exit code.
 pub fn main() -> i32 {
+    // The verbs that make processes a container can see run from a binary the container
+    // cannot write (see exeseal). Decided from argv before anything else, because the
+    // re-exec repeats all the work done before it.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if matches!(subcommand(&args), Some("create" | "run" | "exec")) {
+        wrun::linux::exeseal::ensure();
+    }
     let cli = Cli::parse();
     if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!(
@@ -92,6 +99,21 @@ pub fn main() -> i32 {
     }
 }
 
+/// The subcommand named in `args` (without the program name): the first word that is not a
+/// global flag or a global flag's value.
+fn subcommand(args: &[std::ffi::OsString]) -> Option<&str> {
+    const WITH_VALUE: [&str; 3] = ["--root", "--log", "--log-format"];
+    let mut it = args.iter().map(|a| a.to_str().unwrap_or(""));
+    while let Some(a) = it.next() {
+        if WITH_VALUE.contains(&a) {
+            it.next();
+        } else if !a.starts_with('-') {
+            return Some(a);
+        }
+    }
+    None
+}
+
 /// The error and its causes on one line; a cause the message already quotes is not repeated
 /// (the library's errors carry their cause in their own text).
 fn one_line(e: &anyhow::Error) -> String {
@@ -109,11 +131,6 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     if cli.systemd_cgroup {
         anyhow::bail!("--systemd-cgroup: systemd cgroup management is not supported (no systemd on this host); use the default cgroupfs driver");
     }
-    if matches!(cli.command, Command::Create(_) | Command::Run(_) | Command::Exec(_)) {
-        // These verbs make processes a container can see: they run from a binary the
-        // container cannot write (see exeseal). Re-execs, or returns when already sealed.
-        wrun::linux::exeseal::ensure();
-    }
     match &cli.command {
         Command::Spec(a) => spec_cmd::run(a).map(|()| 0),
         Command::Create(a) => lifecycle::create(cli, a).map(|()| 0),
@@ -130,5 +147,38 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Resume(a) => resources::pause(cli, &a.id, false).map(|()| 0),
         Command::Ps(a) => resources::ps(cli, a).map(|()| 0),
         Command::Events(a) => resources::events(cli, a).map(|()| 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subcommand_is_found_past_global_flags_and_their_values() {
+        let args = |s: &str| {
+            s.split_whitespace()
+                .map(Into::into)
+                .collect::<Vec<std::ffi::OsString>>()
+        };
+        assert_eq!(
+            subcommand(&args("--root /r --log-format json run -b x id")),
+            Some("run")
+        );
+        assert_eq!(subcommand(&args("--root=/r --debug exec id sh")), Some("exec"));
+        assert_eq!(subcommand(&args("--log run state id")), Some("state"));
+        assert_eq!(subcommand(&args("--help")), None);
+    }
+
+    #[test]
+    fn every_global_flag_with_a_value_is_known_to_the_argv_scan() {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        for a in cmd
+            .get_arguments()
+            .filter(|a| a.is_global_set() && a.get_action().takes_values())
+        {
+            let long = format!("--{}", a.get_long().unwrap());
+            assert!(["--root", "--log", "--log-format"].contains(&long.as_str()), "{long}");
+        }
     }
 }

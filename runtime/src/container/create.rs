@@ -149,7 +149,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     };
     // Before any cgroup exists: what this create will make, for `delete --force` should we be
     // killed half way (updated below with the mount and the init's pid).
-    dir.write_setup(&rec)?;
+    dir.note_setup(&rec)?;
     let cgroup = cgroups::Cgroup::new(&cgroup_dirs);
     cgroup.create()?;
     undo.cgroups = &cgroup_dirs;
@@ -195,7 +195,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         rootfs::bind_rootfs_private(&bundle.rootfs)?;
         undo.host_rootfs_mount = Some(bundle.rootfs.clone());
         rec.host_rootfs_mount = undo.host_rootfs_mount.clone();
-        dir.write_setup(&rec)?;
+        dir.note_setup(&rec)?;
     }
     let (parent, child) = sync::pair()?;
     let pid = namespaces::spawn(&plan.ns, &join_fds, &parent, &child, |s| init::container_init(&plan, s))?;
@@ -206,7 +206,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     // closed and exits by itself; from here on `delete --force` knows which process is ours.
     rec.pid = pid;
     rec.pid_start_time = state::proc_stat(pid).map(|(_, t)| t).unwrap_or(0);
-    dir.write_setup(&rec)?;
+    dir.note_setup(&rec)?;
 
     // 3. Parent-side setup of the init, then let it run up to the start gate.
     cgroups::join(&cgroup_dirs, pid)?;

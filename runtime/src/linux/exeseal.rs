@@ -33,7 +33,8 @@ const SEALED_ENV: &str = "_WRUN_EXE_SEALED";
 
 /// Re-execs this process from a sealed view of its binary unless it already runs from one.
 /// Returns only when no re-exec happened (already sealed, or no way to seal: then with a
-/// warning, and the caller goes on unprotected rather than not at all).
+/// warning on stderr, as this runs before logging is set up, and the caller goes on
+/// unprotected rather than not at all).
 pub fn ensure() {
     let again = std::env::var_os(SEALED_ENV).is_some();
     if again {
@@ -42,28 +43,38 @@ pub fn ensure() {
     match is_sealed() {
         Ok(true) => return,
         Ok(false) if again => {
-            tracing::warn!("the re-executed wrun still runs from a writable image; going on unsealed");
+            eprintln!("wrun: warning: the re-executed wrun still runs from a writable image; going on unsealed");
             return;
         }
         Ok(false) => {}
         Err(e) => {
-            tracing::warn!("cannot inspect /proc/self/exe ({e}); going on unsealed");
+            eprintln!("wrun: warning: cannot inspect /proc/self/exe ({e}); going on unsealed");
             return;
         }
     }
     let exe = match std::fs::read_link("/proc/self/exe") {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!("readlink /proc/self/exe: {e}; going on unsealed");
+            eprintln!("wrun: warning: readlink /proc/self/exe: {e}; going on unsealed");
             return;
         }
     };
+    let all: [(&str, &str, View); 3] = [
+        ("overlay", "read-only overlay", overlay_view),
+        ("bind", "read-only bind", bind_view),
+        ("memfd", "sealed memfd", memfd_copy),
+    ];
+    // WRUN_EXE_SEAL names one mechanism (or `off`): for the start benchmarks, which compare them
+    // in one run, and for a host where one of them misbehaves.
+    let only = std::env::var("WRUN_EXE_SEAL").ok();
+    if only.as_deref() == Some("off") {
+        return;
+    }
     let mut errors = Vec::new();
-    for (how, open) in [
-        ("read-only overlay", overlay_view as fn(&Path) -> nix::Result<OwnedFd>),
-        ("read-only bind", bind_view),
-        ("sealed memfd", memfd_copy),
-    ] {
+    for (_, how, open) in all
+        .into_iter()
+        .filter(|(name, _, _)| only.as_deref().is_none_or(|o| o == *name))
+    {
         match open(&exe) {
             Ok(fd) => {
                 let e = reexec(&fd);
@@ -72,12 +83,14 @@ pub fn ensure() {
             Err(e) => errors.push(format!("{how}: {e}")),
         }
     }
-    tracing::warn!(
-        "cannot run {} from a read-only image ({}); going on unsealed",
+    eprintln!(
+        "wrun: warning: cannot run {} from a read-only image ({}); going on unsealed",
         exe.display(),
         errors.join("; ")
     );
 }
+
+type View = fn(&Path) -> nix::Result<OwnedFd>;
 
 /// Whether the file we run from cannot be written through: on a read-only mount, or a memfd
 /// sealed against writes.

@@ -8,6 +8,7 @@ pub mod devices;
 pub mod exeseal;
 pub mod idmap;
 pub mod init;
+pub mod inroot;
 pub mod mountopts;
 pub mod namespaces;
 pub mod netdev;

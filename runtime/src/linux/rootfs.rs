@@ -2,13 +2,14 @@
 //! `mounts` in order, devices, pivot_root (or chroot with --no-pivot), then masked and
 //! read-only paths and a read-only root. `plan` runs in the parent; the rest in the init.
 
-use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
 use oci_spec::runtime::Spec;
 
 use super::devices::{self, Device};
+use super::inroot::{Root, Target};
 use super::mountopts::{self, MountOptions};
 use super::securepath::resolve_in_root;
 use crate::error::Context;
@@ -177,13 +178,9 @@ fn mount(src: Option<&Path>, dest: &Path, typ: Option<&str>, flags: MsFlags, dat
     })
 }
 
-fn cpath(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default()
-}
-
 /// Everything before pivot_root: propagation, the rootfs bind, mounts, devices, symlinks.
 /// `idmapped_trees[i]` is the detached, idmapped tree for mount `i`, made by the parent.
-pub fn prepare(p: &RootfsPlan, idmapped_trees: &[Option<std::os::fd::OwnedFd>]) -> Result<()> {
+pub fn prepare(p: &RootfsPlan, idmapped_trees: &[Option<OwnedFd>]) -> Result<()> {
     if !p.host_mount_ns {
         // Cut propagation back to the host first (rslave, or rprivate when asked for private);
         // the configured rootfsPropagation is given to the new root after pivot_root, where
@@ -196,9 +193,11 @@ pub fn prepare(p: &RootfsPlan, idmapped_trees: &[Option<std::os::fd::OwnedFd>]) 
         mount(None, Path::new("/"), None, base | MsFlags::MS_REC, None)?;
         bind_rootfs(&p.rootfs)?;
     }
+    // Opened after the bind, so every target below is found on the rootfs's own mount.
+    let root = Root::open(&p.rootfs)?;
     for (i, m) in p.mounts.iter().enumerate() {
         let tree = idmapped_trees.get(i).and_then(|o| o.as_ref());
-        mount_entry(p, m, tree).map_err(|e| Error::Invalid(format!("mount {}: {e}", m.dest.display())))?;
+        mount_entry(p, &root, m, tree).map_err(|e| Error::Invalid(format!("mount {}: {e}", m.dest.display())))?;
     }
     if !p.dev_bound {
         devices::create(&p.rootfs, &p.devices, p.in_user_ns)?;
@@ -207,23 +206,24 @@ pub fn prepare(p: &RootfsPlan, idmapped_trees: &[Option<std::os::fd::OwnedFd>]) 
     Ok(())
 }
 
-fn mount_entry(p: &RootfsPlan, m: &PlannedMount, idmapped_tree: Option<&std::os::fd::OwnedFd>) -> Result<()> {
-    let dest = resolve_in_root(&p.rootfs, &m.dest).map_err(|e| Error::Invalid(e.to_string()))?;
+/// One mount, its target made and resolved in the root and mounted on by fd; what follows the
+/// mount (remount flags, propagation, recursive attributes) acts on the mount just made,
+/// resolved again the same way.
+fn mount_entry(p: &RootfsPlan, root: &Root, m: &PlannedMount, idmapped_tree: Option<&OwnedFd>) -> Result<()> {
     let o = &m.opts;
     if m.typ == "cgroup" || m.typ == "cgroup2" {
-        return mount_cgroup(p, &dest, o);
+        return mount_cgroup(p, root, &m.dest, o);
     }
     if o.is_bind() {
         let src = m.source.as_deref().unwrap_or(Path::new(""));
-        make_target(&dest, !src.is_dir())?;
+        let target = root.make(&m.dest, !src.is_dir())?;
         if let Some(tree) = idmapped_tree {
-            use std::os::fd::AsRawFd;
-            super::sys::move_mount(tree.as_raw_fd(), &cpath(&dest))
-                .ctx(|| format!("move_mount to {}", dest.display()))?;
+            super::sys::move_mount_to_fd(tree.as_raw_fd(), target.fd.as_raw_fd())
+                .ctx(|| format!("move_mount to {}", target.real_path().display()))?;
         } else {
             mount(
                 Some(src),
-                &dest,
+                &target.proc_path(),
                 None,
                 MsFlags::MS_BIND | (o.flags & MsFlags::MS_REC),
                 None,
@@ -231,10 +231,11 @@ fn mount_entry(p: &RootfsPlan, m: &PlannedMount, idmapped_tree: Option<&std::os:
         }
         let extra = o.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
-            remount_bind(&dest, extra)?;
+            remount_bind(&mounted(root, &m.dest)?.proc_path(), extra)?;
         }
     } else {
-        make_target(&dest, false)?;
+        let target = root.make(&m.dest, false)?;
+        let dest = target.proc_path();
         let src = m.source.clone().unwrap_or_else(|| PathBuf::from(&m.typ));
         let data = (!o.data.is_empty()).then_some(o.data.as_str());
         let r = mount(Some(&src), &dest, Some(&m.typ), o.flags, data);
@@ -253,62 +254,84 @@ fn mount_entry(p: &RootfsPlan, m: &PlannedMount, idmapped_tree: Option<&std::os:
                     MsFlags::MS_BIND | MsFlags::MS_REC,
                     None,
                 )?;
-                remount_bind(&dest, o.flags)?;
+                remount_bind(&mounted(root, &m.dest)?.proc_path(), o.flags)?;
             }
             r => r?,
         }
     }
+    if o.propagation.is_empty() && o.rec.is_empty() {
+        return Ok(());
+    }
+    let made = mounted(root, &m.dest)?;
     for prop in &o.propagation {
-        mount(None, &dest, None, *prop, None)?;
+        mount(None, &made.proc_path(), None, *prop, None)?;
     }
     if !o.rec.is_empty() {
         super::sys::mount_setattr(
-            libc::AT_FDCWD,
-            &cpath(&dest),
-            libc::AT_RECURSIVE as u32,
+            made.fd.as_raw_fd(),
+            c"",
+            libc::AT_RECURSIVE as u32 | libc::AT_EMPTY_PATH as u32,
             o.rec.set,
             o.rec.clr,
             None,
         )
-        .ctx(|| format!("mount_setattr {}", dest.display()))?;
+        .ctx(|| format!("mount_setattr {}", made.real_path().display()))?;
     }
     Ok(())
+}
+
+/// The mount just made at `inside`: resolved again, so the fd is on the new mount's root rather
+/// than on the directory under it.
+fn mounted(root: &Root, inside: &Path) -> Result<Target> {
+    root.resolve(inside).map_err(|e| {
+        Error::sys(
+            format!("reopen {} in the container after mounting it", inside.display()),
+            e,
+        )
+    })
 }
 
 /// /sys/fs/cgroup: on v2 a cgroup2 mount (fresh in a cgroup namespace, else the container's
 /// directory bound); on v1/hybrid a tmpfs holding a bind of the container's directory in each
 /// hierarchy, as runc does.
-fn mount_cgroup(p: &RootfsPlan, dest: &Path, o: &MountOptions) -> Result<()> {
-    make_target(dest, false)?;
+fn mount_cgroup(p: &RootfsPlan, root: &Root, inside: &Path, o: &MountOptions) -> Result<()> {
+    let target = root.make(inside, false)?;
+    let dest = target.proc_path();
     let flags = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
     if p.cgroup_v2_only {
         if p.new_cgroup_ns {
-            return mount(Some(Path::new("cgroup2")), dest, Some("cgroup2"), flags, None);
+            return mount(Some(Path::new("cgroup2")), &dest, Some("cgroup2"), flags, None);
         }
         let dir = p.cgroup_dirs.first().map(|(_, d)| d.clone()).unwrap_or_default();
-        mount(Some(&dir), dest, None, MsFlags::MS_BIND, None)?;
-        return remount_bind(dest, flags);
+        mount(Some(&dir), &dest, None, MsFlags::MS_BIND, None)?;
+        return remount_bind(&mounted(root, inside)?.proc_path(), flags);
     }
     mount(
         Some(Path::new("tmpfs")),
-        dest,
+        &dest,
         Some("tmpfs"),
         flags - MsFlags::MS_RDONLY,
         Some("mode=755"),
     )?;
+    let tmpfs = mounted(root, inside)?;
     for (name, dir) in &p.cgroup_dirs {
-        let sub = dest.join(name);
-        make_target(&sub, false)?;
-        mount(Some(dir), &sub, None, MsFlags::MS_BIND, None)?;
-        remount_bind(&sub, flags)?;
+        let sub = root.make(&inside.join(name), false)?;
+        mount(Some(dir), &sub.proc_path(), None, MsFlags::MS_BIND, None)?;
+        remount_bind(&mounted(root, &inside.join(name))?.proc_path(), flags)?;
         if name.contains(',') {
             for c in name.split(',') {
-                let _ = std::os::unix::fs::symlink(name, dest.join(c));
+                let _ = std::os::unix::fs::symlink(name, tmpfs.proc_path().join(c));
             }
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        mount(None, dest, None, MsFlags::MS_REMOUNT | flags, Some("mode=755"))?;
+        mount(
+            None,
+            &tmpfs.proc_path(),
+            None,
+            MsFlags::MS_REMOUNT | flags,
+            Some("mode=755"),
+        )?;
     }
     Ok(())
 }
@@ -343,21 +366,6 @@ pub fn remount_bind(dest: &Path, flags: MsFlags) -> Result<()> {
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked,
         None,
     )
-}
-
-/// Make a mount target: a directory, or an empty file for a file bind.
-fn make_target(dest: &Path, file: bool) -> Result<()> {
-    if file {
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
-        }
-        if !dest.exists() {
-            std::fs::File::create(dest).ctx(|| format!("create {}", dest.display()))?;
-        }
-        Ok(())
-    } else {
-        std::fs::create_dir_all(dest).ctx(|| format!("create {}", dest.display()))
-    }
 }
 
 /// Bind the rootfs onto itself, so it is a mount of its own (pivot_root needs one, and
@@ -400,17 +408,35 @@ pub fn pivot(p: &RootfsPlan) -> Result<()> {
     Ok(())
 }
 
-/// After pivot: masked paths, read-only paths, the read-only root.
+/// After pivot: masked paths, read-only paths, the read-only root. Each path is resolved in the
+/// container's root without magic links and mounted on by fd; masking fails closed.
 pub fn finalize(p: &RootfsPlan) -> Result<()> {
-    for path in &p.masked {
-        mask(path)?;
+    if p.masked.is_empty() && p.readonly_paths.is_empty() && !p.readonly {
+        return Ok(());
+    }
+    let root = Root::open(Path::new("/"))?;
+    // By fd through the container's /proc; a container without one has no magic link either,
+    // and the path checked by `existing` is used as it is.
+    let by_fd = Path::new("/proc/self/fd").is_dir();
+    let at = |t: &Target, path: &Path| if by_fd { t.proc_path() } else { path.to_path_buf() };
+    if !p.masked.is_empty() {
+        let null = dev_null(&root)?;
+        let null = at(&null, Path::new("/dev/null"));
+        for path in &p.masked {
+            mask(&root, &null, path, at)
+                .map_err(|e| Error::Invalid(format!("linux.maskedPaths {}: {e}", path.display())))?;
+        }
     }
     for path in &p.readonly_paths {
-        match mount(Some(path), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None) {
-            Err(_) if !path.exists() => continue,
-            r => r?,
-        }
-        remount_bind(path, MsFlags::MS_RDONLY | MsFlags::MS_REC)?;
+        let Some(t) = existing(&root, path)? else { continue };
+        mount(
+            Some(&at(&t, path)),
+            &at(&t, path),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        remount_bind(&at(&mounted(&root, path)?, path), MsFlags::MS_RDONLY | MsFlags::MS_REC)?;
     }
     if p.readonly {
         remount_bind(Path::new("/"), MsFlags::MS_RDONLY)?;
@@ -418,10 +444,47 @@ pub fn finalize(p: &RootfsPlan) -> Result<()> {
     Ok(())
 }
 
-fn mask(path: &Path) -> Result<()> {
-    match std::fs::metadata(path) {
-        Err(_) => Ok(()),
-        Ok(m) if m.is_dir() => mount(Some(Path::new("tmpfs")), path, Some("tmpfs"), MsFlags::MS_RDONLY, None),
-        Ok(_) => mount(Some(Path::new("/dev/null")), path, None, MsFlags::MS_BIND, None),
+/// `path` resolved in the root, or `None` when it does not exist (as runc, a missing masked or
+/// read-only path is skipped). Any other failure, a magic link on the way included, is an error.
+fn existing(root: &Root, path: &Path) -> Result<Option<Target>> {
+    match root.resolve(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(e) => Err(Error::sys(format!("resolve {} in the container", path.display()), e)),
+    }
+}
+
+/// The container's /dev/null, checked to be the real null device (1:3): an image or a mount
+/// could put a regular file or another device there, and masking with it would expose what
+/// it should hide (the CVE-2025-31133 class).
+fn dev_null(root: &Root) -> Result<Target> {
+    let t = existing(root, Path::new("/dev/null"))?
+        .ok_or_else(|| Error::Invalid("linux.maskedPaths: /dev/null does not exist in the container".into()))?;
+    let st = nix::sys::stat::fstat(t.fd.as_raw_fd()).map_err(|e| Error::sys("stat /dev/null", e))?;
+    let is_chr = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
+    if !is_chr || st.st_rdev != libc::makedev(1, 3) {
+        return Err(Error::Invalid(format!(
+            "linux.maskedPaths: /dev/null in the container is not the null device (mode {:o}, device {}:{}); refusing to mask with it",
+            st.st_mode,
+            libc::major(st.st_rdev),
+            libc::minor(st.st_rdev)
+        )));
+    }
+    Ok(t)
+}
+
+fn mask(root: &Root, null: &Path, path: &Path, at: impl Fn(&Target, &Path) -> PathBuf) -> Result<()> {
+    let Some(t) = existing(root, path)? else { return Ok(()) };
+    let st = nix::sys::stat::fstat(t.fd.as_raw_fd()).map_err(|e| Error::sys("stat", e))?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        mount(
+            Some(Path::new("tmpfs")),
+            &at(&t, path),
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None,
+        )
+    } else {
+        mount(Some(null), &at(&t, path), None, MsFlags::MS_BIND, None)
     }
 }

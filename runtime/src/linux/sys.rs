@@ -21,6 +21,7 @@ pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 const OPEN_TREE_CLONE: u32 = 1;
 const OPEN_TREE_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
 const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
 
 #[repr(C)]
 struct MountAttr {
@@ -72,17 +73,17 @@ pub fn open_tree_clone(path: &CStr, recursive: bool) -> nix::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// move_mount(2) of a detached tree `from` onto `to`.
-pub fn move_mount(from: RawFd, to: &CStr) -> nix::Result<()> {
-    // SAFETY: valid fd and C strings.
+/// move_mount(2) of a detached tree `from` onto the file `to` is open on (an O_PATH fd).
+pub fn move_mount_to_fd(from: RawFd, to: RawFd) -> nix::Result<()> {
+    // SAFETY: valid fds and empty C strings.
     check(unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             from,
             c"".as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            to,
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )
     })
     .map(drop)
