@@ -241,3 +241,33 @@ fn create_without_a_proc_mount_is_refused_naming_proc() {
     });
     create_fails_cleanly(&b, &["/proc"]);
 }
+
+#[test]
+fn a_bind_over_a_kernel_knob_in_proc_is_refused() {
+    let mut b = Bundle::busybox();
+    let src = b.path().join("knob");
+    fs::write(&src, "|/tmp/x").unwrap();
+    b.bind(&src, "/proc/sys/kernel/core_pattern", &[]);
+    create_fails_cleanly(&b, &["/proc/sys/kernel/core_pattern", "/proc"]);
+}
+
+#[test]
+fn a_destination_that_leads_into_proc_through_a_symlink_is_refused() {
+    let mut b = Bundle::busybox();
+    std::os::unix::fs::symlink("/proc/sys", b.rootfs().join("knobs")).unwrap();
+    let src = b.path().join("knob");
+    fs::write(&src, "x").unwrap();
+    b.bind(&src, "/knobs/kernel/core_pattern", &[]);
+    create_fails_cleanly(&b, &["/proc/sys/kernel/core_pattern"]);
+}
+
+#[test]
+fn a_tmpfs_over_proc_is_refused() {
+    let mut b = Bundle::busybox();
+    b.with_config(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["destination"] != "/proc");
+        mounts.push(json!({"destination": "/proc", "type": "tmpfs", "source": "tmpfs"}));
+    });
+    create_fails_cleanly(&b, &["/proc", "proc filesystem"]);
+}

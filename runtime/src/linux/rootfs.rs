@@ -122,7 +122,9 @@ pub fn plan(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<RootfsPlan> {
             )));
         }
         // Resolve now so an escaping destination fails before any side effect.
-        resolve_in_root(rootfs, m.destination()).map_err(|e| Error::Invalid(format!("mount destination {e}")))?;
+        let resolved =
+            resolve_in_root(rootfs, m.destination()).map_err(|e| Error::Invalid(format!("mount destination {e}")))?;
+        check_proc_mount(rootfs, &resolved, &typ, is_bind.then_some(source.as_deref()).flatten())?;
         mounts.push(PlannedMount {
             dest: m.destination().clone(),
             source,
@@ -176,6 +178,55 @@ fn mount(src: Option<&Path>, dest: &Path, typ: Option<&str>, flags: MsFlags, dat
             data.unwrap_or("")
         )
     })
+}
+
+/// The files under /proc a mount may cover: what lxcfs emulates, as runc allows. Anything else
+/// under /proc (a bind over /proc/sys/kernel/core_pattern, say) would let the config hand the
+/// container a writable kernel knob or hide a masked file, so it is refused.
+const PROC_MOUNTS_ALLOWED: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+    "/proc/sys/crypto/fips_enabled",
+];
+
+/// runc's proc-mount check, on the destination as resolved in the root: on /proc itself only
+/// a proc filesystem (a `proc` mount, or a bind of one); under it only `PROC_MOUNTS_ALLOWED`.
+fn check_proc_mount(rootfs: &Path, resolved: &Path, typ: &str, bind_source: Option<&Path>) -> Result<()> {
+    let Ok(rel) = resolved.strip_prefix(rootfs.join("proc")) else {
+        return Ok(());
+    };
+    let inside = Path::new("/proc").join(rel);
+    if rel.as_os_str().is_empty() {
+        let is_proc = match bind_source {
+            Some(src) => {
+                nix::sys::statfs::statfs(src).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+            }
+            None => typ == "proc",
+        };
+        return if is_proc {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "mount destination /proc: only a proc filesystem may be mounted there (type {typ:?})"
+            )))
+        };
+    }
+    if PROC_MOUNTS_ALLOWED.iter().any(|a| Path::new(a) == inside) {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "mount destination {}: mounts inside /proc are limited to {}",
+        inside.display(),
+        PROC_MOUNTS_ALLOWED.join(", ")
+    )))
 }
 
 /// Everything before pivot_root: propagation, the rootfs bind, mounts, devices, symlinks.
