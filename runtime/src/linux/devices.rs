@@ -3,13 +3,17 @@
 //! the host's node is bind-mounted instead, as runc does.
 
 use std::ffi::CString;
-use std::os::unix::fs::symlink;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
 
 use nix::mount::MsFlags;
 use nix::sys::stat::{Mode, SFlag};
 use oci_spec::runtime::{Linux, LinuxDeviceType};
 
+use super::inroot::Root;
 use crate::error::Context;
 use crate::Result;
 
@@ -76,63 +80,87 @@ pub fn plan(linux: &Linux) -> Vec<Device> {
 
 /// Create `devices` under `rootfs` (host-side path of the container's /). `bind` is set in a
 /// user namespace, where nodes are bind-mounted from the host.
-pub fn create(rootfs: &Path, devices: &[Device], bind: bool) -> Result<()> {
+pub fn create(root: &Root, devices: &[Device], bind: bool) -> Result<()> {
     let old = nix::sys::stat::umask(Mode::empty());
-    let r = devices.iter().try_for_each(|d| create_one(rootfs, d, bind));
+    let r = devices.iter().try_for_each(|d| create_one(root, d, bind));
     nix::sys::stat::umask(old);
     r
 }
 
-fn create_one(rootfs: &Path, d: &Device, bind: bool) -> Result<()> {
-    let dest = super::securepath::resolve_in_root(rootfs, &d.path)
-        .map_err(|e| crate::Error::Invalid(format!("linux.devices: {e}")))?;
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
-    }
-    let _ = std::fs::remove_file(&dest);
+/// One node, made by fd in its directory as resolved in the root: a symlink swapped in on the
+/// way or at the name is never followed to the host.
+fn create_one(root: &Root, d: &Device, bind: bool) -> Result<()> {
+    let err = |what: &str, e: Errno| crate::Error::sys(format!("linux.devices: {what} {}", d.path.display()), e);
+    let (dir, name) = match (d.path.parent(), d.path.file_name()) {
+        (Some(dir), Some(name)) => (
+            dir,
+            CString::new(name.as_bytes()).map_err(|_| err("name", Errno::EINVAL))?,
+        ),
+        _ => {
+            return Err(crate::Error::Invalid(format!(
+                "linux.devices: {}: not a file path",
+                d.path.display()
+            )))
+        }
+    };
+    let dir = root.make(dir, false)?;
+    let dirfd = dir.fd.as_raw_fd();
+    // SAFETY: a valid dirfd and C string; unlinkat removes a symlink itself, never its target.
+    unsafe { libc::unlinkat(dirfd, name.as_ptr(), 0) };
     if bind {
-        std::fs::File::create(&dest).ctx(|| format!("create {}", dest.display()))?;
-        nix::mount::mount(Some(&d.path), &dest, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .ctx(|| format!("bind device {} from the host", d.path.display()))?;
-        return Ok(());
+        // SAFETY: as above; O_EXCL | O_NOFOLLOW never opens through a link.
+        let fd = Errno::result(unsafe {
+            libc::openat(
+                dirfd,
+                name.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o600,
+            )
+        })
+        .map_err(|e| err("create", e))?;
+        // SAFETY: the fd we just opened, on the empty file we made.
+        let file = unsafe { OwnedFd::from_raw_fd(fd) };
+        let target = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        return nix::mount::mount(Some(&d.path), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .ctx(|| format!("bind device {} from the host", d.path.display()));
     }
     let devno = nix::sys::stat::makedev(d.major, d.minor);
-    nix::sys::stat::mknod(&dest, d.kind, Mode::from_bits_truncate(d.mode), devno)
-        .ctx(|| format!("mknod {}", d.path.display()))?;
-    let c = CString::new(dest.as_os_str().as_encoded_bytes()).unwrap_or_default();
-    // SAFETY: valid C string; chmod is needed because mknod's mode is filtered by the umask
-    // only when one is set, and the node must carry exactly `fileMode`.
-    if unsafe { libc::chmod(c.as_ptr(), d.mode) } != 0 {
-        return Err(crate::Error::io(
-            format!("chmod {}", d.path.display()),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    std::os::unix::fs::chown(&dest, Some(d.uid), Some(d.gid)).ctx(|| format!("chown {}", d.path.display()))
+    // SAFETY: a valid dirfd and C string. The umask is 0 (see `create`), so the node carries
+    // exactly `fileMode`.
+    Errno::result(unsafe { libc::mknodat(dirfd, name.as_ptr(), d.kind.bits() | d.mode, devno) })
+        .map_err(|e| err("mknod", e))?;
+    // SAFETY: as above; AT_SYMLINK_NOFOLLOW changes a swapped-in link, never its target.
+    Errno::result(unsafe { libc::fchownat(dirfd, name.as_ptr(), d.uid, d.gid, libc::AT_SYMLINK_NOFOLLOW) })
+        .map_err(|e| err("chown", e))
+        .map(drop)
 }
 
 /// The /dev symlinks of the runtime spec, and /dev/ptmx pointing into the devpts instance.
-pub fn create_symlinks(rootfs: &Path) -> Result<()> {
+pub fn create_symlinks(root: &Root) -> Result<()> {
     let mut links = vec![
-        ("/proc/self/fd", "dev/fd"),
-        ("/proc/self/fd/0", "dev/stdin"),
-        ("/proc/self/fd/1", "dev/stdout"),
-        ("/proc/self/fd/2", "dev/stderr"),
-        ("pts/ptmx", "dev/ptmx"),
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+        ("pts/ptmx", "ptmx"),
     ];
     if Path::new("/proc/kcore").exists() {
-        links.push(("/proc/kcore", "dev/core"));
+        links.push(("/proc/kcore", "core"));
     }
+    let dev = root.make(Path::new("/dev"), false)?;
     for (target, name) in links {
-        let p = rootfs.join(name);
-        if name == "dev/ptmx" {
-            let _ = std::fs::remove_file(&p);
+        let (t, n) = (
+            CString::new(target).unwrap_or_default(),
+            CString::new(name).unwrap_or_default(),
+        );
+        if name == "ptmx" {
+            // SAFETY: a valid dirfd and C string.
+            unsafe { libc::unlinkat(dev.fd.as_raw_fd(), n.as_ptr(), 0) };
         }
-        match symlink(target, &p) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(crate::Error::io(format!("symlink /{name}"), e));
-            }
-            _ => {}
+        // SAFETY: valid C strings and dirfd.
+        match Errno::result(unsafe { libc::symlinkat(t.as_ptr(), dev.fd.as_raw_fd(), n.as_ptr()) }) {
+            Ok(_) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(crate::Error::sys(format!("symlink /dev/{name}"), e)),
         }
     }
     Ok(())

@@ -251,8 +251,8 @@ pub fn prepare(p: &RootfsPlan, idmapped_trees: &[Option<OwnedFd>]) -> Result<()>
         mount_entry(p, &root, m, tree).map_err(|e| Error::Invalid(format!("mount {}: {e}", m.dest.display())))?;
     }
     if !p.dev_bound {
-        devices::create(&p.rootfs, &p.devices, p.in_user_ns)?;
-        devices::create_symlinks(&p.rootfs)?;
+        devices::create(&root, &p.devices, p.in_user_ns)?;
+        devices::create_symlinks(&root)?;
     }
     Ok(())
 }
