@@ -742,6 +742,57 @@ fn a_dev_null_symlink_to_a_host_file_never_becomes_a_masked_path() {
 }
 
 // ---------------------------------------------------------------------------
+// 6b. Files the runtime reads from the image: /etc/passwd (for HOME), the wasm module
+// ---------------------------------------------------------------------------
+
+#[test]
+fn an_etc_passwd_symlinked_to_a_host_file_does_not_leak_it_into_home() {
+    let rt = Runtime::new();
+    let host = HostPath::new("passwd");
+    fs::write(&host.0, "root:x:0:0:root:/HOST-SECRET-HOME:/bin/sh\n").unwrap();
+    let mut b = Bundle::busybox();
+    let passwd = b.rootfs().join("etc/passwd");
+    fs::remove_file(&passwd).unwrap();
+    std::os::unix::fs::symlink(&host.0, &passwd).unwrap();
+    b.args(&["sh", "-c", "echo home=$HOME"]);
+    let id = rt.id("passwd");
+    let o = run(&rt, &id, &b);
+    assert!(
+        !stdout(&o).contains("HOST-SECRET-HOME"),
+        "the host file behind the image's /etc/passwd symlink reached the container: {}",
+        show(&o)
+    );
+}
+
+#[test]
+fn a_wasm_module_symlinked_to_a_host_file_is_not_run() {
+    let rt = Runtime::new();
+    if !has_wasm(&rt) {
+        return;
+    }
+    // A real guest on the host, outside the rootfs; the image's module is an absolute
+    // symlink to that host path, which inside the container leads nowhere.
+    let host = HostPath::new("module");
+    fs::copy(wasm_app("hello"), &host.0).unwrap();
+    let mut b = Bundle::busybox();
+    std::os::unix::fs::symlink(&host.0, b.rootfs().join("app.wasm")).unwrap();
+    b.args(&["/app.wasm", "leaked"]);
+    b.annotate("run.oci.handler", "wasm");
+    let id = rt.id("module");
+    let o = run(&rt, &id, &b);
+    assert!(
+        !o.status.success(),
+        "the host module behind the image's symlink ran: {}",
+        show(&o)
+    );
+    assert!(
+        stderr(&o).contains("/app.wasm"),
+        "the error does not name the module: {}",
+        show(&o)
+    );
+}
+
+// ---------------------------------------------------------------------------
 // 7. cgroupsPath climbing out, or naming a hierarchy root
 // ---------------------------------------------------------------------------
 

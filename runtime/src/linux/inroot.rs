@@ -74,6 +74,11 @@ impl Root {
         })
     }
 
+    /// `inside` resolved in the root and opened for reading.
+    pub fn open_file(&self, inside: &Path) -> std::result::Result<OwnedFd, Errno> {
+        openat2_in_root(self.fd.as_raw_fd(), &relative(inside), libc::O_RDONLY)
+    }
+
     /// `inside` resolved in the root, creating missing directories (0755) on the way, each by
     /// `mkdirat` on the fd of its resolved parent. With `file`, the last component is made an
     /// empty file (a bind mount target for a file) when missing. A dangling symlink on the way

@@ -318,8 +318,12 @@ fn mempolicy(
 
 /// The home directory of `uid` from the rootfs's /etc/passwd, or `/` (runc's default).
 fn home_of(rootfs: &Path, uid: u32) -> String {
-    std::fs::read_to_string(rootfs.join("etc/passwd"))
+    // Read through the rootfs as the container sees it: an image whose /etc/passwd is a
+    // symlink to a host file must not get that file's contents into HOME.
+    super::inroot::Root::open(rootfs)
         .ok()
+        .and_then(|r| r.open_file(Path::new("/etc/passwd")).ok())
+        .and_then(|fd| std::io::read_to_string(std::fs::File::from(fd)).ok())
         .and_then(|s| {
             s.lines().find_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();

@@ -3,10 +3,12 @@
 //! file found in the rootfs the way execvp would find it (runwasi's rule).
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use crate::linux::securepath;
+use crate::linux::inroot;
 
 /// crun's handler annotation: `wasm` or `wasm-smart`.
 pub const HANDLER: &str = "run.oci.handler";
@@ -43,10 +45,26 @@ pub fn has_wasm_name(arg0: &str) -> bool {
     matches!(ext, Some("wasm") | Some("wat"))
 }
 
-/// The program file args[0] names, as (path in the container, path on the host), found as
-/// execvp would: relative to `cwd` when it contains a `/`, else in each `PATH` directory.
-/// Symlinks resolve inside the rootfs; `None` if no regular file is found.
-pub fn find_in_rootfs(rootfs: &Path, arg0: &str, cwd: &Path, path_env: &str) -> Option<(PathBuf, PathBuf)> {
+/// A program file found in the rootfs, held open: `host()` names this very file (through our
+/// fd) for as long as it lives, whatever is renamed or swapped in the rootfs meanwhile.
+#[derive(Debug)]
+pub struct Found {
+    /// Its path in the container.
+    pub inside: PathBuf,
+    file: File,
+}
+
+impl Found {
+    /// A path on this side that opens exactly the file found: `/proc/self/fd/N`.
+    pub fn host(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
+}
+
+/// The program file args[0] names, found as execvp would: relative to `cwd` when it contains
+/// a `/`, else in each `PATH` directory. Resolved and opened by the kernel inside the rootfs
+/// (symlinks cannot leave it); `None` if no regular file is found.
+pub fn find_in_rootfs(rootfs: &Path, arg0: &str, cwd: &Path, path_env: &str) -> Option<Found> {
     let candidates: Vec<PathBuf> = if arg0.contains('/') {
         vec![cwd.join(arg0)]
     } else {
@@ -56,9 +74,10 @@ pub fn find_in_rootfs(rootfs: &Path, arg0: &str, cwd: &Path, path_env: &str) -> 
             .map(|d| Path::new(d).join(arg0))
             .collect()
     };
+    let root = inroot::Root::open(rootfs).ok()?;
     candidates.into_iter().find_map(|c| {
-        let host = securepath::resolve_in_root(rootfs, &c).ok()?;
-        std::fs::metadata(&host).ok()?.is_file().then_some((c, host))
+        let file = File::from(root.open_file(&c).ok()?);
+        file.metadata().ok()?.is_file().then_some(Found { inside: c, file })
     })
 }
 
@@ -121,13 +140,13 @@ mod tests {
         std::fs::write(root.join("bin/tool"), b"#!/bin/sh\n").unwrap();
         let _ = std::os::unix::fs::symlink("/app/m.wasm", root.join("bin/m"));
 
-        let (inside, host) = find_in_rootfs(&root, "m", Path::new("/"), "/usr/bin:/bin").unwrap();
-        assert_eq!(inside, Path::new("/bin/m"));
-        assert!(has_wasm_magic(&host));
-        let (inside, _) = find_in_rootfs(&root, "app/m.wasm", Path::new("/"), "").unwrap();
-        assert_eq!(inside, Path::new("/app/m.wasm"));
-        let (_, host) = find_in_rootfs(&root, "tool", Path::new("/"), "/bin").unwrap();
-        assert!(!has_wasm_magic(&host));
+        let found = find_in_rootfs(&root, "m", Path::new("/"), "/usr/bin:/bin").unwrap();
+        assert_eq!(found.inside, Path::new("/bin/m"));
+        assert!(has_wasm_magic(&found.host()));
+        let found = find_in_rootfs(&root, "app/m.wasm", Path::new("/"), "").unwrap();
+        assert_eq!(found.inside, Path::new("/app/m.wasm"));
+        let found = find_in_rootfs(&root, "tool", Path::new("/"), "/bin").unwrap();
+        assert!(!has_wasm_magic(&found.host()));
         assert!(find_in_rootfs(&root, "missing", Path::new("/"), "/bin").is_none());
         assert!(
             find_in_rootfs(&root, "app", Path::new("/"), "/").is_none(),

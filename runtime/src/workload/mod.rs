@@ -46,8 +46,8 @@ pub fn plan(spec: &Spec, rootfs: &Path, p: &ProcessPlan) -> Result<Plan> {
     let annotations = spec.annotations().clone().unwrap_or_default();
     let asked = detect::annotations_ask_for_wasm(&annotations, arg0).map_err(Error::Invalid)?;
     let found = detect::find_in_rootfs(rootfs, arg0, &p.cwd, &p.path_env);
-    let (inside, host) = match found {
-        Some((inside, host)) if asked || detect::has_wasm_magic(&host) => (inside, host),
+    let found = match found {
+        Some(f) if asked || detect::has_wasm_magic(&f.host()) => f,
         None if asked => {
             return Err(Error::Invalid(format!(
                 "process.args[0] {arg0:?}: no such wasm module in the container (looked in PATH {})",
@@ -56,7 +56,7 @@ pub fn plan(spec: &Spec, rootfs: &Path, p: &ProcessPlan) -> Result<Plan> {
         }
         _ => return Ok(Plan::Native),
     };
-    let guest = wasm::prepare(&inside, &host, &settings(spec))?;
+    let guest = wasm::prepare(&found.inside, &found.host(), &settings(spec))?;
     Ok(Plan::Wasm(Box::new(guest)))
 }
 
