@@ -187,6 +187,25 @@ impl StateDir {
             .ctx(|| format!("write {}", path.display()))
     }
 
+    /// The end of a create: the setup file becomes `state.json`, rewritten in place with the
+    /// final record and renamed (readers of `state.json` still never see half of it). One file
+    /// per create instead of a second temp file: each new inode costs start time.
+    pub fn commit_setup(&self, rec: &Record) -> Result<()> {
+        let setup = self.path.join(SETUP_FILE);
+        let dst = self.path.join(STATE_FILE);
+        let bytes = serde_json::to_vec(rec).map_err(|source| Error::StateFile {
+            path: dst.clone(),
+            source,
+        })?;
+        let rewrite = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&setup)?;
+            f.set_len(0)?;
+            std::io::Write::write_all(&mut f, &bytes)?;
+            std::fs::rename(&setup, &dst)
+        };
+        rewrite().ctx(|| format!("write {}", dst.display()))
+    }
+
     /// Write the record atomically (temp file + rename), so a reader never sees half of it.
     pub fn write(&self, rec: &Record) -> Result<()> {
         let dst = self.path.join(STATE_FILE);

@@ -245,7 +245,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     rec.pid_start_time = state::proc_stat(pid)
         .map(|(_, t)| t)
         .ok_or_else(|| Error::Init("the init exited during setup".into()))?;
-    dir.write(&rec)?;
+    dir.commit_setup(&rec)?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid)?;
     }
