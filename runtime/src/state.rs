@@ -39,6 +39,10 @@ pub struct Record {
     /// Cgroup directories the container was placed in, one per hierarchy.
     #[serde(default)]
     pub cgroup_dirs: Vec<PathBuf>,
+    /// Those of `cgroup_dirs` that wrun created (and so removes); the others existed, empty,
+    /// and are only joined. `None` in records of older wrun: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_owned: Option<Vec<PathBuf>>,
     /// Without a mount namespace: the rootfs bind in the host's namespace that delete detaches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_rootfs_mount: Option<PathBuf>,
@@ -76,6 +80,11 @@ impl std::fmt::Display for Status {
 
 impl Record {
     /// The OCI state with `status`, for hooks and `wrun state`.
+    /// The cgroup directories wrun made for this container: the ones delete removes.
+    pub fn owned_cgroups(&self) -> &[PathBuf] {
+        self.cgroup_owned.as_deref().unwrap_or(&self.cgroup_dirs)
+    }
+
     pub fn oci_state(&self, status: Status) -> OciState<'_> {
         OciState {
             oci_version: &self.oci_version,
@@ -308,6 +317,7 @@ mod tests {
             owner: String::new(),
             annotations: BTreeMap::new(),
             cgroup_dirs: vec!["/sys/fs/cgroup/pids/wrun/c1".into()],
+            cgroup_owned: None,
             host_rootfs_mount: None,
             hooks: None,
         };

@@ -958,6 +958,37 @@ fn an_existing_busy_cgroup_survives_create_and_delete_with_its_process() {
     assert!(exists, "the pre-existing cgroup {} was removed", dir.display());
 }
 
+#[test]
+fn an_existing_empty_cgroup_is_joined_and_left_in_place_by_delete() {
+    if is_cgroup_v2() {
+        skip("written for the v1 pids hierarchy of a v1 or hybrid host");
+        return;
+    }
+    if !require_controller("pids") {
+        return;
+    }
+    let rt = Runtime::new();
+    let name = unique("wrun-esc-empty");
+    let dir = Path::new("/sys/fs/cgroup/pids").join(&name);
+    fs::create_dir(&dir).unwrap();
+    let mut b = Bundle::busybox();
+    b.args(&["sh", "-c", "cat /proc/self/cgroup"]);
+    b.with_config(|c| c["linux"]["cgroupsPath"] = json!(format!("/{name}")));
+    let id = rt.id("emptycg");
+    let o = run(&rt, &id, &b);
+    let exists = dir.is_dir();
+    let others: Vec<PathBuf> = cgroups_named(&name).into_iter().filter(|d| d != &dir).collect();
+    rmdir_all(cgroups_named(&name));
+    assert_ok(&o, "run in an existing empty cgroup");
+    assert!(
+        stdout(&o).contains(&format!("pids:/{name}")),
+        "the container is not in the existing cgroup: {}",
+        show(&o)
+    );
+    assert!(exists, "delete removed the cgroup {} it did not create", dir.display());
+    assert!(others.is_empty(), "delete left the cgroups it made: {others:?}");
+}
+
 // ---------------------------------------------------------------------------
 // 9. kill --all against a forking process
 // ---------------------------------------------------------------------------

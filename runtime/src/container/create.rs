@@ -96,6 +96,9 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     let cgroup_dirs = cgroups::plan(linux.cgroups_path().as_deref(), &opts.id)?;
     rootfs.cgroup_v2_only = cgroup_dirs.len() == 1 && cgroup_dirs[0].starts_with("/sys/fs/cgroup") && is_v2_root();
     rootfs.cgroup_dirs = cgroup_names(&cgroup_dirs);
+    // An existing cgroup is joined only when it is empty; the ones made here are the only
+    // ones delete (or a failed create) removes.
+    let cgroup_owned = cgroups::unused_or_new(&cgroup_dirs)?;
     if let Some(h) = spec.hooks() {
         hooks::validate(h)?;
     }
@@ -111,6 +114,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         owner: owner(),
         annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
         cgroup_dirs: cgroup_dirs.clone(),
+        cgroup_owned: Some(cgroup_owned.clone()),
         host_rootfs_mount: None,
         hooks: spec.hooks().clone(),
     };
@@ -152,7 +156,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     dir.note_setup(&rec)?;
     let cgroup = cgroups::Cgroup::new(&cgroup_dirs);
     cgroup.create()?;
-    undo.cgroups = &cgroup_dirs;
+    undo.cgroups = &cgroup_owned;
     // Limits go on while the cgroup is still empty: the init is born limited.
     if let Some(r) = linux.resources() {
         let devices = r.devices().as_deref().filter(|d| !d.is_empty());

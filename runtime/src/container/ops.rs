@@ -231,7 +231,7 @@ fn destroy_unfinished(c: &Loaded) -> Result<()> {
                 }
             }
         }
-        cgroups::remove(&setup.cgroup_dirs)?;
+        cgroups::remove(setup.owned_cgroups())?;
         if let Some(r) = &setup.host_rootfs_mount {
             crate::linux::rootfs::detach_rootfs(r);
         }
@@ -241,7 +241,7 @@ fn destroy_unfinished(c: &Loaded) -> Result<()> {
 
 fn destroy(c: &Loaded) -> Result<()> {
     if let Some(rec) = &c.rec {
-        cgroups::remove(&rec.cgroup_dirs)?;
+        cgroups::remove(rec.owned_cgroups())?;
         if let Some(r) = &rec.host_rootfs_mount {
             crate::linux::rootfs::detach_rootfs(r);
         }

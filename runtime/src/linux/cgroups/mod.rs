@@ -421,6 +421,26 @@ pub fn pids(dirs: &[PathBuf]) -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// The directories of `dirs` that do not exist yet (the ones a create will make and own), or
+/// an error when one that exists holds processes: a container never shares a cgroup with
+/// processes that are not its own, which its limits, `kill --all` and delete would hit.
+pub fn unused_or_new(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut new = Vec::new();
+    for d in dirs {
+        if !d.is_dir() {
+            new.push(d.clone());
+            continue;
+        }
+        if let Some(pid) = pids(std::slice::from_ref(d)).first() {
+            return Err(Error::Invalid(format!(
+                "linux.cgroupsPath: cgroup {} already holds processes (pid {pid}); a container needs a cgroup of its own",
+                d.display()
+            )));
+        }
+    }
+    Ok(new)
+}
+
 /// Send `sig` to every process in the cgroup, including children forked while we signal:
 /// SIGKILL through v2's `cgroup.kill` (the kernel kills the whole cgroup at once, forks in
 /// flight included); otherwise with the cgroup frozen, so a process cannot fork a child we
