@@ -290,6 +290,37 @@ fn device_rules_deny_what_is_not_allowed_and_keep_the_defaults() {
     assert!(allowed.contains("kmsg-opened"), "{allowed}");
 }
 
+// runc 1.1 rebuilds the rules from the update alone: fails against runc.
+#[test]
+fn update_with_device_rules_keeps_the_configs_devices_usable() {
+    let mut b = sleeper(json!({}));
+    b.with_config(|c| {
+        c["linux"]["devices"] = json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11,
+                                         "fileMode": 438, "uid": 0, "gid": 0}]);
+    });
+    let rt = Runtime::new();
+    let id = rt.id("updev");
+    rt.create_ok(&id, &b);
+    assert_ok(&rt.start(&id), "start");
+    let o = rt.exec_stdin(
+        &["update", "-r", "-", &id],
+        br#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
+    );
+    assert_ok(&o, "update with a deny-all device rule");
+    let o = rt.exec(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "echo x > /dev/null && : > /dev/kmsg && echo both-ok",
+    ]);
+    assert!(
+        stdout(&o).contains("both-ok"),
+        "after update, the config's /dev/kmsg or the default /dev/null is refused: {}",
+        show(&o)
+    );
+}
+
 /// Bad resource values: one line naming the field, non-zero exit, nothing left behind.
 fn assert_refused(resources: Value, names: &[&str]) {
     let b = sleeper(resources);

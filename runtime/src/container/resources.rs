@@ -26,15 +26,23 @@ fn running_cgroup(root: &Path, id: &str, verb: &'static str) -> Result<(super::o
     Ok((c, Cgroup::new(&dirs)))
 }
 
-/// `update`: apply new limits to a live container.
+/// `update`: apply new limits to a live container. New device rules replace the old ones as
+/// `create` made them: the defaults and the nodes of the config's `linux.devices` stay allowed
+/// (the container has those nodes; the rules must not take them away).
 pub fn update(root: &Path, id: &str, r: &LinuxResources) -> Result<()> {
-    let (_, cg) = running_cgroup(root, id, "only a live container can be updated")?;
-    let rules = r
-        .devices()
-        .as_deref()
-        .filter(|d| !d.is_empty())
-        .map(|d| cgroups::device_rules(d, &[]))
-        .unwrap_or_default();
+    let (c, cg) = running_cgroup(root, id, "only a live container can be updated")?;
+    let rules = match r.devices().as_deref().filter(|d| !d.is_empty()) {
+        Some(d) => {
+            let nodes = c
+                .rec
+                .as_ref()
+                .and_then(|rec| crate::spec::Bundle::load(&rec.bundle).ok())
+                .and_then(|b| b.spec.linux().as_ref().map(crate::linux::devices::plan))
+                .unwrap_or_else(crate::linux::devices::defaults);
+            cgroups::device_rules(d, &nodes)
+        }
+        None => Vec::new(),
+    };
     cg.apply(r, &rules, true)
 }
 
