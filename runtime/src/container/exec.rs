@@ -86,7 +86,10 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         return Err(Error::Invalid("exec: no command given".into()));
     }
     let filter = linux.seccomp().as_ref().map(seccomp::build).transpose()?;
-    // The init's namespaces, opened now; pid joins via our own pid_for_children.
+    // The init's namespaces, opened now through /proc/PID, between a pidfd checked against
+    // the init's start time and a check that it is still alive: so they are the init's, not
+    // those of a process that reused its pid. pid joins via our own pid_for_children.
+    let init = super::ops::init_pidfd(&c)?;
     let mut join = Vec::new();
     let mut pid_ns = None;
     for ns in linux.namespaces().as_deref().unwrap_or_default() {
@@ -97,6 +100,9 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
             LinuxNamespaceType::User => join.insert(0, (ns.typ(), f)),
             t => join.push((t, f)),
         }
+    }
+    if super::ops::has_exited(&init) {
+        return Err(c.wrong("its init process exited while exec was joining it"));
     }
     let console = match (process.terminal, &opts.console_socket, opts.detach) {
         (true, Some(p), _) => {

@@ -31,7 +31,7 @@ impl Loaded {
         self.rec.as_ref().map(|r| r.oci_state(self.status))
     }
 
-    fn wrong(&self, why: &'static str) -> Error {
+    pub(super) fn wrong(&self, why: &'static str) -> Error {
         Error::WrongStatus {
             id: self.dir.id.clone(),
             status: self.status.to_string(),
@@ -39,7 +39,7 @@ impl Loaded {
         }
     }
 
-    fn record(&self) -> Result<&Record> {
+    pub(super) fn record(&self) -> Result<&Record> {
         self.rec.as_ref().ok_or_else(|| self.wrong("it is still being created"))
     }
 }
@@ -55,6 +55,23 @@ fn pidfd(pid: i32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open with no flags; we own the returned fd.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// A pidfd on the container's init, checked against the start time in its record: from here
+/// on it names that process and no other, whatever pid reuse happens.
+pub(super) fn init_pidfd(c: &Loaded) -> Result<OwnedFd> {
+    let rec = c.record()?;
+    let pfd = pidfd(rec.pid).ok_or_else(|| c.wrong("its init process is gone"))?;
+    if !state::process_alive(rec.pid, rec.pid_start_time) {
+        return Err(c.wrong("its init process is gone"));
+    }
+    Ok(pfd)
+}
+
+/// Whether the process behind `pfd` has exited (its pidfd polls readable).
+pub(super) fn has_exited(pfd: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(pfd.as_fd(), PollFlags::POLLIN)];
+    matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
 /// `start`: open the exec fifo, which releases the init, and remove it once the init has
@@ -140,10 +157,7 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     // Through a pidfd, checked to be the init after it was opened: a pid that was reused since
     // the record was written is never signalled. By number, so real-time signals (RTMIN+3, as
     // systemd images use) arrive as given.
-    let pfd = pidfd(rec.pid).ok_or_else(|| c.wrong("its init process is gone"))?;
-    if !state::process_alive(rec.pid, rec.pid_start_time) {
-        return Err(c.wrong("its init process is gone"));
-    }
+    let pfd = init_pidfd(&c)?;
     pidfd_send_signal(&pfd, sig).ctx(|| format!("signal {sig} to container {id} (pid {})", rec.pid))
 }
 
