@@ -244,9 +244,11 @@ def write_report(args, mode, workloads, dens, prof, attach, notes, elapsed, floo
                  f" start and delete processes); its floor, `peak-rss /bin/true`, is "
                  f"{floor_kb / MIB:.2f} MiB. The cgroup peak is the container's memory cgroup "
                  f"(v1 memory.max_usage_in_bytes, v2 memory.peak) read before the delete: what the"
-                 f" container's processes charged, page cache included. A wasm guest's compiled "
-                 f"code is loaded by `create` before the init joins the cgroup and stays charged "
-                 f"to the caller's cgroup: it shows in the runtime's RSS, not in the cgroup peak.")
+                 f" container's processes charged, page cache included. A wasm guest is prepared "
+                 f"(wasmtime's engine, the module, the compiled code) by the init once it is in "
+                 f"the container's cgroup, so that memory is in the cgroup peak; file pages (the "
+                 f"runtime binary, the compiled-module cache) stay charged to whoever read them "
+                 f"first.")
     _density_table(dens, args.density, md, charts)
     for c in dens:
         if c.error:
@@ -255,9 +257,11 @@ def write_report(args, mode, workloads, dens, prof, attach, notes, elapsed, floo
     notes.append("Density: memory per container = (for each container the larger of its cgroup's "
                  "usage and its processes' PSS, + the PSS of the host processes serving them: "
                  "shims and what they started outside the containers) / N, one shot after the "
-                 "rounds. The larger of the two, because a wasm init's compiled code and wasmtime "
-                 "heap, made by `create` before the init joined its cgroup, are charged to the "
-                 "caller's cgroup (see Memory above): its cgroup alone would under-count it.")
+                 "rounds. The larger of the two, because an init shares pages charged elsewhere "
+                 "(the runtime binary's text, the copy-on-write heap of `create` from before the "
+                 "clone): its cgroup alone would under-count it. Both columns are shown: for a "
+                 "wasm container they now differ by those shared pages only, the guest itself is "
+                 "in the cgroup.")
     _targets(workloads, dens, md)
     _where(workloads, args, md)
     _profile(prof, attach, args, md, notes)

@@ -443,3 +443,36 @@ fn an_unknown_handler_fails_create() {
     b.sh("true").annotate("run.oci.handler", "krun");
     create_fails_cleanly(&b, &["run.oci.handler"]);
 }
+
+/// The container's anonymous memory charge in kB (v1 memory.stat `rss`, v2 `anon`).
+fn anon_charge_kb(id: &str) -> u64 {
+    let stat = fs::read_to_string(container_cgroup("memory", id).join("memory.stat")).unwrap();
+    let key = if is_cgroup_v2() { "anon" } else { "rss" };
+    stat.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no {key} in memory.stat:\n{stat}"))
+        / 1024
+}
+
+#[test]
+fn a_guests_engine_and_module_are_charged_to_its_own_cgroup() {
+    // The init prepares the guest once it is in the container's cgroup: wasmtime's engine,
+    // the module and the instance are the container's memory, not the caller's. A native
+    // sleep beside it shows what the container's processes charge without them.
+    let rt = Runtime::new();
+    let wasm = Bundle::wasm("sleep", &["60"]);
+    let mut native = Bundle::busybox();
+    native.args(&["sleep", "60"]);
+    let (w, n) = (rt.id("wcharge"), rt.id("ncharge"));
+    for (id, b) in [(&w, &wasm), (&n, &native)] {
+        rt.create_ok(id, b);
+        assert_ok(&rt.start(id), "start");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (wk, nk) = (anon_charge_kb(&w), anon_charge_kb(&n));
+    assert!(
+        wk >= nk + 128,
+        "the wasm container's cgroup holds {wk} kB of anonymous memory, the native one {nk} kB: \
+         the guest's engine and module are charged elsewhere"
+    );
+}

@@ -48,7 +48,7 @@ pub struct InitPlan {
     /// The parent has prestart/createRuntime hooks to run before pivot_root.
     pub runtime_hooks: bool,
     pub seccomp: Option<super::seccomp::Filter>,
-    /// Native, or a wasm guest prepared by the parent.
+    /// Native, or a wasm guest the init prepares once it is in the container's cgroup.
     pub workload: workload::Plan,
 }
 
@@ -62,6 +62,7 @@ fn run_hooks(plan: &InitPlan, kind: Kind, host_pid: i32, status: Status) -> Resu
 /// Run in the cloned child. Returns only with an error, which the caller reports.
 pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> {
     sock.expect(Msg::Go)?;
+    let prepared = plan.workload.prepare()?;
     become_root_in_user_ns(&plan.ns)?;
     enter_cgroup_ns(&plan.ns)?;
     nix::unistd::setsid().ctx(|| "setsid".into())?;
@@ -84,7 +85,7 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
         load_seccomp(plan)?;
     }
     process::switch_user_with_capabilities(&plan.process)?;
-    let workload = plan.workload.resolve(&plan.process)?;
+    let workload = prepared.resolve(&plan.process)?;
     reset_signals();
     process::set_no_new_privs(&plan.process)?;
     check_start_gate(&plan.gate)?;

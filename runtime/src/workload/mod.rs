@@ -23,7 +23,21 @@ use crate::{Error, Result};
 pub enum Plan {
     /// Find args[0] in the container (after pivot_root, as the container user) and exec it.
     Native,
-    /// Run this prepared guest.
+    /// A wasm module or component found in the rootfs (held open), to be prepared by the init.
+    Wasm(Box<WasmPlan>),
+}
+
+/// A guest to prepare: its file and the engine settings.
+#[derive(Debug)]
+pub struct WasmPlan {
+    found: detect::Found,
+    settings: wasm::Settings,
+}
+
+/// A plan made ready to run: the wasm guest compiled or loaded from the cache.
+#[derive(Debug)]
+pub enum Prepared {
+    Native,
     Wasm(Box<wasm::Guest>),
 }
 
@@ -39,8 +53,8 @@ pub enum Workload<'a> {
     },
 }
 
-/// Decide native or wasm (see `detect`) and prepare a wasm guest: read, compile or load
-/// from the cache, link, check. No side effect but the compiled-module cache.
+/// Decide native or wasm (see `detect`): no side effect. A wasm guest is prepared later, by
+/// the init (`Plan::prepare`).
 pub fn plan(spec: &Spec, rootfs: &Path, p: &ProcessPlan) -> Result<Plan> {
     let arg0 = p.args.first().and_then(|a| a.to_str().ok()).unwrap_or_default();
     let annotations = spec.annotations().clone().unwrap_or_default();
@@ -56,8 +70,10 @@ pub fn plan(spec: &Spec, rootfs: &Path, p: &ProcessPlan) -> Result<Plan> {
         }
         _ => return Ok(Plan::Native),
     };
-    let guest = wasm::prepare(&found.inside, &found.host(), &settings(spec))?;
-    Ok(Plan::Wasm(Box::new(guest)))
+    Ok(Plan::Wasm(Box::new(WasmPlan {
+        found,
+        settings: settings(spec),
+    })))
 }
 
 /// The engine and store settings the spec implies.
@@ -107,14 +123,28 @@ fn preopens(spec: &Spec) -> Vec<(PathBuf, bool)> {
 }
 
 impl Plan {
+    /// In the init, as soon as it is in the container's cgroup (so the engine, the module and
+    /// the compiled code are charged to the container, not to whoever ran `create`) and before
+    /// pivot_root (the module is read through the fd the parent opened, the compiled-module
+    /// cache is on the host): read, compile or load from the cache, link, check. A bad module
+    /// still fails `create`, which waits for the init to be ready.
+    pub fn prepare(&self) -> Result<Prepared> {
+        Ok(match self {
+            Plan::Native => Prepared::Native,
+            Plan::Wasm(w) => Prepared::Wasm(Box::new(wasm::prepare(&w.found.inside, &w.found.host(), &w.settings)?)),
+        })
+    }
+}
+
+impl Prepared {
     /// In the init, as the container user, before signals are reset: find the native
     /// program; for wasm, save the trap handlers the reset would remove.
     pub fn resolve(&self, p: &ProcessPlan) -> Result<Workload<'_>> {
         Ok(match self {
-            Plan::Native => Workload::Native {
+            Prepared::Native => Workload::Native {
                 program: process::find_program(p)?,
             },
-            Plan::Wasm(guest) => Workload::Wasm {
+            Prepared::Wasm(guest) => Workload::Wasm {
                 guest,
                 traps: wasm::TrapSignals::save(),
             },
