@@ -372,6 +372,35 @@ fn exit_codes_logs_restarts_and_stops_of_native_and_wasm_containers_in_a_shared_
         ["attempt 1"]
     );
 
+    // A wasm guest is wrun's own process for its whole life: a native sibling in the pod's PID
+    // namespace can see it (and the numbers of its fds), but not open its /proc/PID/exe (the
+    // host's wrun binary) or follow any of its fds.
+    let (_, info) = t.ok(cri.container_status(&waiter));
+    let waiter_host_pid = info_pid(&info).unwrap();
+    let nspid = std::fs::read_to_string(format!("/proc/{waiter_host_pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("NSpid:")
+                .map(|v| v.split_whitespace().last().unwrap().to_string())
+        })
+        .unwrap();
+    let probe = format!(
+        "ls /proc/{nspid} >/dev/null && echo visible; head -c4 /proc/{nspid}/exe && echo exe-read; \
+         readlink /proc/{nspid}/exe && echo exe-link; for f in /proc/{nspid}/fd/*; do \
+         readlink $f && echo fd-link; done; true"
+    );
+    let r = t.ok(cri.exec_sync(&sleeper, &["sh", "-c", &probe], 10));
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        out.contains("visible"),
+        "the wasm guest is not in the pod's PID namespace: {r:?}"
+    );
+    assert!(
+        !out.contains("exe-read") && !out.contains("exe-link") && !out.contains("fd-link") && !out.contains("ELF"),
+        "a sibling reached the wasm guest's /proc/{nspid}/exe or fd: {r:?}"
+    );
+
     // StopContainer on a wasm guest: SIGTERM ends it (143) within the grace period, where
     // SIGKILL at its end would give 137.
     t.ok(cri.stop_container(&waiter, 20));
