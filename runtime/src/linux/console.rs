@@ -52,14 +52,19 @@ pub fn setup(socket: RawFd, size: Option<(u16, u16)>, bind_console: bool) -> Res
         unsafe { libc::ioctl(slave, libc::TIOCSWINSZ, &ws) };
     }
     if bind_console {
-        // /dev/console is the pty too, as on runc.
-        let console = Path::new("/dev/console");
-        if !console.exists() {
-            std::fs::File::create(console).ctx(|| "create /dev/console".into())?;
-        }
+        // /dev/console is the pty too, as on runc: made and resolved in the (pivoted) root
+        // without magic links, and mounted on by fd, so an image's /dev/console link cannot
+        // point the bind anywhere else.
+        let root = super::inroot::Root::open(Path::new("/"))?;
+        let console = root.make(Path::new("/dev/console"), true)?;
+        let target = if Path::new("/proc/self/fd").is_dir() {
+            console.proc_path()
+        } else {
+            Path::new("/dev/console").to_path_buf()
+        };
         nix::mount::mount(
             Some(slave_path.as_str()),
-            console,
+            &target,
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
