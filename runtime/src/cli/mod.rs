@@ -77,7 +77,7 @@ pub fn main() -> i32 {
     // cannot write (see exeseal). Decided from argv before anything else, because the
     // re-exec repeats all the work done before it.
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    if matches!(subcommand(&args), Some("create" | "run" | "exec")) {
+    if wrun::linux::exeseal::needs_sealing(&args) {
         wrun::linux::exeseal::ensure();
     }
     let cli = Cli::parse();
@@ -97,21 +97,6 @@ pub fn main() -> i32 {
             1
         }
     }
-}
-
-/// The subcommand named in `args` (without the program name): the first word that is not a
-/// global flag or a global flag's value.
-fn subcommand(args: &[std::ffi::OsString]) -> Option<&str> {
-    const WITH_VALUE: [&str; 3] = ["--root", "--log", "--log-format"];
-    let mut it = args.iter().map(|a| a.to_str().unwrap_or(""));
-    while let Some(a) = it.next() {
-        if WITH_VALUE.contains(&a) {
-            it.next();
-        } else if !a.starts_with('-') {
-            return Some(a);
-        }
-    }
-    None
 }
 
 /// The error and its causes on one line; a cause the message already quotes is not repeated
@@ -153,22 +138,6 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_subcommand_is_found_past_global_flags_and_their_values() {
-        let args = |s: &str| {
-            s.split_whitespace()
-                .map(Into::into)
-                .collect::<Vec<std::ffi::OsString>>()
-        };
-        assert_eq!(
-            subcommand(&args("--root /r --log-format json run -b x id")),
-            Some("run")
-        );
-        assert_eq!(subcommand(&args("--root=/r --debug exec id sh")), Some("exec"));
-        assert_eq!(subcommand(&args("--log run state id")), Some("state"));
-        assert_eq!(subcommand(&args("--help")), None);
-    }
 
     #[test]
     fn every_global_flag_with_a_value_is_known_to_the_argv_scan() {

@@ -31,6 +31,21 @@ use super::sys;
 /// cannot make us re-exec forever.
 const SEALED_ENV: &str = "_WRUN_EXE_SEALED";
 
+/// Whether a command line (without the program name) names a verb whose processes a
+/// container can see: `create`, `run` or `exec`, found past the global flags and their values.
+pub fn needs_sealing(args: &[std::ffi::OsString]) -> bool {
+    const WITH_VALUE: [&str; 3] = ["--root", "--log", "--log-format"];
+    let mut it = args.iter().map(|a| a.to_str().unwrap_or(""));
+    while let Some(a) = it.next() {
+        if WITH_VALUE.contains(&a) {
+            it.next();
+        } else if !a.starts_with('-') {
+            return matches!(a, "create" | "run" | "exec");
+        }
+    }
+    false
+}
+
 /// Re-execs this process from a sealed view of its binary unless it already runs from one.
 /// Returns only when no re-exec happened (already sealed, or no way to seal: then with a
 /// warning on stderr, as this runs before logging is set up, and the caller goes on
@@ -59,6 +74,18 @@ pub fn ensure() {
             return;
         }
     };
+    if let Some(errors) = exec_sealed(&exe) {
+        eprintln!(
+            "wrun: warning: cannot run {} from a read-only image ({errors}); going on unsealed",
+            exe.display()
+        );
+    }
+}
+
+/// Execs `exe` with our arguments from a sealed view of it: the mechanisms in order (only the
+/// one `WRUN_EXE_SEAL` names, if set; `off` for none). Returns only when none worked, with
+/// what each said (`None` for `off`).
+fn exec_sealed(exe: &Path) -> Option<String> {
     let all: [(&str, &str, View); 3] = [
         ("overlay", "read-only overlay", overlay_view),
         ("bind", "read-only bind", bind_view),
@@ -68,14 +95,14 @@ pub fn ensure() {
     // in one run, and for a host where one of them misbehaves.
     let only = std::env::var("WRUN_EXE_SEAL").ok();
     if only.as_deref() == Some("off") {
-        return;
+        return None;
     }
     let mut errors = Vec::new();
     for (_, how, open) in all
         .into_iter()
         .filter(|(name, _, _)| only.as_deref().is_none_or(|o| o == *name))
     {
-        match open(&exe) {
+        match open(exe) {
             Ok(fd) => {
                 let e = reexec(&fd);
                 errors.push(format!("{how}: execveat: {e}"));
@@ -83,11 +110,7 @@ pub fn ensure() {
             Err(e) => errors.push(format!("{how}: {e}")),
         }
     }
-    eprintln!(
-        "wrun: warning: cannot run {} from a read-only image ({}); going on unsealed",
-        exe.display(),
-        errors.join("; ")
-    );
+    Some(errors.join("; "))
 }
 
 type View = fn(&Path) -> nix::Result<OwnedFd>;
@@ -219,6 +242,19 @@ fn reexec(fd: &OwnedFd) -> Errno {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_verbs_to_seal_are_found_past_global_flags_and_their_values() {
+        let args = |s: &str| {
+            s.split_whitespace()
+                .map(Into::into)
+                .collect::<Vec<std::ffi::OsString>>()
+        };
+        assert!(needs_sealing(&args("--root /r --log-format json run -b x id")));
+        assert!(needs_sealing(&args("--root=/r --debug exec id sh")));
+        assert!(!needs_sealing(&args("--log run state id")));
+        assert!(!needs_sealing(&args("--help")));
+    }
 
     #[test]
     fn a_binary_splits_into_its_directory_and_name() {
