@@ -1168,7 +1168,7 @@ fn kill_sigrtmin_plus_3_by_name_reaches_a_trap_on_37() {
 // ---------------------------------------------------------------------------
 
 /// Rounds of killed creates.
-const KILLED_CREATES: usize = 100;
+const KILLED_CREATES: usize = 300;
 
 #[test]
 fn a_create_killed_at_any_moment_leaves_nothing_after_delete_force() {
