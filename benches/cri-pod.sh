@@ -7,7 +7,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${1:-20}
 command -v containerd >/dev/null || { echo "cri-pod: containerd is not installed: skipped"; exit 0; }
-cargo build --quiet --release -p wrun -p containerd-shim-wrun
+for b in wrun containerd-shim-wrun-v1; do
+  [ -x "$here/target/release/$b" ] || { echo "cri-pod: target/release/$b missing: run make build first" >&2; exit 1; }
+done
 cargo build --quiet --release -p containerd-shim-wrun --example cri-cycle
 work=$(mktemp -d /tmp/wrun-cri-bench.XXXXXX)
 # The runc.v2 shim makes /run/containerd/runc/k8s.io and never removes it: remove it after

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Start-to-exit latency of a busybox /bin/true container: wrun vs Debian's runc and crun,
-# measured side by side in one hyperfine run (alternating is hyperfine's default per
-# command; we interleave by running all in one invocation). Prints medians and ratios.
+# measured side by side. hyperfine runs one command's runs back to back, so a drift in the
+# machine's load would favour whichever came first: the runs are split into 10 rounds, the
+# command order rotating each round, and the medians are over all rounds. Prints medians
+# and ratios.
 #
 # crun refuses this host's hybrid cgroups unless the cgroup2 mount is hidden in a private
 # mount namespace (see shared/ENVIRONMENT.md); wrun is measured both plainly and through
@@ -43,10 +45,20 @@ if command -v crun >/dev/null; then
   fi
 else echo "note: crun not installed: row skipped"; fi
 cd "$work/bundle"
-hyperfine -N --style none -w 5 -r "$runs" --export-json "$work/h.json" "${cmds[@]}" >/dev/null
-python3 - "$work/h.json" <<'PY'
+rounds=10 per=$(( (runs + 9) / 10 )) n=$(( ${#cmds[@]} / 3 ))
+for ((r = 0; r < rounds; r++)); do
+  order=()
+  for ((i = 0; i < n; i++)); do
+    k=$(( (i + r) % n )); order+=("${cmds[@]:$((k * 3)):3}")
+  done
+  hyperfine -N --style none -w 2 -r "$per" --export-json "$work/h$r.json" "${order[@]}" >/dev/null
+done
+python3 - "$work"/h*.json <<'PY'
 import json, statistics, sys
-rs = {r["command"]: r["times"] for r in json.load(open(sys.argv[1]))["results"]}
+rs = {}
+for f in sys.argv[1:]:
+    for r in json.load(open(f))["results"]:
+        rs.setdefault(r["command"], []).extend(r["times"])
 med = {k: statistics.median(v) * 1000 for k, v in rs.items()}
 print(f"{'runtime':<16} {'median ms':>10} {'min ms':>8} {'max ms':>8}")
 for k, v in rs.items():
