@@ -160,7 +160,7 @@ impl StateDir {
     pub fn read(&self) -> Result<Option<Record>> {
         let path = self.path.join(STATE_FILE);
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
+            Ok(b) => serde_json::from_slice(last_line(&b))
                 .map(Some)
                 .map_err(|source| Error::StateFile { path, source }),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -196,23 +196,16 @@ impl StateDir {
             .ctx(|| format!("write {}", path.display()))
     }
 
-    /// The end of a create: the setup file becomes `state.json`, rewritten in place with the
-    /// final record and renamed (readers of `state.json` still never see half of it). One file
-    /// per create instead of a second temp file: each new inode costs start time.
+    /// The end of a create: the final record is appended to the setup file as its last line,
+    /// and the file is renamed to `state.json` (`read` takes its last line). Never truncated or
+    /// rewritten in place: a create killed between a truncation and the write left an empty
+    /// setup file, and `delete --force` then knew no cgroup and no init, and left both (seen
+    /// once in 300 killed creates). One file per create, no temp file: each new inode costs
+    /// start time.
     pub fn commit_setup(&self, rec: &Record) -> Result<()> {
-        let setup = self.path.join(SETUP_FILE);
-        let dst = self.path.join(STATE_FILE);
-        let bytes = serde_json::to_vec(rec).map_err(|source| Error::StateFile {
-            path: dst.clone(),
-            source,
-        })?;
-        let rewrite = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new().write(true).open(&setup)?;
-            f.set_len(0)?;
-            std::io::Write::write_all(&mut f, &bytes)?;
-            std::fs::rename(&setup, &dst)
-        };
-        rewrite().ctx(|| format!("write {}", dst.display()))
+        self.note_setup(rec)?;
+        let (setup, dst) = (self.path.join(SETUP_FILE), self.path.join(STATE_FILE));
+        std::fs::rename(&setup, &dst).ctx(|| format!("rename {} to {}", setup.display(), dst.display()))
     }
 
     /// Write the record atomically (temp file + rename), so a reader never sees half of it.
@@ -233,6 +226,15 @@ impl StateDir {
     }
 }
 
+/// The last non-empty line of a state file: `state.json` is either one record (`write`) or the
+/// setup file renamed, whose last line is the final record (`commit_setup`).
+fn last_line(b: &[u8]) -> &[u8] {
+    b.split(|c| *c == b'\n')
+        .rev()
+        .find(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .unwrap_or(b)
+}
+
 /// Derive the status the way runc does: no record yet → creating; init alive and the exec
 /// fifo still there → created; alive and fifo gone → running (or paused); else stopped.
 pub fn status(dir: &StateDir, rec: Option<&Record>) -> Status {
@@ -243,7 +245,7 @@ pub fn status(dir: &StateDir, rec: Option<&Record>) -> Status {
     if dir.fifo().exists() {
         return Status::Created;
     }
-    if crate::linux::cgroups::is_frozen(&rec.cgroup_dirs) {
+    if wrun_sys::cgroups::is_frozen(&rec.cgroup_dirs) {
         return Status::Paused;
     }
     Status::Running
@@ -330,6 +332,17 @@ mod tests {
             .unwrap();
         std::io::Write::write_all(&mut f, b"{\"ociVersion\":\"1.0.2\",\"id\":\"c1\",\"pi").unwrap();
         assert_eq!(dir.read_setup().unwrap().pid, 42);
+        // Committing keeps every earlier line until the rename: the setup record is never
+        // empty, and state.json reads as the final record.
+        std::fs::write(dir.path.join(SETUP_FILE), b"").unwrap();
+        dir.note_setup(&rec).unwrap();
+        rec.pid = 43;
+        dir.commit_setup(&rec).unwrap();
+        assert!(dir.read_setup().is_none(), "setup file renamed away");
+        assert_eq!(dir.read().unwrap().unwrap().pid, 43);
+        rec.pid = 44;
+        dir.write(&rec).unwrap();
+        assert_eq!(dir.read().unwrap().unwrap().pid, 44);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
