@@ -1,8 +1,11 @@
 """The measuring half of benches/report.sh (which makes the bundles and the images, starts a
 private containerd and cleans up); harness/markdown.py writes the report.
 
-Every configuration of every timed or memory workload runs once per round, the order rotating
-from round to round, so drift on this noisy VM hits all of them alike. Each run is timed in this
+Every configuration of every timed or memory workload runs once per round, in an order shuffled
+afresh each round (seeded, so runs are repeatable), so drift on this noisy VM hits all of them
+alike. Not a rotation: rotating keeps each configuration behind the same one every round, and a
+start right after a slow one (the 200 ms-paused rows) pays the lone-start cost of the cgroup
+attach every time (seen: wasm start 2.35x native with rotation). Each run is timed in this
 process (time.perf_counter around the children's spawn and reap); nbody and syscalls also print
 their loop's own time (`compute_ms`), reported next to the end-to-end time. Memory comes from the
 peak-rss helper (a child forked from Python would count the Python image) and from the
@@ -12,6 +15,7 @@ configuration after the rounds. Standard library only.
 
 import argparse
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -333,10 +337,12 @@ def main():
         for cfg in wl.configs:
             attempt(cfg, 0)
             cfg.results.clear()
+    shuffle = random.Random(20261201)
     for r in range(1, args.rounds + 1):
         for wl in workloads:
-            k = r % len(wl.configs)
-            for cfg in wl.configs[k:] + wl.configs[:k]:
+            order = list(wl.configs)
+            shuffle.shuffle(order)
+            for cfg in order:
                 attempt(cfg, r)
     for cfg in dens:
         attempt(cfg)

@@ -224,7 +224,7 @@ def write_report(args, mode, workloads, dens, prof, attach, notes, elapsed, floo
           f"Machine: {_cpu_model()}, {os.cpu_count()} CPUs, kernel {os.uname().release}, "
           f"cgroups {mode}; {now}.  ",
           f"wrun: `{args.wrun}` ({kind}); {args.rounds} rounds (configurations alternating, "
-          f"order rotating each round, one warm-up run each), {elapsed:.0f} s in all. Times are "
+          f"order shuffled each round, one warm-up run each), {elapsed:.0f} s in all. Times are "
           f"wall clock from spawn to reap, measured in Python. One noisy VM: read ratios, not "
           f"absolute figures.", ""]
     charts, failed = [], False
