@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use wrun::linux::{cgroups, namespaces, process::ProcessPlan, rootfs};
+use wrun::linux::{namespaces, process::ProcessPlan, rootfs};
 use wrun::spec::Bundle;
+use wrun_sys::cgroups;
 
 /// A bundle whose rootfs is an empty directory: enough for everything but running it.
 fn bundle() -> std::path::PathBuf {
@@ -47,7 +48,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("clone with 5 namespace flags + _exit + reap", |b| {
         b.iter(|| {
             // SAFETY: the bench is single-threaded while it clones; the child only _exits.
-            let pid = unsafe { wrun::linux::sys::clone_fork(flags as libc::c_ulong) }.unwrap();
+            let pid = unsafe { wrun_sys::syscall::clone_fork(flags as libc::c_ulong) }.unwrap();
             if pid == 0 {
                 // SAFETY: leave the child at once.
                 unsafe { libc::_exit(0) }

@@ -34,9 +34,74 @@ pub enum Error {
     Invalid(String),
     #[error(transparent)]
     Wasm(#[from] crate::workload::wasm::WasmError),
+    /// A failure of the kernel layer (cgroups, mounts, fd passing, ...), kept as it is.
+    #[error(transparent)]
+    Kernel(#[from] wrun_sys::Error),
+}
+
+/// What kind of failure an error is, as a stable word a machine can read: the JSON log line of
+/// a failed command carries it as `"kind"`, and the containerd shim maps it to a gRPC code
+/// rather than matching the message's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// No such container.
+    NotFound,
+    /// A container with that id exists already.
+    AlreadyExists,
+    /// The config, an id or an argument is refused before anything is done.
+    InvalidConfig,
+    /// The container is not in a state that allows the operation.
+    WrongState,
+    /// The kernel refused something (an errno is kept in the error).
+    Os,
+    /// A container's state file cannot be read back.
+    CorruptState,
+    /// The container's init failed during setup.
+    Init,
+    /// The wasm guest could not be prepared or run.
+    Wasm,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::NotFound => "not_found",
+            Kind::AlreadyExists => "already_exists",
+            Kind::InvalidConfig => "invalid_config",
+            Kind::WrongState => "wrong_state",
+            Kind::Os => "os",
+            Kind::CorruptState => "corrupt_state",
+            Kind::Init => "init",
+            Kind::Wasm => "wasm",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Error {
+    /// The error's kind (see `Kind`).
+    pub fn kind(&self) -> Kind {
+        match self {
+            Error::NotFound(_) => Kind::NotFound,
+            Error::AlreadyExists(_) => Kind::AlreadyExists,
+            Error::Spec(_) | Error::InvalidId { .. } | Error::Invalid(_) => Kind::InvalidConfig,
+            Error::StateFile { .. } => Kind::CorruptState,
+            Error::WrongStatus { .. } => Kind::WrongState,
+            Error::Io { .. } | Error::Sys { .. } => Kind::Os,
+            Error::Kernel(k) => match k {
+                wrun_sys::Error::Invalid(_) => Kind::InvalidConfig,
+                _ => Kind::Os,
+            },
+            Error::Init(_) => Kind::Init,
+            Error::Wasm(_) => Kind::Wasm,
+        }
+    }
+
     /// An I/O error with a description of what was being done.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {

@@ -8,10 +8,9 @@ pub mod dockerflags;
 pub mod error;
 pub mod linux;
 pub mod logging;
-pub mod signal;
 pub mod spec;
 pub mod state;
 pub mod timefmt;
 pub mod workload;
 
-pub use error::{Error, Result};
+pub use error::{Error, Kind as ErrorKind, Result};

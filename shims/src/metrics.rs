@@ -10,14 +10,6 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// True when /sys/fs/cgroup is itself a cgroup2 mount (a pure v2 host).
-pub fn host_is_v2() -> bool {
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: statfs fills the struct we pass; the path is a NUL-terminated literal.
-    let rc = unsafe { libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut st) };
-    rc == 0 && st.f_type == libc::CGROUP2_SUPER_MAGIC
-}
-
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }

@@ -4,22 +4,20 @@
 //! also fires when the cgroup is removed and `memory.events` changes for other reasons.
 //!
 //! This replaced a `wrun events ID` process per container: a pod of N containers cost N extra
-//! processes (~1.3 MB PSS each) where it now costs a few file descriptors. The runtime's own
-//! watcher (`runtime/src/linux/cgroups`, behind `wrun events`) reads the same files; the shim
-//! does not link the runtime crate, whose wasmtime would multiply the shim's resident size.
+//! processes (~1.3 MB PSS each) where it now costs a few file descriptors. Finding the memory
+//! cgroup, registering the v1 eventfd and reading the counter are wrun-sys's (the same code
+//! behind `wrun events`); only the one-thread multiplexing of many containers is the shim's.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use containerd_shim::{debug, warn};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use wrun_sys::cgroups;
 
 /// The epoll token of the inotify descriptor; watches count from 1.
 const INOTIFY: u64 = 0;
@@ -53,59 +51,17 @@ impl Watches {
 
 struct Watch {
     id: String,
-    /// The file with the `oom_kill` line: memory.oom_control (v1) or memory.events (v2).
-    counter: PathBuf,
+    /// The memory cgroup, and whether it is v1's.
+    dir: PathBuf,
+    v1: bool,
     seen: u64,
     kind: Kind,
 }
 
 enum Kind {
-    /// The eventfd, and memory.oom_control kept open while it is registered.
-    V1(EventFd, #[allow(dead_code)] File),
+    /// The eventfd registered in cgroup.event_control.
+    V1(OwnedFd),
     V2(WatchDescriptor),
-}
-
-/// The `oom_kill N` count of a memory.oom_control / memory.events file; None when it cannot
-/// be read (the cgroup is gone).
-pub fn oom_kills(counter: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(counter).ok()?;
-    Some(
-        text.lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0),
-    )
-}
-
-/// The memory cgroup directory of process `pid`: its v1 memory hierarchy's, else (pure v2)
-/// its cgroup2 one. None when the host has no memory controller.
-pub fn memory_cgroup(pid: u32) -> Option<(PathBuf, bool)> {
-    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount_of = |v1_controller: Option<&str>| -> Option<PathBuf> {
-        mountinfo.lines().find_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let mut post = post.split(' ');
-            let (fstype, _, options) = (post.next()?, post.next()?, post.next().unwrap_or(""));
-            let mountpoint = pre.split(' ').nth(4)?;
-            let hit = match v1_controller {
-                Some(c) => fstype == "cgroup" && options.split(',').any(|o| o == c),
-                None => fstype == "cgroup2",
-            };
-            hit.then(|| PathBuf::from(mountpoint))
-        })
-    };
-    for line in own.lines() {
-        let mut f = line.splitn(3, ':');
-        let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
-        if controllers.split(',').any(|c| c == "memory") {
-            let dir = mount_of(Some("memory"))?.join(path.trim_start_matches('/'));
-            return Some((dir, true));
-        }
-    }
-    let path = own.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let dir = mount_of(None)?.join(path.trim_start_matches('/'));
-    dir.join("memory.events").exists().then_some((dir, false))
 }
 
 impl OomWatcher {
@@ -135,30 +91,25 @@ impl OomWatcher {
         let mut ws = self.watches.lock().unwrap();
         let token = ws.next;
         ws.next += 1;
-        let (counter, kind) = if v1 {
-            let counter = dir.join("memory.oom_control");
-            let control = File::open(&counter)?;
-            let efd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
-            let line = format!("{} {}", efd.as_raw_fd(), control.as_raw_fd());
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(dir.join("cgroup.event_control"))?
-                .write_all(line.as_bytes())?;
+        let kind = if v1 {
+            let efd = cgroups::v1::oom_eventfd(dir).map_err(std::io::Error::other)?;
             self.epoll
                 .add(efd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))?;
-            (counter, Kind::V1(efd, control))
+            Kind::V1(efd)
         } else {
-            let counter = dir.join("memory.events");
-            let wd = self.inotify.add_watch(&counter, AddWatchFlags::IN_MODIFY)?;
+            let wd = self
+                .inotify
+                .add_watch(&cgroups::oom_counter_file(dir, false), AddWatchFlags::IN_MODIFY)?;
             ws.by_wd.insert(wd, token);
-            (counter, Kind::V2(wd))
+            Kind::V2(wd)
         };
-        let seen = oom_kills(&counter).unwrap_or(0);
+        let seen = cgroups::oom_kills_in(dir, v1).unwrap_or(0);
         ws.by_token.insert(
             token,
             Watch {
                 id: id.to_string(),
-                counter,
+                dir: dir.to_path_buf(),
+                v1,
                 seen,
                 kind,
             },
@@ -178,7 +129,7 @@ impl OomWatcher {
     fn remove(&self, ws: &mut Watches, token: u64) {
         if let Some(w) = ws.by_token.remove(&token) {
             match w.kind {
-                Kind::V1(efd, _) => {
+                Kind::V1(efd) => {
                     let _ = self.epoll.delete(efd.as_fd());
                 }
                 Kind::V2(wd) => {
@@ -234,10 +185,10 @@ impl OomWatcher {
 
     fn eventfd_ready(&self, token: u64) {
         if let Some(Watch {
-            kind: Kind::V1(efd, _), ..
+            kind: Kind::V1(efd), ..
         }) = self.watches.lock().unwrap().by_token.get(&token)
         {
-            let _ = efd.read();
+            let _ = nix::unistd::read(efd.as_raw_fd(), &mut [0u8; 8]);
         }
         // v1 signals when the cgroup enters OOM, a moment before the kill is counted (the
         // kernel may print its OOM report first, which takes a while on a slow console).
@@ -259,19 +210,19 @@ impl OomWatcher {
     /// the watch when the cgroup is gone. The lock is not held while waiting or publishing:
     /// check_now (at an exit) and watch() must not wait for a grace period.
     fn check(&self, token: u64, grace: Duration) {
-        let Some((counter, id)) = self
+        let Some((dir, v1, id)) = self
             .watches
             .lock()
             .unwrap()
             .by_token
             .get(&token)
-            .map(|w| (w.counter.clone(), w.id.clone()))
+            .map(|w| (w.dir.clone(), w.v1, w.id.clone()))
         else {
             return;
         };
         let deadline = Instant::now() + grace;
         loop {
-            let now = oom_kills(&counter);
+            let now = cgroups::oom_kills_in(&dir, v1);
             let mut ws = self.watches.lock().unwrap();
             let Some(w) = ws.by_token.get_mut(&token) else { return };
             match now {
@@ -303,13 +254,19 @@ mod tests {
     fn oom_kill_counts_are_read_from_both_file_formats() {
         let dir = std::env::temp_dir().join(format!("wrun-shim-oom-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let v1 = dir.join("memory.oom_control");
-        std::fs::write(&v1, "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n").unwrap();
-        assert_eq!(oom_kills(&v1), Some(4));
-        let v2 = dir.join("memory.events");
-        std::fs::write(&v2, "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\noom_group_kill 0\n").unwrap();
-        assert_eq!(oom_kills(&v2), Some(2));
-        assert_eq!(oom_kills(&dir.join("gone")), None);
+        std::fs::write(
+            dir.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n",
+        )
+        .unwrap();
+        assert_eq!(cgroups::oom_kills_in(&dir, true), Some(4));
+        std::fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\noom_group_kill 0\n",
+        )
+        .unwrap();
+        assert_eq!(cgroups::oom_kills_in(&dir, false), Some(2));
+        assert_eq!(cgroups::oom_kills_in(&dir.join("gone"), false), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -104,7 +104,7 @@ impl containerd_shim::Shim for WrunShim {
         let wrun = Wrun::new(&self.namespace).map_err(shim_error)?;
         let pid = wrun.state(&self.id).ok().and_then(|v| v["pid"].as_u64()).unwrap_or(0);
         if let Err(e) = wrun.delete_force(&self.id) {
-            if !e.to_string().contains("does not exist") {
+            if !e.is_not_found() {
                 warn!("delete {}: {e}", self.id);
             }
         }

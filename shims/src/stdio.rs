@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -123,7 +123,9 @@ impl ConsoleSocket {
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .map_err(|e| Error::io("console socket", e))?;
-        recv_fd(stream.as_raw_fd()).map(File::from)
+        wrun_sys::fdpass::recv_fd(stream.as_raw_fd(), "the pty master from the console socket")
+            .map(File::from)
+            .map_err(|e| Error::Invalid(e.to_string()))
     }
 }
 
@@ -131,37 +133,6 @@ impl Drop for ConsoleSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-/// Receives one fd sent with SCM_RIGHTS.
-fn recv_fd(sock: i32) -> Result<OwnedFd> {
-    let mut buf = [0u8; 512];
-    let mut cmsg = [0u8; 128];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: msghdr is plain data; every pointer in it refers to a live local buffer whose
-    // length is given alongside, and the fd read from the control message is taken over once.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr().cast();
-        msg.msg_controllen = cmsg.len() as _;
-        if libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) < 0 {
-            return Err(Error::io("console socket: recvmsg", io::Error::last_os_error()));
-        }
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
-                return Ok(OwnedFd::from_raw_fd(fd));
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    Err(Error::Invalid("console socket: the message carried no fd".into()))
 }
 
 /// Sets a pty's window size.

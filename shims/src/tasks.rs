@@ -25,12 +25,12 @@ use containerd_shim::{info, warn, ExitSignal};
 
 use crate::error::{Error, Result};
 use crate::events::Publisher;
-use crate::oom::{self, OomWatcher};
+use crate::oom::OomWatcher;
 use crate::process::{timestamp, Container, Proc, Table};
 use crate::reaper::{Exit, Reaper};
+use crate::rootfs;
 use crate::stdio::{self, ConsoleSocket};
 use crate::wrun::{ProcStdio, Wrun, STATE_BASE};
-use crate::{metrics, rootfs};
 
 static FILE_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -64,7 +64,7 @@ impl Tasks {
             exited: Condvar::new(),
             order: Mutex::new(()),
             exits: Mutex::new(tx),
-            v2: metrics::host_is_v2(),
+            v2: wrun_sys::cgroups::host_is_v2(),
             oom: OnceLock::new(),
         });
         let hook_inner = inner.clone();
@@ -159,7 +159,7 @@ impl Tasks {
     /// Watches the container's memory cgroup for OOM kills (one thread for all of them) and
     /// publishes TaskOOM for each.
     fn watch_oom(self: &Arc<Self>, id: &str, pid: u32) {
-        let Some((dir, v1)) = oom::memory_cgroup(pid) else {
+        let Some((dir, v1)) = wrun_sys::cgroups::memory_cgroup_of(pid as i32) else {
             warn!("container {id}: no memory cgroup found for pid {pid}: no OOM events");
             return;
         };
@@ -350,7 +350,7 @@ impl Tasks {
         };
         // --force: a container created but never started still has its init waiting.
         if let Err(e) = self.wrun.delete_force(id) {
-            if !matches!(&e, Error::Runtime { msg, .. } if msg.contains("does not exist")) {
+            if !e.is_not_found() {
                 return Err(e);
             }
         }

@@ -131,13 +131,14 @@ impl Wrun {
             let _ = so.read_to_end(&mut out);
         }
         let Exit { code, .. } = reaper.wait(child.id() as i32);
-        let msg = last_error(&log);
+        let last = last_error(&log);
         let _ = std::fs::remove_file(&log);
         if code != 0 {
-            return Err(Error::Runtime {
-                verb,
-                msg: msg.unwrap_or_else(|| format!("exit status {code}")),
-            });
+            let (msg, kind) = match last {
+                Some((msg, kind)) => (msg, kind),
+                None => (format!("exit status {code}"), None),
+            };
+            return Err(Error::Runtime { verb, msg, kind });
         }
         Ok(out)
     }
@@ -216,6 +217,7 @@ impl Wrun {
         serde_json::from_slice(&out).map_err(|e| Error::Runtime {
             verb: "ps".into(),
             msg: format!("unreadable output: {e}"),
+            kind: None,
         })
     }
 
@@ -225,6 +227,7 @@ impl Wrun {
         serde_json::from_slice(&out).map_err(|e| Error::Runtime {
             verb: "state".into(),
             msg: format!("unreadable output: {e}"),
+            kind: None,
         })
     }
 
@@ -234,19 +237,23 @@ impl Wrun {
         let v: Value = serde_json::from_slice(&out).map_err(|e| Error::Runtime {
             verb: "events --stats".into(),
             msg: format!("unreadable output: {e}"),
+            kind: None,
         })?;
         Ok(v["data"].clone())
     }
 }
 
-/// The message of the last `"level":"error"` line of a wrun JSON log.
-fn last_error(log: &Path) -> Option<String> {
+/// The message and kind (`"kind":"not_found"`, ...) of the last `"level":"error"` line of a
+/// wrun JSON log.
+fn last_error(log: &Path) -> Option<(String, Option<String>)> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines().rev().find_map(|l| {
         let v: Value = serde_json::from_str(l).ok()?;
-        (v["level"] == "error" || v["level"] == "fatal")
-            .then(|| v["msg"].as_str().map(str::to_string))
-            .flatten()
+        if v["level"] != "error" && v["level"] != "fatal" {
+            return None;
+        }
+        let kind = v["kind"].as_str().map(str::to_string);
+        Some((v["msg"].as_str()?.to_string(), kind))
     })
 }
 
@@ -277,14 +284,17 @@ mod tests {
                 "\n",
                 r#"{"level":"warning","msg":"noise","time":"t"}"#,
                 "\n",
-                r#"{"level":"error","msg":"process.args[0] /nope: not found","time":"t"}"#,
+                r#"{"level":"error","msg":"process.args[0] /nope: not found","time":"t","kind":"invalid_config"}"#,
                 "\n",
                 r#"{"level":"info","msg":"after","time":"t"}"#,
                 "\n"
             ),
         )
         .unwrap();
-        assert_eq!(last_error(&log).as_deref(), Some("process.args[0] /nope: not found"));
+        assert_eq!(
+            last_error(&log),
+            Some(("process.args[0] /nope: not found".into(), Some("invalid_config".into())))
+        );
         std::fs::write(&log, "not json\n").unwrap();
         assert_eq!(last_error(&log), None);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
@@ -342,32 +342,12 @@ pub fn host(args: &[&str]) -> Output {
 // Temp dirs and mounts
 // ---------------------------------------------------------------------------
 
-/// Decodes the octal escapes (`\040`) mountinfo uses.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Mount points of this process's mount namespace.
 pub fn mount_points() -> Vec<PathBuf> {
-    fs::read_to_string("/proc/self/mountinfo")
+    wrun_sys::mountinfo::read_own()
         .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(unescape_mountinfo(m)))
+        .into_iter()
+        .map(|m| PathBuf::from(m.mountpoint))
         .collect()
 }
 
@@ -1092,30 +1072,8 @@ impl ConsoleSocket {
         };
         stream.set_nonblocking(false).unwrap();
         stream.set_read_timeout(Some(timeout)).unwrap();
-        let mut buf = [0u8; 4096];
-        let mut cmsg = [0u8; 256];
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = cmsg.len() as _;
-        let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        assert!(n >= 0, "recvmsg on console socket: {}", std::io::Error::last_os_error());
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                    let fd = *(libc::CMSG_DATA(c) as *const libc::c_int);
-                    return OwnedFd::from_raw_fd(fd);
-                }
-                c = libc::CMSG_NXTHDR(&msg, c);
-            }
-        }
-        panic!("no fd received on the console socket ({n} bytes of data)");
+        wrun_sys::fdpass::recv_fd(stream.as_raw_fd(), "the pty master")
+            .unwrap_or_else(|e| panic!("console socket: {e}"))
     }
 }
 

@@ -7,7 +7,7 @@ pub fn features() -> serde_json::Value {
         "ociVersionMin": wrun::spec::OCI_VERSION_MIN,
         "ociVersionMax": wrun::spec::OCI_VERSION_MAX,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": wrun::linux::mountopts::known_options(),
+        "mountOptions": wrun_sys::mountopts::known_options(),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": capabilities(),

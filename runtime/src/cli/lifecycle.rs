@@ -115,7 +115,7 @@ pub fn state(cli: &Cli, a: &IdArg) -> anyhow::Result<()> {
 }
 
 pub fn kill(cli: &Cli, a: &KillArgs) -> anyhow::Result<()> {
-    let sig = wrun::signal::parse(&a.signal)?;
+    let sig = wrun_sys::signal::parse(&a.signal)?;
     Ok(container::kill(&cli.root, &a.id, sig, a.all)?)
 }
 

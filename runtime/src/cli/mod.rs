@@ -92,7 +92,10 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             let msg = one_line(&e);
-            tracing::error!("{msg}");
+            // The kind of the library's error, for machines (the shim); "other" for the
+            // command line's own refusals.
+            let kind = e.downcast_ref::<wrun::Error>().map_or("other", |e| e.kind().as_str());
+            tracing::error!(kind, "{msg}");
             eprintln!("wrun: {msg}");
             1
         }

@@ -13,10 +13,11 @@ use super::hooks::{self, Kind};
 use crate::error::Context;
 use crate::linux::init::{self, Gate, InitPlan};
 use crate::linux::sync::{self, Msg, SyncSocket};
-use crate::linux::{cgroups, idmap, namespaces, netdev, process::ProcessPlan, rootfs};
+use crate::linux::{namespaces, process::ProcessPlan, rootfs};
 use crate::spec::{self, Bundle};
 use crate::state::{self, Record, StateDir, Status};
 use crate::{Error, Result};
+use wrun_sys::{cgroups, idmap, netdev};
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -141,7 +142,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
                 .map(|(u, g)| idmap::idmapped_tree(src, recursive, u, g))
                 .transpose()
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<wrun_sys::Result<Vec<_>>>()?;
 
     // 2. Side effects, each undone by `undo` if a later step fails.
     let dir = StateDir::create(&opts.root, &opts.id)?;
@@ -161,7 +162,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     if let Some(r) = linux.resources() {
         let devices = r.devices().as_deref().filter(|d| !d.is_empty());
         let rules = devices
-            .map(|d| cgroups::device_rules(d, &rootfs.devices))
+            .map(|d| cgroups::device_rules(d, &crate::linux::devices::cgroup_nodes(&rootfs.devices)))
             .unwrap_or_default();
         cgroup.apply(r, &rules, false)?;
     }

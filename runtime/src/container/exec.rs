@@ -15,11 +15,12 @@ use super::create::write_pid_file;
 use super::ops::{load, wait_forwarding_signals, BlockedSignals, ConsoleListener};
 use crate::error::Context;
 use crate::linux::sync::{self, Msg, SyncSocket};
-use crate::linux::{cgroups, init, namespaces, process::ProcessPlan, seccomp};
+use crate::linux::{init, namespaces, process::ProcessPlan, seccomp};
 use crate::spec::Bundle;
 use crate::state::Status;
 use crate::workload::Workload;
 use crate::{Error, Result};
+use wrun_sys::cgroups;
 
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
@@ -101,7 +102,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
             t => join.push((t, f)),
         }
     }
-    if super::ops::has_exited(&init) {
+    if wrun_sys::pidfd::has_exited(&init) {
         return Err(c.wrong("its init process exited while exec was joining it"));
     }
     let console = match (process.terminal, &opts.console_socket, opts.detach) {
@@ -135,7 +136,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     namespaces::single_threaded()?;
     let (parent, child) = sync::pair()?;
     // SAFETY: wrun is single-threaded here; the child leaves through exec or _exit.
-    let pid = unsafe { crate::linux::sys::clone_fork(0) }.ctx(|| "exec: fork".into())?;
+    let pid = unsafe { wrun_sys::syscall::clone_fork(0) }.ctx(|| "exec: fork".into())?;
     if pid != 0 && pid_ns.is_some() {
         nix::sched::setns(own_pid_ns.as_fd(), CloneFlags::CLONE_NEWPID)
             .ctx(|| "exec: leave the pid namespace".into())?;

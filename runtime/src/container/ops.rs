@@ -14,10 +14,10 @@ use nix::unistd::Pid;
 use super::create::{create, CreateOptions, Created, StartMode};
 use super::hooks::{self, Kind};
 use crate::error::Context;
-use crate::linux::cgroups;
 use crate::linux::sync::Msg;
 use crate::state::{self, OciState, Record, StateDir, Status};
 use crate::{Error, Result};
+use wrun_sys::{cgroups, pidfd};
 
 /// A container's directory, record and current status.
 pub struct Loaded {
@@ -51,27 +51,15 @@ pub fn load(root: &Path, id: &str) -> Result<Loaded> {
     Ok(Loaded { dir, rec, status })
 }
 
-fn pidfd(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open with no flags; we own the returned fd.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
 /// A pidfd on the container's init, checked against the start time in its record: from here
 /// on it names that process and no other, whatever pid reuse happens.
 pub(super) fn init_pidfd(c: &Loaded) -> Result<OwnedFd> {
     let rec = c.record()?;
-    let pfd = pidfd(rec.pid).ok_or_else(|| c.wrong("its init process is gone"))?;
+    let pfd = pidfd::open(rec.pid).ok_or_else(|| c.wrong("its init process is gone"))?;
     if !state::process_alive(rec.pid, rec.pid_start_time) {
         return Err(c.wrong("its init process is gone"));
     }
     Ok(pfd)
-}
-
-/// Whether the process behind `pfd` has exited (its pidfd polls readable).
-pub(super) fn has_exited(pfd: &OwnedFd) -> bool {
-    let mut fds = [PollFd::new(pfd.as_fd(), PollFlags::POLLIN)];
-    matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
 /// `start`: open the exec fifo, which releases the init, and remove it once the init has
@@ -84,7 +72,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     let rec = c.record()?;
     // The pidfd first: opening the fifo releases the init, which may run to its end and be
     // reaped (by a subreaper such as a containerd shim) before a pidfd could be opened.
-    let pfd = pidfd(rec.pid).ok_or_else(|| c.wrong("its init process is gone"))?;
+    let pfd = pidfd::open(rec.pid).ok_or_else(|| c.wrong("its init process is gone"))?;
     let fifo = c.dir.fifo();
     let fd = nix::fcntl::open(
         &fifo,
@@ -152,33 +140,18 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     }
     let rec = c.record()?;
     if all && !cgroups::pids(&rec.cgroup_dirs).is_empty() {
-        return cgroups::signal_all(&rec.cgroup_dirs, sig);
+        return Ok(cgroups::signal_all(&rec.cgroup_dirs, sig)?);
     }
     // Through a pidfd, checked to be the init after it was opened: a pid that was reused since
     // the record was written is never signalled. By number, so real-time signals (RTMIN+3, as
     // systemd images use) arrive as given.
     let pfd = init_pidfd(&c)?;
-    pidfd_send_signal(&pfd, sig).ctx(|| format!("signal {sig} to container {id} (pid {})", rec.pid))
-}
-
-/// pidfd_send_signal(2) of signal number `sig`.
-fn pidfd_send_signal(pfd: &OwnedFd, sig: i32) -> nix::Result<()> {
-    // SAFETY: a valid pidfd, no siginfo, no flags.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    nix::errno::Errno::result(r).map(drop)
+    pidfd::send_signal(&pfd, sig).ctx(|| format!("signal {sig} to container {id} (pid {})", rec.pid))
 }
 
 /// Wait up to `timeout` for `pid` to exit (it need not be our child).
 pub fn wait_for_exit(pid: i32, timeout: Duration) -> bool {
-    let Some(pfd) = pidfd(pid) else { return true };
+    let Some(pfd) = pidfd::open(pid) else { return true };
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -238,9 +211,9 @@ fn destroy_unfinished(c: &Loaded) -> Result<()> {
     if let Some(setup) = c.dir.read_setup() {
         let _ = cgroups::signal_all(&setup.cgroup_dirs, libc::SIGKILL);
         if setup.pid > 0 {
-            if let Some(pfd) = pidfd(setup.pid) {
+            if let Some(pfd) = pidfd::open(setup.pid) {
                 if state::process_alive(setup.pid, setup.pid_start_time) {
-                    let _ = pidfd_send_signal(&pfd, libc::SIGKILL);
+                    let _ = pidfd::send_signal(&pfd, libc::SIGKILL);
                     wait_for_exit(setup.pid, Duration::from_secs(10));
                 }
             }
@@ -398,7 +371,7 @@ impl ConsoleListener {
 
     pub(super) fn accept_master(&self) -> Result<crate::linux::console::Proxy> {
         let (conn, _) = self.listener.accept().ctx(|| "accept the console connection".into())?;
-        let master = crate::linux::console::recv_fd(conn.as_raw_fd())?;
+        let master = wrun_sys::fdpass::recv_fd(conn.as_raw_fd(), "the pty master")?;
         Ok(crate::linux::console::Proxy::start(master))
     }
 }

@@ -9,9 +9,9 @@ use oci_spec::runtime::LinuxResources;
 use serde::Serialize;
 
 use super::ops::load;
-use crate::linux::cgroups::{self, stats::Stats, Cgroup};
 use crate::state::Status;
 use crate::{Error, Result};
+use wrun_sys::cgroups::{self, stats::Stats, Cgroup};
 
 fn running_cgroup(root: &Path, id: &str, verb: &'static str) -> Result<(super::ops::Loaded, Cgroup)> {
     let c = load(root, id)?;
@@ -39,18 +39,18 @@ pub fn update(root: &Path, id: &str, r: &LinuxResources) -> Result<()> {
                 .and_then(|rec| crate::spec::Bundle::load(&rec.bundle).ok())
                 .and_then(|b| b.spec.linux().as_ref().map(crate::linux::devices::plan))
                 .unwrap_or_else(crate::linux::devices::defaults);
-            cgroups::device_rules(d, &nodes)
+            cgroups::device_rules(d, &crate::linux::devices::cgroup_nodes(&nodes))
         }
         None => Vec::new(),
     };
-    cg.apply(r, &rules, true)
+    Ok(cg.apply(r, &rules, true)?)
 }
 
 /// `pause` (true) or `resume` (false).
 pub fn pause(root: &Path, id: &str, paused: bool) -> Result<()> {
     let (c, cg) = running_cgroup(root, id, "only a live container can be paused or resumed")?;
     match (paused, c.status) {
-        (true, Status::Running) | (false, Status::Paused) => cg.freeze(paused),
+        (true, Status::Running) | (false, Status::Paused) => Ok(cg.freeze(paused)?),
         (true, _) => Err(Error::WrongStatus {
             id: id.into(),
             status: c.status.to_string(),

@@ -2,13 +2,11 @@
 //! the `--console-socket` listener (SCM_RIGHTS, as runc does), and makes the slave its
 //! controlling terminal and stdio.
 
-use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
 use crate::error::Context;
 use crate::{Error, Result};
@@ -55,7 +53,7 @@ pub fn setup(socket: RawFd, size: Option<(u16, u16)>, bind_console: bool) -> Res
         // /dev/console is the pty too, as on runc: made and resolved in the (pivoted) root
         // without magic links, and mounted on by fd, so an image's /dev/console link cannot
         // point the bind anywhere else.
-        let root = super::inroot::Root::open(Path::new("/"))?;
+        let root = wrun_sys::inroot::Root::open(Path::new("/"))?;
         let console = root.make(Path::new("/dev/console"), true)?;
         let target = if Path::new("/proc/self/fd").is_dir() {
             console.proc_path()
@@ -72,16 +70,8 @@ pub fn setup(socket: RawFd, size: Option<(u16, u16)>, bind_console: bool) -> Res
         .ctx(|| "bind the pty on /dev/console".into())?;
     }
 
-    let fds = [master.as_raw_fd()];
-    let iov = [IoSlice::new(slave_path.as_bytes())];
-    sendmsg::<()>(
-        socket,
-        &iov,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .ctx(|| "send the pty master to the console socket".into())?;
+    wrun_sys::fdpass::send_fd(socket, master.as_raw_fd(), slave_path.as_bytes())
+        .map_err(|e| Error::Init(format!("send the pty master to the console socket: {e}")))?;
     drop(master);
     // SAFETY: closing the console socket; it is not needed after the handover.
     unsafe { libc::close(socket) };
@@ -109,25 +99,6 @@ pub struct Proxy {
     saved: Option<nix::sys::termios::Termios>,
     out: Option<std::thread::JoinHandle<()>>,
     pub master: std::sync::Arc<OwnedFd>,
-}
-
-/// Receive one fd sent with SCM_RIGHTS on `sock`.
-pub fn recv_fd(sock: RawFd) -> Result<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned};
-    let mut buf = [0u8; 4096];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .ctx(|| "receive the pty master".into())?;
-    for c in msg.cmsgs().ctx(|| "receive the pty master".into())? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel installed this fd for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-    }
-    Err(Error::Init("the container sent no pty master".into()))
 }
 
 impl Proxy {

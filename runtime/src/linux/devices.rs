@@ -13,9 +13,9 @@ use nix::mount::MsFlags;
 use nix::sys::stat::{Mode, SFlag};
 use oci_spec::runtime::{Linux, LinuxDeviceType};
 
-use super::inroot::Root;
 use crate::error::Context;
 use crate::Result;
+use wrun_sys::inroot::Root;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -27,6 +27,21 @@ pub struct Device {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+}
+
+/// The devices as the cgroup device rules name them: (type, major, minor).
+pub fn cgroup_nodes(devices: &[Device]) -> Vec<(oci_spec::runtime::LinuxDeviceType, i64, i64)> {
+    use oci_spec::runtime::LinuxDeviceType::{B, C};
+    devices
+        .iter()
+        .map(|d| {
+            (
+                if d.kind == SFlag::S_IFBLK { B } else { C },
+                d.major as i64,
+                d.minor as i64,
+            )
+        })
+        .collect()
 }
 
 fn dev(path: &str, major: u64, minor: u64) -> Device {

@@ -25,7 +25,7 @@ use std::path::Path;
 
 use nix::errno::Errno;
 
-use super::sys;
+use wrun_sys::syscall as sys;
 
 /// Set across the re-exec, so a kernel that reports our new image as writable after all
 /// cannot make us re-exec forever.

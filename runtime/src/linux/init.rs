@@ -158,7 +158,7 @@ fn join_session_keyring(plan: &InitPlan) {
     if plan.new_keyring {
         let name = CString::new(format!("_ses.{}", plan.record.id)).unwrap_or_default();
         // Like runc, a kernel without keyrings (ENOSYS) or a denied request is not fatal.
-        let _ = super::sys::join_session_keyring(&name);
+        let _ = wrun_sys::syscall::join_session_keyring(&name);
     }
 }
 

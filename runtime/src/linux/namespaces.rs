@@ -113,14 +113,7 @@ pub fn id_map(maps: &[LinuxIdMapping]) -> String {
         .collect()
 }
 
-/// Write uid_map and gid_map of `pid`.
-pub fn write_id_maps(pid: i32, uid_map: &str, gid_map: &str) -> Result<()> {
-    for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, map).ctx(|| format!("write {path} ({:?})", map.trim_end()))?;
-    }
-    Ok(())
-}
+pub use wrun_sys::idmap::write_id_maps;
 
 /// Namespace files opened in the parent, so a bad path fails before any side effect.
 pub struct JoinFds(Vec<(LinuxNamespaceType, File)>);
@@ -220,7 +213,7 @@ pub fn spawn(
             unshare_time(&plan.time_offsets)?;
         }
         // SAFETY: wrun is single-threaded here, and the child leaves through exec or _exit.
-        let pid = unsafe { super::sys::clone_fork(plan.new_flags.bits() as libc::c_ulong) }
+        let pid = unsafe { wrun_sys::syscall::clone_fork(plan.new_flags.bits() as libc::c_ulong) }
             .ctx(|| format!("clone with namespaces {:?}", plan.new_flags))?;
         if pid == 0 {
             run_child(child, Box::new(init));
@@ -228,7 +221,7 @@ pub fn spawn(
         if plan.new_user() {
             if let Err(e) = write_id_maps(pid, &plan.uid_map, &plan.gid_map) {
                 kill_and_reap(pid);
-                return Err(e);
+                return Err(e.into());
             }
         }
         return Ok(pid);
@@ -236,7 +229,7 @@ pub fn spawn(
 
     // Two stages: an intermediate joins, unshares, then forks the init as our child.
     // SAFETY: as above.
-    let mid = unsafe { super::sys::clone_fork(0) }.ctx(|| "clone intermediate process".into())?;
+    let mid = unsafe { wrun_sys::syscall::clone_fork(0) }.ctx(|| "clone intermediate process".into())?;
     if mid == 0 {
         let stage = || -> Result<Infallible> {
             join_all(fds)?;
@@ -251,8 +244,8 @@ pub fn spawn(
                 unshare_time(&plan.time_offsets)?;
             }
             // SAFETY: the intermediate is single-threaded; the init is made our parent's child.
-            let pid =
-                unsafe { super::sys::clone_fork(libc::CLONE_PARENT as libc::c_ulong) }.ctx(|| "clone init".into())?;
+            let pid = unsafe { wrun_sys::syscall::clone_fork(libc::CLONE_PARENT as libc::c_ulong) }
+                .ctx(|| "clone init".into())?;
             if pid == 0 {
                 run_child(child, Box::new(init));
             }

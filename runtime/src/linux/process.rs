@@ -35,7 +35,7 @@ pub struct ProcessPlan {
     pub domainname: Option<String>,
     pub sysctl: Vec<(PathBuf, String)>,
     pub personality: Option<libc::c_ulong>,
-    pub scheduler: Option<super::sys::SchedAttr>,
+    pub scheduler: Option<wrun_sys::syscall::SchedAttr>,
     pub io_priority: Option<(i32, i32)>,
     pub mempolicy: Option<(i32, Vec<libc::c_ulong>)>,
     pub affinity_initial: Option<CpuSet>,
@@ -210,7 +210,7 @@ fn check_sysctl(key: &str, ns: &NsPlan) -> Result<()> {
     Ok(())
 }
 
-fn sched_attr(s: &oci_spec::runtime::Scheduler) -> super::sys::SchedAttr {
+fn sched_attr(s: &oci_spec::runtime::Scheduler) -> wrun_sys::syscall::SchedAttr {
     use LinuxSchedulerPolicy as P;
     let policy = match s.policy() {
         P::SchedOther => 0,
@@ -232,7 +232,7 @@ fn sched_attr(s: &oci_spec::runtime::Scheduler) -> super::sys::SchedAttr {
             LinuxSchedulerFlag::SchedFlagUtilClampMax => 0x40,
         }
     });
-    super::sys::SchedAttr {
+    wrun_sys::syscall::SchedAttr {
         size: 0,
         sched_policy: policy,
         sched_flags: flags,
@@ -244,39 +244,9 @@ fn sched_attr(s: &oci_spec::runtime::Scheduler) -> super::sys::SchedAttr {
     }
 }
 
-/// The largest CPU or node number a list may name (the kernel's own ceiling for both is
-/// lower): a hostile `99999999999` must be an error, not a huge allocation.
-const MAX_LIST_ID: usize = 8191;
-
-/// Parse a CPU or node list such as `0-3,6` (sorted, each number once).
-pub fn parse_list(field: &str, s: &str) -> Result<Vec<usize>> {
-    let mut seen = vec![false; MAX_LIST_ID + 1];
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let num = |x: &str| {
-            let n = x
-                .trim()
-                .parse::<usize>()
-                .map_err(|_| bad(field, format!("{s:?} is not a list like 0-3,6")))?;
-            if n > MAX_LIST_ID {
-                return Err(bad(field, format!("{n} is larger than {MAX_LIST_ID}")));
-            }
-            Ok(n)
-        };
-        let (a, b) = match part.split_once('-') {
-            Some((a, b)) => (num(a)?, num(b)?),
-            None => (num(part)?, num(part)?),
-        };
-        if a > b {
-            return Err(bad(field, format!("{s:?}: bad range {part}")));
-        }
-        seen[a..=b].iter_mut().for_each(|x| *x = true);
-    }
-    Ok(seen.iter().enumerate().filter(|(_, x)| **x).map(|(n, _)| n).collect())
-}
-
 fn cpu_set(field: &str, s: &str) -> Result<CpuSet> {
     let mut set = CpuSet::new();
-    for cpu in parse_list(field, s)? {
+    for cpu in wrun_sys::cpulist::parse_list(field, s)? {
         set.set(cpu)
             .map_err(|_| bad(field, format!("cpu {cpu} is out of range")))?;
     }
@@ -307,7 +277,7 @@ fn mempolicy(
     }
     let mut mask: Vec<libc::c_ulong> = Vec::new();
     let bits = libc::c_ulong::BITS as usize;
-    for n in parse_list("linux.memoryPolicy.nodes", nodes.unwrap_or(""))? {
+    for n in wrun_sys::cpulist::parse_list("linux.memoryPolicy.nodes", nodes.unwrap_or(""))? {
         if mask.len() <= n / bits {
             mask.resize(n / bits + 1, 0);
         }
@@ -320,7 +290,7 @@ fn mempolicy(
 fn home_of(rootfs: &Path, uid: u32) -> String {
     // Read through the rootfs as the container sees it: an image whose /etc/passwd is a
     // symlink to a host file must not get that file's contents into HOME.
-    super::inroot::Root::open(rootfs)
+    wrun_sys::inroot::Root::open(rootfs)
         .ok()
         .and_then(|r| r.open_file(Path::new("/etc/passwd")).ok())
         .and_then(|fd| std::io::read_to_string(std::fs::File::from(fd)).ok())
@@ -371,13 +341,13 @@ pub fn apply_scheduling(p: &ProcessPlan) -> Result<()> {
         }
     }
     if let Some(mut attr) = p.scheduler {
-        super::sys::sched_setattr(&mut attr).ctx(|| "process.scheduler: sched_setattr".into())?;
+        wrun_sys::syscall::sched_setattr(&mut attr).ctx(|| "process.scheduler: sched_setattr".into())?;
     }
     if let Some((class, level)) = p.io_priority {
-        super::sys::ioprio_set(class, level).ctx(|| "process.ioPriority: ioprio_set".into())?;
+        wrun_sys::syscall::ioprio_set(class, level).ctx(|| "process.ioPriority: ioprio_set".into())?;
     }
     if let Some((mode, mask)) = &p.mempolicy {
-        super::sys::set_mempolicy(*mode, mask).ctx(|| "linux.memoryPolicy: set_mempolicy".into())?;
+        wrun_sys::syscall::set_mempolicy(*mode, mask).ctx(|| "linux.memoryPolicy: set_mempolicy".into())?;
     }
     if let Some(set) = &p.affinity_initial {
         nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set)
@@ -515,21 +485,6 @@ pub fn set_no_new_privs(p: &ProcessPlan) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_huge_node_number_is_an_error_not_an_allocation() {
-        let e = parse_list("linux.memoryPolicy.nodes", "99999999999").unwrap_err();
-        assert!(e.to_string().contains("linux.memoryPolicy.nodes"), "{e}");
-        assert!(parse_list("x", "0-8191,0-8191,3").unwrap().len() == 8192);
-    }
-
-    #[test]
-    fn cpu_lists_parse_ranges_and_singles() {
-        assert_eq!(parse_list("f", "0-2,5").unwrap(), vec![0, 1, 2, 5]);
-        assert_eq!(parse_list("f", "").unwrap(), Vec::<usize>::new());
-        assert!(parse_list("f", "3-1").is_err());
-        assert!(parse_list("f", "a").is_err());
-    }
 
     #[test]
     fn sysctls_need_their_namespace_and_global_ones_are_refused() {

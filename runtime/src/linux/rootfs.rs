@@ -9,11 +9,11 @@ use nix::mount::{MntFlags, MsFlags};
 use oci_spec::runtime::Spec;
 
 use super::devices::{self, Device};
-use super::inroot::{Root, Target};
-use super::mountopts::{self, MountOptions};
-use super::securepath::resolve_in_root;
 use crate::error::Context;
 use crate::{Error, Result};
+use wrun_sys::inroot::{Root, Target};
+use wrun_sys::mountopts::{self, MountOptions};
+use wrun_sys::securepath::resolve_in_root;
 
 #[derive(Debug, Clone)]
 pub struct PlannedMount {
@@ -269,7 +269,7 @@ fn mount_entry(p: &RootfsPlan, root: &Root, m: &PlannedMount, idmapped_tree: Opt
         let src = m.source.as_deref().unwrap_or(Path::new(""));
         let target = root.make(&m.dest, !src.is_dir())?;
         if let Some(tree) = idmapped_tree {
-            super::sys::move_mount_to_fd(tree.as_raw_fd(), target.fd.as_raw_fd())
+            wrun_sys::syscall::move_mount_to_fd(tree.as_raw_fd(), target.fd.as_raw_fd())
                 .ctx(|| format!("move_mount to {}", target.real_path().display()))?;
         } else {
             mount(
@@ -318,7 +318,7 @@ fn mount_entry(p: &RootfsPlan, root: &Root, m: &PlannedMount, idmapped_tree: Opt
         mount(None, &made.proc_path(), None, *prop, None)?;
     }
     if !o.rec.is_empty() {
-        super::sys::mount_setattr(
+        wrun_sys::syscall::mount_setattr(
             made.fd.as_raw_fd(),
             c"",
             libc::AT_RECURSIVE as u32 | libc::AT_EMPTY_PATH as u32,
@@ -448,7 +448,7 @@ pub fn pivot(p: &RootfsPlan) -> Result<()> {
         nix::unistd::chroot(".").ctx(|| "chroot".into())?;
     } else {
         // pivot_root(".", ".") stacks the old root under the new one; detach it at once.
-        super::sys::pivot_root(c".", c".").ctx(|| format!("pivot_root {}", p.rootfs.display()))?;
+        wrun_sys::syscall::pivot_root(c".", c".").ctx(|| format!("pivot_root {}", p.rootfs.display()))?;
         mount(None, Path::new("."), None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)?;
         nix::mount::umount2(".", MntFlags::MNT_DETACH).ctx(|| "unmount the old root".into())?;
     }

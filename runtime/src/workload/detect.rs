@@ -8,7 +8,7 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use crate::linux::inroot;
+use wrun_sys::inroot;
 
 /// crun's handler annotation: `wasm` or `wasm-smart`.
 pub const HANDLER: &str = "run.oci.handler";

@@ -11,11 +11,20 @@ use std::path::Path;
 use crate::error::Context;
 use crate::Result;
 
+/// Write uid_map and gid_map of `pid`.
+pub fn write_id_maps(pid: i32, uid_map: &str, gid_map: &str) -> Result<()> {
+    for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, map).ctx(|| format!("write {path} ({:?})", map.trim_end()))?;
+    }
+    Ok(())
+}
+
 /// A user namespace fd with `uid_map` / `gid_map` (the /proc text form).
 pub fn userns_with(uid_map: &str, gid_map: &str) -> Result<OwnedFd> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "idmap: pipe".into())?;
     // SAFETY: single-threaded caller; the child only blocks on a read and _exits.
-    let pid = unsafe { super::sys::clone_fork(libc::CLONE_NEWUSER as libc::c_ulong) }
+    let pid = unsafe { crate::syscall::clone_fork(libc::CLONE_NEWUSER as libc::c_ulong) }
         .ctx(|| "idmap: clone user namespace".into())?;
     if pid == 0 {
         drop(w);
@@ -25,7 +34,7 @@ pub fn userns_with(uid_map: &str, gid_map: &str) -> Result<OwnedFd> {
         unsafe { libc::_exit(0) }
     }
     drop(r);
-    let result = super::namespaces::write_id_maps(pid, uid_map, gid_map).and_then(|()| {
+    let result = write_id_maps(pid, uid_map, gid_map).and_then(|()| {
         std::fs::File::open(format!("/proc/{pid}/ns/user"))
             .map(OwnedFd::from)
             .ctx(|| "idmap: open the user namespace".into())
@@ -39,14 +48,14 @@ pub fn userns_with(uid_map: &str, gid_map: &str) -> Result<OwnedFd> {
 pub fn idmapped_tree(src: &Path, recursive: bool, uid_map: &str, gid_map: &str) -> Result<OwnedFd> {
     let userns = userns_with(uid_map, gid_map)?;
     let c = CString::new(src.as_os_str().as_encoded_bytes()).unwrap_or_default();
-    let tree =
-        super::sys::open_tree_clone(&c, recursive).ctx(|| format!("idmapped mount: open_tree {}", src.display()))?;
+    let tree = crate::syscall::open_tree_clone(&c, recursive)
+        .ctx(|| format!("idmapped mount: open_tree {}", src.display()))?;
     let flags = (libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 }) as u32;
-    super::sys::mount_setattr(
+    crate::syscall::mount_setattr(
         tree.as_raw_fd(),
         c"",
         flags,
-        super::sys::MOUNT_ATTR_IDMAP,
+        crate::syscall::MOUNT_ATTR_IDMAP,
         0,
         Some(userns.as_raw_fd()),
     )

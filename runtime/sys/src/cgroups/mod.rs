@@ -7,7 +7,7 @@ pub mod ebpf;
 mod fs;
 mod placement;
 pub mod stats;
-mod v1;
+pub mod v1;
 pub mod v2;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -318,6 +318,45 @@ fn check_memory(m: &oci_spec::runtime::LinuxMemory) -> Result<()> {
     Ok(())
 }
 
+/// True when /sys/fs/cgroup is itself a cgroup2 mount (a pure v2 host).
+pub fn host_is_v2() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .map(|st| st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false)
+}
+
+/// The memory cgroup directory of process `pid`, and whether it is a v1 one (counter in
+/// `memory.oom_control`) or v2 (`memory.events`): its v1 memory hierarchy's if the host has
+/// one, else its cgroup2 directory if that has the memory controller. None when the process
+/// is gone or there is no memory controller.
+pub fn memory_cgroup_of(pid: i32) -> Option<(PathBuf, bool)> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let hs = hierarchies_from(&std::fs::read_to_string("/proc/self/mountinfo").ok()?);
+    if let Some(h) = hs.iter().find(|h| h.controllers.iter().any(|c| c == "memory")) {
+        return Some((placement::dir_in(h, &own_path(&own, &h.controllers)?), true));
+    }
+    let h = hs.iter().find(|h| h.is_v2())?;
+    let dir = placement::dir_in(h, &own_path(&own, &[])?);
+    dir.join("memory.events").exists().then_some((dir, false))
+}
+
+/// The file whose `oom_kill N` line counts a memory cgroup's OOM kills.
+pub fn oom_counter_file(dir: &Path, v1: bool) -> PathBuf {
+    dir.join(if v1 { "memory.oom_control" } else { "memory.events" })
+}
+
+/// The OOM kills a memory cgroup has seen; None when its counter cannot be read (the cgroup
+/// is gone).
+pub fn oom_kills_in(dir: &Path, v1: bool) -> Option<u64> {
+    let text = std::fs::read_to_string(oom_counter_file(dir, v1)).ok()?;
+    Some(
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0),
+    )
+}
+
 /// How many OOM kills the container's memory cgroup has seen (0 without a memory cgroup).
 pub fn oom_kill_count(dirs: &[PathBuf]) -> u64 {
     let cg = Cgroup::new(dirs);
@@ -340,8 +379,8 @@ fn check_cpuset(c: &oci_spec::runtime::LinuxCpu) -> Result<()> {
         };
         let field = format!("linux.resources.{field}");
         let online_text = std::fs::read_to_string(online_file).unwrap_or_else(|_| "0".into());
-        let online = crate::linux::process::parse_list(&field, online_text.trim())?;
-        for n in crate::linux::process::parse_list(&field, want)? {
+        let online = crate::cpulist::parse_list(&field, online_text.trim())?;
+        for n in crate::cpulist::parse_list(&field, want)? {
             if !online.contains(&n) {
                 return Err(Error::Invalid(format!(
                     "{field} {want:?}: {what} {n} does not exist (online: {})",
@@ -367,9 +406,10 @@ fn rule(allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64
 /// The device rules a container gets: the config's `linux.resources.devices`, then what every
 /// container needs (mknod anything; the default devices; ptys), then every `linux.devices`
 /// entry, as runc does; the last matching rule wins.
+/// `devices` are the nodes of `linux.devices` as (type, major, minor).
 pub fn device_rules(
     spec_rules: &[LinuxDeviceCgroup],
-    devices: &[crate::linux::devices::Device],
+    devices: &[(LinuxDeviceType, i64, i64)],
 ) -> Vec<LinuxDeviceCgroup> {
     use LinuxDeviceType::{B, C};
     let mut out = spec_rules.to_vec();
@@ -379,9 +419,8 @@ pub fn device_rules(
         out.push(rule(true, C, Some(maj), Some(min), "rwm"));
     }
     out.push(rule(true, C, Some(136), None, "rwm"));
-    for d in devices {
-        let typ = if d.kind == nix::sys::stat::SFlag::S_IFBLK { B } else { C };
-        let r = rule(true, typ, Some(d.major as i64), Some(d.minor as i64), "rwm");
+    for &(typ, major, minor) in devices {
+        let r = rule(true, typ, Some(major), Some(minor), "rwm");
         if !out.contains(&r) {
             out.push(r);
         }

@@ -27,18 +27,11 @@ impl Hierarchy {
 /// Parse /proc/self/mountinfo text into the cgroup hierarchies, first mount of each wins.
 pub fn hierarchies_from(mountinfo: &str) -> Vec<Hierarchy> {
     let mut out: Vec<Hierarchy> = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        if pre.len() < 5 || post.len() < 3 {
-            continue;
-        }
-        let controllers = match post[0] {
+    for m in crate::mountinfo::parse(mountinfo) {
+        let controllers = match m.fstype.as_str() {
             "cgroup2" => vec![],
-            "cgroup" => post[2]
+            "cgroup" => m
+                .super_options
                 .split(',')
                 .filter(|o| {
                     !matches!(
@@ -51,8 +44,8 @@ pub fn hierarchies_from(mountinfo: &str) -> Vec<Hierarchy> {
             _ => continue,
         };
         let h = Hierarchy {
-            mountpoint: unescape(pre[4]).into(),
-            root: unescape(pre[3]),
+            mountpoint: m.mountpoint.into(),
+            root: m.root,
             controllers,
         };
         if !out.iter().any(|o| o.controllers == h.controllers) {
@@ -60,13 +53,6 @@ pub fn hierarchies_from(mountinfo: &str) -> Vec<Hierarchy> {
         }
     }
     out
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
 }
 
 /// The caller's cgroup in the hierarchy with `controllers`, from /proc/self/cgroup text.
@@ -88,7 +74,7 @@ pub fn own_path(proc_cgroup: &str, controllers: &[String]) -> Option<String> {
 }
 
 /// The directory for cgroup path `cg` (absolute, as in /proc/self/cgroup) in `h`.
-fn dir_in(h: &Hierarchy, cg: &str) -> PathBuf {
+pub fn dir_in(h: &Hierarchy, cg: &str) -> PathBuf {
     let rel = cg.strip_prefix(h.root.trim_end_matches('/')).unwrap_or(cg);
     h.mountpoint.join(rel.trim_start_matches('/'))
 }

@@ -235,7 +235,7 @@ pub fn oom_eventfd(dir: &Path) -> Result<OwnedFd> {
     let oc = std::fs::File::open(dir.join("memory.oom_control"))
         .map_err(|e| Error::io(format!("cgroup {}: open memory.oom_control", dir.display()), e))?;
     // SAFETY: eventfd(2) returns a new fd we own.
-    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
     if efd < 0 {
         return Err(Error::io("eventfd", std::io::Error::last_os_error()));
     }
@@ -251,7 +251,7 @@ pub fn oom_eventfd(dir: &Path) -> Result<OwnedFd> {
 
 /// The `oom_kill` counter of memory.oom_control.
 pub fn oom_kills(dir: &Path) -> u64 {
-    fs::kv(dir, "memory.oom_control", "oom_kill").unwrap_or(0)
+    super::oom_kills_in(dir, true).unwrap_or(0)
 }
 
 fn blkio_entries(dir: &Path, file: &str) -> Vec<stats::BlkioEntry> {

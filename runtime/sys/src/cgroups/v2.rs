@@ -256,7 +256,7 @@ pub fn freeze(dir: &Path, frozen: bool) -> Result<()> {
 
 /// How many OOM kills `memory.events` reports.
 pub fn oom_kills(dir: &Path) -> u64 {
-    fs::kv(dir, "memory.events", "oom_kill").unwrap_or(0)
+    super::oom_kills_in(dir, false).unwrap_or(0)
 }
 
 pub fn stats(s: &mut Stats, dir: &Path) {

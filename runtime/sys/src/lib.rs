@@ -1,0 +1,33 @@
+//! wrun-sys: the kernel mechanics of wrun, usable from any process. No OCI lifecycle and no
+//! wasmtime live here, so the containerd shim links this crate and stays small.
+//!
+//! What it owns:
+//! - `cgroups`: finding the hierarchies (v1, hybrid, pure v2), a container's directories,
+//!   applying `linux.resources` (v1 files, v2 files, eBPF device programs), statistics,
+//!   freezing, killing, OOM counters, and the memory cgroup of any process;
+//! - `inroot` and `securepath`: resolving container paths inside a root by the kernel
+//!   (`openat2` with `RESOLVE_IN_ROOT`) or by a checked walk;
+//! - `mountopts`, `idmap`, `syscall`: mount options and flags, idmapped mounts, and the
+//!   syscalls libc and nix do not wrap (the new mount API, `clone`, `pivot_root`, ...);
+//! - `mountinfo`: `/proc/*/mountinfo` lines;
+//! - `fdpass`, `pidfd`, `signal`: SCM_RIGHTS, process handles immune to pid reuse, and
+//!   signal names as `kill` takes them;
+//! - `netdev`, `cpulist`: moving network devices, CPU and node lists.
+//!
+//! Errors are this crate's own `Error`: each names what was being done and keeps the errno.
+
+pub mod cgroups;
+pub mod cpulist;
+pub mod error;
+pub mod fdpass;
+pub mod idmap;
+pub mod inroot;
+pub mod mountinfo;
+pub mod mountopts;
+pub mod netdev;
+pub mod pidfd;
+pub mod securepath;
+pub mod signal;
+pub mod syscall;
+
+pub use error::{Context, Error, Result};
