@@ -6,9 +6,6 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
-
 use super::hooks::{self, Kind};
 use crate::error::Context;
 use crate::linux::init::{self, Gate, InitPlan};
@@ -167,19 +164,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         cgroup.apply(r, &rules, false)?;
     }
     let gate = match mode {
-        StartMode::Fifo => {
-            nix::unistd::mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o622))
-                .ctx(|| format!("mkfifo {}", dir.fifo().display()))?;
-            // Whatever the umask: the init may run as any user (or in a user namespace) and
-            // must be able to open the fifo for writing.
-            std::fs::set_permissions(dir.fifo(), std::os::unix::fs::PermissionsExt::from_mode(0o622))
-                .ctx(|| format!("chmod {}", dir.fifo().display()))?;
-            // The fifo, not the state dir: the init must hold no handle on a host directory.
-            let fd = nix::fcntl::open(&dir.fifo(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-                .ctx(|| format!("open {}", dir.fifo().display()))?;
-            // SAFETY: a new fd we own.
-            Gate::Fifo(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
-        }
+        StartMode::Fifo => Gate::fifo(&dir.fifo())?,
         StartMode::Socket => Gate::Socket,
     };
     let plan = InitPlan {

@@ -7,6 +7,7 @@ mod exec;
 pub mod hooks;
 mod ops;
 mod resources;
+pub mod startgate;
 
 pub use create::{create, CreateOptions, Created, StartMode};
 pub use exec::{exec, ExecOptions};

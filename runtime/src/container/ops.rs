@@ -1,18 +1,17 @@
 //! start, run, kill, delete, state and list over an existing state directory.
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow};
-use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::create::{create, CreateOptions, Created, StartMode};
 use super::hooks::{self, Kind};
+use super::startgate::{self, Reply};
 use crate::error::Context;
 use crate::linux::sync::Msg;
 use crate::state::{self, OciState, Record, StateDir, Status};
@@ -73,62 +72,15 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     // The pidfd first: opening the fifo releases the init, which may run to its end and be
     // reaped (by a subreaper such as a containerd shim) before a pidfd could be opened.
     let pfd = pidfd::open(rec.pid).ok_or_else(|| c.wrong("its init process is gone"))?;
-    let fifo = c.dir.fifo();
-    let fd = nix::fcntl::open(
-        &fifo,
-        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| format!("open {}", fifo.display()))?;
-    // SAFETY: new fd we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let reply = read_start_reply(&fd, &pfd);
-    std::fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))?;
-    match reply {
-        Some(r) if r.first() == Some(&b'0') => {
+    match startgate::release(&c.dir.fifo(), &pfd)? {
+        Reply::Started => {
             hooks::run_warn(Kind::Poststart, rec.hooks.as_ref(), &rec.oci_state(Status::Running));
             Ok(())
         }
-        Some(r) if !r.is_empty() => Err(Error::Init(String::from_utf8_lossy(&r[1..]).into_owned())),
-        _ => Err(Error::Init(format!(
+        Reply::HookFailed(e) => Err(Error::Init(e)),
+        Reply::InitGone => Err(Error::Init(format!(
             "container {id}: the init exited before it could be started"
         ))),
-    }
-}
-
-/// Opening the fifo released the init; it runs the startContainer hooks, writes "0" (or "1"
-/// and the error), then execs, which closes its end. Returns what it wrote once that end is
-/// closed (so poststart runs after the user process is started), or `None` if the init died
-/// without writing.
-fn read_start_reply(fifo: &OwnedFd, init: &OwnedFd) -> Option<Vec<u8>> {
-    let mut got = Vec::new();
-    loop {
-        let mut fds = [
-            PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
-            PollFd::new(init.as_fd(), PollFlags::POLLIN),
-        ];
-        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return None,
-            Ok(_) => {}
-        }
-        let fifo_ev = fds[0].revents().unwrap_or(PollFlags::empty());
-        if fifo_ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP) {
-            let mut b = [0u8; 4096];
-            match nix::unistd::read(fifo.as_raw_fd(), &mut b) {
-                Ok(0) => return Some(got),
-                Ok(n) => got.extend_from_slice(&b[..n]),
-                Err(nix::errno::Errno::EAGAIN) => {}
-                Err(_) => return Some(got),
-            }
-        } else if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-            // The init is gone; whatever it wrote is in the fifo already.
-            let mut b = [0u8; 4096];
-            if let Ok(n) = nix::unistd::read(fifo.as_raw_fd(), &mut b) {
-                got.extend_from_slice(&b[..n]);
-            }
-            return (!got.is_empty()).then_some(got);
-        }
     }
 }
 

@@ -5,31 +5,18 @@ use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
-use nix::sys::stat::Mode;
 
 use super::namespaces::NsPlan;
 use super::process::{self, ProcessPlan};
 use super::rootfs::{self, RootfsPlan};
 use super::sync::{Msg, SyncSocket};
 use crate::container::hooks::Kind;
+pub use crate::container::startgate::Gate;
 use crate::error::Context;
 use crate::state::Status;
 use crate::workload;
 use crate::{Error, Result};
-
-/// How the init learns that it may exec.
-#[derive(Debug)]
-pub enum Gate {
-    /// `create` + `start`: block opening `exec.fifo` until `start` opens it for reading. The
-    /// fifo itself is held as an O_PATH fd, reopened through `/proc/self/fd` after
-    /// pivot_root: a handle on the fifo, never on a host directory that a `process.cwd` of
-    /// `/proc/self/fd/N` could enter (CVE-2024-21626).
-    Fifo(OwnedFd),
-    /// `run`: the parent sends `Start` on the setup socket.
-    Socket,
-}
 
 /// Everything the init needs, computed and validated by the parent before the clone.
 #[derive(Debug)]
@@ -77,7 +64,7 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     rootfs::finalize(&plan.rootfs)?;
     process::apply_scheduling(&plan.process)?;
     process::apply_rlimits(&plan.process)?;
-    close_host_fds(plan.preserve_fds, &[sock.0.as_raw_fd(), gate_fd(&plan.gate)])?;
+    close_host_fds(plan.preserve_fds, &[sock.0.as_raw_fd(), plan.gate.raw_fd()])?;
     process::enter_cwd(&plan.process)?;
     mark_fds_cloexec(plan.preserve_fds)?;
     if !plan.process.no_new_privs {
@@ -88,9 +75,9 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     let workload = prepared.resolve(&plan.process)?;
     reset_signals();
     process::set_no_new_privs(&plan.process)?;
-    check_start_gate(&plan.gate)?;
+    plan.gate.check()?;
     sock.send(&Msg::Ready)?;
-    let ack = wait_for_start(&plan.gate, sock)?;
+    let ack = plan.gate.wait(sock)?;
     let started = run_hooks(plan, Kind::StartContainer, host_pid, Status::Created);
     ack.report(sock, &started)?;
     started?;
@@ -106,10 +93,7 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     if matches!(workload, workload::Workload::Wasm { .. }) {
         // The guest runs in this process for its whole life: it holds no fd of ours.
         drop(ack);
-        if let Gate::Fifo(fd) = &plan.gate {
-            // SAFETY: the gate is not used after this point (the plan is never dropped here).
-            unsafe { libc::close(fd.as_raw_fd()) };
-        }
+        plan.gate.close_for_guest();
     }
     workload.run(&plan.process)
 }
@@ -184,13 +168,6 @@ pub fn check_preserve_fds(n: i32) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn gate_fd(gate: &Gate) -> RawFd {
-    match gate {
-        Gate::Fifo(fd) => fd.as_raw_fd(),
-        Gate::Socket => -1,
-    }
 }
 
 /// Close every fd but stdio, the `--preserve-fds` ones and `keep` (what setup still needs):
@@ -268,77 +245,6 @@ pub fn reset_signals() {
         Some(&nix::sys::signal::SigSet::empty()),
         None,
     );
-}
-
-/// The open line back to whoever started us, to say whether startContainer hooks passed.
-enum Ack {
-    /// The exec fifo's write end (close-on-exec: `start` sees EOF once we exec).
-    Fifo(std::os::fd::OwnedFd),
-    Socket,
-}
-
-impl Ack {
-    /// Writes the hooks' outcome. The fifo stays open: `start` returns when it closes, at the
-    /// exec (close-on-exec) or, for a wasm guest, just before the guest runs.
-    fn report(&self, sock: &SyncSocket, r: &Result<()>) -> Result<()> {
-        match (self, r) {
-            (Ack::Fifo(fd), Ok(())) => nix::unistd::write(fd, b"0").ctx(|| "write exec fifo".into()).map(drop),
-            (Ack::Fifo(fd), Err(e)) => {
-                let msg = format!("1{e}");
-                nix::unistd::write(fd, msg.as_bytes())
-                    .ctx(|| "write exec fifo".into())
-                    .map(drop)
-            }
-            (Ack::Socket, Ok(())) => sock.send(&Msg::Started),
-            (Ack::Socket, Err(e)) => sock.send(&Msg::Failed(e.to_string())),
-        }
-    }
-}
-
-/// Fail `create` now, not `start`, if we (as the container's user) could not open the fifo.
-fn check_start_gate(gate: &Gate) -> Result<()> {
-    if let Gate::Fifo(fifo) = gate {
-        let r = nix::unistd::access(fifo_path(fifo).as_str(), nix::unistd::AccessFlags::W_OK);
-        // Only a real "no" counts: a seccomp profile may refuse faccessat itself.
-        match r {
-            Err(nix::errno::Errno::EACCES) => {
-                return Err(Error::sys(
-                    "exec fifo: not writable by the container's user",
-                    nix::errno::Errno::EACCES,
-                ))
-            }
-            // The fifo is reopened through our fd in the container's /proc, as runc does.
-            Err(nix::errno::Errno::ENOENT) => {
-                return Err(Error::Invalid(
-                    "mounts: no proc filesystem at /proc in the container; create + start needs /proc/self/fd to wait for start"
-                        .into(),
-                ))
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// The O_PATH fifo as a path the kernel reopens: our own fd in the container's /proc.
-fn fifo_path(fifo: &OwnedFd) -> String {
-    format!("/proc/self/fd/{}", fifo.as_raw_fd())
-}
-
-fn wait_for_start(gate: &Gate, sock: &SyncSocket) -> Result<Ack> {
-    match gate {
-        Gate::Socket => sock.expect(Msg::Start).map(|()| Ack::Socket),
-        Gate::Fifo(fifo) => {
-            let fd = nix::fcntl::open(
-                fifo_path(fifo).as_str(),
-                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .ctx(|| "open exec fifo (the container's /proc is needed to reopen it)".into())?;
-            // SAFETY: openat returned a new fd that we own.
-            Ok(Ack::Fifo(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
-        }
-    }
 }
 
 fn apply_final_affinity(p: &ProcessPlan) -> Result<()> {
