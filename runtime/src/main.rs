@@ -4,5 +4,6 @@
 mod cli;
 
 fn main() {
+    wrun::workload::wasm::quiet_error_backtraces();
     std::process::exit(cli::main());
 }
