@@ -6,6 +6,7 @@ mod create;
 mod exec;
 pub mod hooks;
 mod ops;
+mod ptyproxy;
 mod resources;
 pub mod startgate;
 

@@ -250,7 +250,7 @@ fn run_created(
 
 /// Wait for our child `pid`, passing every signal we get on to it (SIGWINCH resizes the
 /// pty instead when we proxy a terminal).
-pub(super) fn wait_forwarding_signals(pid: Pid, proxy: Option<&crate::linux::console::Proxy>) -> Result<i32> {
+pub(super) fn wait_forwarding_signals(pid: Pid, proxy: Option<&super::ptyproxy::Proxy>) -> Result<i32> {
     let all = SigSet::all();
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
@@ -268,7 +268,7 @@ pub(super) fn wait_forwarding_signals(pid: Pid, proxy: Option<&crate::linux::con
         }
         match (sig, proxy) {
             (libc::SIGCHLD, _) => {}
-            (libc::SIGWINCH, Some(p)) => crate::linux::console::resize_from_stdin(&p.master),
+            (libc::SIGWINCH, Some(p)) => super::ptyproxy::resize_from_stdin(&p.master),
             (sig, _) => {
                 // SAFETY: plain kill(2) of our own unreaped child.
                 unsafe { libc::kill(pid.as_raw(), sig) };
@@ -321,10 +321,10 @@ impl ConsoleListener {
         Ok(ConsoleListener { path, listener })
     }
 
-    pub(super) fn accept_master(&self) -> Result<crate::linux::console::Proxy> {
+    pub(super) fn accept_master(&self) -> Result<super::ptyproxy::Proxy> {
         let (conn, _) = self.listener.accept().ctx(|| "accept the console connection".into())?;
         let master = wrun_sys::fdpass::recv_fd(conn.as_raw_fd(), "the pty master")?;
-        Ok(crate::linux::console::Proxy::start(master))
+        Ok(super::ptyproxy::Proxy::start(master))
     }
 }
 
