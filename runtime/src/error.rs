@@ -3,6 +3,16 @@
 
 use std::path::PathBuf;
 
+/// A wasm module or component that cannot run, named by its path in the container. Defined
+/// here, not in `workload::wasm`, so this module depends on no other module of the crate but
+/// `spec`, which depends on none (no `error` → `workload` → `linux` → `error` cycle).
+#[derive(Debug, thiserror::Error)]
+#[error("process.args[0] {}: {why}", path.display())]
+pub struct WasmError {
+    pub path: PathBuf,
+    pub why: String,
+}
+
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -10,8 +20,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
-    #[error("container id {id:?} is invalid: {why}")]
-    InvalidId { id: String, why: &'static str },
     #[error("container {0} does not exist")]
     NotFound(String),
     #[error("container {0} already exists")]
@@ -33,7 +41,7 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
-    Wasm(#[from] crate::workload::wasm::WasmError),
+    Wasm(#[from] WasmError),
     /// A failure of the kernel layer (cgroups, mounts, fd passing, ...), kept as it is.
     #[error(transparent)]
     Kernel(#[from] wrun_sys::Error),
@@ -89,7 +97,7 @@ impl Error {
         match self {
             Error::NotFound(_) => Kind::NotFound,
             Error::AlreadyExists(_) => Kind::AlreadyExists,
-            Error::Spec(_) | Error::InvalidId { .. } | Error::Invalid(_) => Kind::InvalidConfig,
+            Error::Spec(_) | Error::Invalid(_) => Kind::InvalidConfig,
             Error::StateFile { .. } => Kind::CorruptState,
             Error::WrongStatus { .. } => Kind::WrongState,
             Error::Io { .. } | Error::Sys { .. } => Kind::Os,

@@ -23,6 +23,8 @@ pub enum SpecError {
     Field { path: PathBuf, field: String, why: String },
     #[error("rootfs {0}: no such directory")]
     NoRootfs(PathBuf),
+    #[error("container id {id:?} is invalid: {why}")]
+    InvalidId { id: String, why: &'static str },
 }
 
 /// A validated spec with the bundle it came from and its absolute rootfs.
@@ -165,7 +167,7 @@ pub fn version_supported(v: &str) -> bool {
 
 /// runc's rule: letters, digits, `_`, `+`, `-`, `.`; not `.` or `..`; so an id can never
 /// name a path outside the state root.
-pub fn validate_id(id: &str) -> Result<(), crate::Error> {
+pub fn validate_id(id: &str) -> Result<(), SpecError> {
     let why = if id.is_empty() {
         Some("it is empty")
     } else if id == "." || id == ".." {
@@ -178,7 +180,7 @@ pub fn validate_id(id: &str) -> Result<(), crate::Error> {
         None
     };
     match why {
-        Some(why) => Err(crate::Error::InvalidId {
+        Some(why) => Err(SpecError::InvalidId {
             id: id.to_string(),
             why,
         }),

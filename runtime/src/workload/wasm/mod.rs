@@ -25,13 +25,7 @@ use run::{P1Host, P2Host};
 /// wasmtime's own CLI uses, so it reads like a native program that aborted.
 pub const TRAP_EXIT_CODE: i32 = 134;
 
-/// A module or component that cannot run, named by its path in the container.
-#[derive(Debug, thiserror::Error)]
-#[error("process.args[0] {}: {why}", path.display())]
-pub struct WasmError {
-    pub path: PathBuf,
-    pub why: String,
-}
+pub use crate::error::WasmError;
 
 /// What the spec says that shapes the engine and the store.
 #[derive(Debug, Clone, Default)]
