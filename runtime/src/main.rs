@@ -4,6 +4,6 @@
 mod cli;
 
 fn main() {
-    wrun::workload::wasm::quiet_error_backtraces();
+    wrun::workload::quiet_error_backtraces();
     std::process::exit(cli::main());
 }

@@ -17,7 +17,7 @@ use wrun::workload::wasm::{prepare, Settings};
 
 fn main() -> ExitCode {
     // As wrun does: no native stack trace in every error value (a guest's proc_exit is one).
-    wrun::workload::wasm::quiet_error_backtraces();
+    wrun::workload::quiet_error_backtraces();
     let mut args = std::env::args().skip(1).peekable();
     let mut preopens = Vec::new();
     while args.peek().map(String::as_str) == Some("--dir") {

@@ -6,6 +6,11 @@
 
 pub mod detect;
 pub mod interp;
+#[cfg(feature = "wasm")]
+pub mod wasm;
+/// Without the `wasm` cargo feature: the same names, and a wasm workload refused.
+#[cfg(not(feature = "wasm"))]
+#[path = "nowasm.rs"]
 pub mod wasm;
 
 use std::convert::Infallible;
@@ -17,6 +22,29 @@ use oci_spec::runtime::{PosixRlimitType, Spec};
 
 use crate::linux::process::{self, ProcessPlan};
 use crate::{Error, Result};
+
+/// What the spec says that shapes a wasm guest's engine and store.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `linux.resources.memory.limit`, bytes.
+    pub memory_limit: Option<u64>,
+    /// The soft RLIMIT_AS of `process.rlimits`, bytes.
+    pub rlimit_as: Option<u64>,
+    /// Guest directories preopened at the same path, read-write or not.
+    pub preopens: Vec<(PathBuf, bool)>,
+}
+
+/// Keep error values cheap: wasmtime's errors are anyhow errors, which capture a native stack
+/// trace at creation when `RUST_BACKTRACE` is set, and a guest ending through `proc_exit` ends
+/// with such an error (seen: 6-8 ms per wasm start in a statically linked wrun with
+/// `RUST_BACKTRACE=1` in the caller's environment). `RUST_LIB_BACKTRACE=0` turns that off for
+/// error values only; panics still print a backtrace as `RUST_BACKTRACE` asks. An explicit
+/// `RUST_LIB_BACKTRACE` is left alone. Call it while the process has one thread.
+pub fn quiet_error_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
+}
 
 /// What the parent decided, carried into the init.
 #[derive(Debug)]
@@ -70,6 +98,11 @@ pub fn plan(spec: &Spec, rootfs: &Path, p: &ProcessPlan) -> Result<Plan> {
         }
         _ => return Ok(Plan::Native),
     };
+    if !cfg!(feature = "wasm") {
+        return Err(Error::Invalid(format!(
+            "process.args[0] {arg0:?}: a wasm module, and this wrun was built without wasm (cargo feature `wasm`)"
+        )));
+    }
     Ok(Plan::Wasm(Box::new(WasmPlan {
         found,
         settings: settings(spec),
@@ -77,7 +110,7 @@ pub fn plan(spec: &Spec, rootfs: &Path, p: &ProcessPlan) -> Result<Plan> {
 }
 
 /// The engine and store settings the spec implies.
-fn settings(spec: &Spec) -> wasm::Settings {
+fn settings(spec: &Spec) -> Settings {
     let memory_limit = spec
         .linux()
         .as_ref()
@@ -92,7 +125,7 @@ fn settings(spec: &Spec) -> wasm::Settings {
         .and_then(|p| p.rlimits().as_ref())
         .and_then(|rl| rl.iter().find(|r| r.typ() == PosixRlimitType::RlimitAs))
         .map(|r| r.soft());
-    wasm::Settings {
+    Settings {
         memory_limit,
         rlimit_as,
         preopens: preopens(spec),

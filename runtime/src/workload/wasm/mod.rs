@@ -27,16 +27,7 @@ pub const TRAP_EXIT_CODE: i32 = 134;
 
 pub use crate::error::WasmError;
 
-/// What the spec says that shapes the engine and the store.
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    /// `linux.resources.memory.limit`, bytes.
-    pub memory_limit: Option<u64>,
-    /// The soft RLIMIT_AS of `process.rlimits`, bytes.
-    pub rlimit_as: Option<u64>,
-    /// Guest directories preopened at the same path, read-write or not.
-    pub preopens: Vec<(PathBuf, bool)>,
-}
+pub use super::Settings;
 
 enum Code {
     Module(InstancePre<P1Host>),
@@ -75,18 +66,6 @@ impl std::fmt::Debug for Guest {
 /// (the benches time the pooling allocator this way), then hand the engine to `prepare_with`.
 /// The settings are part of the cache key (through wasmtime's compatibility hash), so each
 /// distinct configuration compiles once.
-/// Keep error values cheap: wasmtime's errors are anyhow errors, which capture a native stack
-/// trace at creation when `RUST_BACKTRACE` is set, and a guest ending through `proc_exit` ends
-/// with such an error (seen: 6-8 ms per wasm start in a statically linked wrun with
-/// `RUST_BACKTRACE=1` in the caller's environment). `RUST_LIB_BACKTRACE=0` turns that off for
-/// error values only; panics still print a backtrace as `RUST_BACKTRACE` asks. An explicit
-/// `RUST_LIB_BACKTRACE` is left alone. Call it while the process has one thread.
-pub fn quiet_error_backtraces() {
-    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
-        std::env::set_var("RUST_LIB_BACKTRACE", "0");
-    }
-}
-
 pub fn engine_config(s: &Settings) -> Config {
     let mut c = Config::new();
     c.wasm_component_model(true);
