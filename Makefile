@@ -14,7 +14,7 @@ wasm-apps: deps
 # binary gets the flags: cargo cannot give crt-static to one binary of a workspace whose
 # proc-macros must stay dynamic, but `cargo rustc` passes them to the one target it builds.
 # A plain `cargo build --release` still gives a working, dynamically linked wrun.
-release_wrun = cargo rustc --release -p wrun --bin wrun -- -C target-feature=+crt-static -C relocation-model=static
+release_wrun = cargo rustc --release -p wrun-cli --bin wrun -- -C target-feature=+crt-static -C relocation-model=static
 
 build: deps wasm-apps
 	cargo build --release -p containerd-shim-wrun

@@ -1,6 +1,7 @@
 //! wrun: an OCI runtime for native Linux and WebAssembly containers.
-//! The library behind the `wrun` CLI: spec loading, container state, the lifecycle verbs and
-//! the Linux setup they drive.
+//! The library behind the `wrun` binary (crate wrun-cli, `runtime/cli`): spec loading, container
+//! state, the lifecycle verbs, the init and the setup it drives in the container, and the
+//! native/wasm seam. Kernel mechanics usable from any process are in wrun-sys (`runtime/sys`).
 
 pub mod atomicfile;
 pub mod container;
