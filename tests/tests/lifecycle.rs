@@ -392,11 +392,18 @@ fn create_and_start_work_for_a_non_root_user_and_in_a_user_namespace() {
         rt.create_ok(&id, &b);
         assert_eq!(rt.status(&id).as_deref(), Some("created"), "{name}");
         assert_ok(&rt.start(&id), "start");
+        // The shell creates the file before `id` writes to it: wait for the content, not the
+        // file (an empty read here once failed CI).
+        let written = || {
+            std::fs::read_to_string(out.join(name))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
         assert!(
-            wait_until(Duration::from_secs(10), || out.join(name).exists()),
+            wait_until(Duration::from_secs(10), || !written().is_empty()),
             "{name}: the process never ran"
         );
         let want = if userns { "0" } else { "1000" };
-        assert_eq!(std::fs::read_to_string(out.join(name)).unwrap().trim(), want);
+        assert_eq!(written(), want);
     }
 }
