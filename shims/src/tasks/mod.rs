@@ -12,12 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
-use containerd_shim::api::{
-    CreateTaskRequest, DeleteResponse, ExecProcessRequest, KillRequest, StateResponse, UpdateTaskRequest,
-};
+use containerd_shim::api::{CreateTaskRequest, DeleteResponse, KillRequest, StateResponse, UpdateTaskRequest};
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused, TaskResumed,
-    TaskStart,
+    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskPaused, TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::topics;
@@ -31,6 +28,8 @@ use crate::reaper::{Exit, Reaper};
 use crate::rootfs;
 use crate::stdio::{self, ConsoleSocket};
 use crate::wrun::{ProcStdio, Wrun, STATE_BASE};
+
+mod exec;
 
 static FILE_SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -276,72 +275,12 @@ impl Tasks {
             );
             return Ok(pid);
         }
-        let (bundle, spec, terminal, stdin, stdout, stderr) = {
-            let t = self.table();
-            let c = t.container(id)?;
-            if c.init.exit.is_some() {
-                return Err(Error::Precondition(format!("container {id} has stopped")));
-            }
-            let p = t.process(id, exec_id)?;
-            if p.started {
-                return Err(Error::Precondition(format!("exec {exec_id} was already started")));
-            }
-            (
-                c.bundle.clone(),
-                p.spec.clone().unwrap_or_default(),
-                p.terminal,
-                p.stdin.clone(),
-                p.stdout.clone(),
-                p.stderr.clone(),
-            )
-        };
-        let (io, sock) = self.stdio_for(terminal, &stdin, &stdout, &stderr)?;
-        let pid_file = bundle.join(format!("exec-{}.pid", FILE_SEQ.fetch_add(1, Ordering::Relaxed)));
-        let _order = self.order.lock().unwrap();
-        let done = self
-            .wrun
-            .exec(id, &spec, &pid_file, sock.as_ref().map(|s| s.path()), io);
-        let pid = done.and_then(|()| read_pid(&pid_file));
-        let _ = std::fs::remove_file(&pid_file);
-        let pid = pid?;
-        let console = Self::attach_console(sock, &stdin, &stdout)?;
-        {
-            let mut t = self.table();
-            let p = t.process_mut(id, exec_id)?;
-            p.pid = pid;
-            p.started = true;
-            p.console = console;
-        }
-        self.register(pid as i32, id, exec_id);
-        self.publisher.publish(
-            topics::TASK_EXEC_STARTED_EVENT_TOPIC,
-            TaskExecStarted {
-                container_id: id.to_string(),
-                exec_id: exec_id.to_string(),
-                pid,
-                ..Default::default()
-            },
-        );
-        Ok(pid)
+        self.start_exec(id, exec_id)
     }
 
     pub fn delete(&self, id: &str, exec_id: &str) -> Result<DeleteResponse> {
         if !exec_id.is_empty() {
-            let mut t = self.table();
-            let p = t.process(id, exec_id)?;
-            if p.started && p.exit.is_none() {
-                return Err(Error::Precondition(format!("exec {exec_id} is still running")));
-            }
-            let p = t.container_mut(id)?.execs.remove(exec_id).expect("looked up above");
-            if let Some(s) = &p.spec {
-                let _ = std::fs::remove_file(s);
-            }
-            return Ok(DeleteResponse {
-                pid: p.pid,
-                exit_status: p.exit_status(),
-                exited_at: p.exited_at(),
-                ..Default::default()
-            });
+            return self.delete_exec(id, exec_id);
         }
         let (bundle, mounted) = {
             let t = self.table();
@@ -435,36 +374,6 @@ impl Tasks {
             }
             t = self.exited.wait(t).unwrap();
         }
-    }
-
-    pub fn exec(&self, req: &ExecProcessRequest) -> Result<()> {
-        let bundle = self.bundle(&req.id)?;
-        if self.table().process(&req.id, &req.exec_id).is_ok() {
-            return Err(Error::AlreadyExists(format!("exec {} already exists", req.exec_id)));
-        }
-        let spec = bundle.join(format!("exec-{}.json", FILE_SEQ.fetch_add(1, Ordering::Relaxed)));
-        std::fs::write(&spec, &req.spec.value).map_err(|e| Error::io(format!("write {}", spec.display()), e))?;
-        let p = Proc {
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            terminal: req.terminal,
-            spec: Some(spec),
-            ..Default::default()
-        };
-        self.table()
-            .container_mut(&req.id)?
-            .execs
-            .insert(req.exec_id.clone(), p);
-        self.publisher.publish(
-            topics::TASK_EXEC_ADDED_EVENT_TOPIC,
-            TaskExecAdded {
-                container_id: req.id.clone(),
-                exec_id: req.exec_id.clone(),
-                ..Default::default()
-            },
-        );
-        Ok(())
     }
 
     pub fn pause(&self, id: &str, pause: bool) -> Result<()> {
