@@ -32,17 +32,14 @@ pub enum Error {
     },
     #[error("container init: {0}")]
     Init(String),
-    #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
-    #[error("{what}: {source}")]
-    Sys { what: String, source: nix::Error },
     #[error("state file {path}: {source}")]
     StateFile { path: PathBuf, source: serde_json::Error },
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
     Wasm(#[from] WasmError),
-    /// A failure of the kernel layer (cgroups, mounts, fd passing, ...), kept as it is.
+    /// An OS failure: what was being done and the errno (from wrun-sys, or from this crate
+    /// through `Error::io`/`Error::sys`/`Context`).
     #[error(transparent)]
     Kernel(#[from] wrun_sys::Error),
 }
@@ -100,7 +97,6 @@ impl Error {
             Error::Spec(_) | Error::Invalid(_) => Kind::InvalidConfig,
             Error::StateFile { .. } => Kind::CorruptState,
             Error::WrongStatus { .. } => Kind::WrongState,
-            Error::Io { .. } | Error::Sys { .. } => Kind::Os,
             Error::Kernel(k) => match k {
                 wrun_sys::Error::Invalid(_) => Kind::InvalidConfig,
                 _ => Kind::Os,
@@ -110,36 +106,26 @@ impl Error {
         }
     }
 
-    /// An I/O error with a description of what was being done.
+    /// An I/O error with a description of what was being done (the kernel layer's error,
+    /// so both layers report OS failures alike).
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            what: what.into(),
-            source,
-        }
+        Error::Kernel(wrun_sys::Error::io(what, source))
     }
 
     /// A syscall error with a description of what was being done.
     pub fn sys(what: impl Into<String>, source: nix::Error) -> Self {
-        Error::Sys {
-            what: what.into(),
-            source,
-        }
+        Error::Kernel(wrun_sys::Error::sys(what, source))
     }
 }
 
-/// Attach "what was being done" to errors of lower layers.
+/// Attach "what was being done" to errors of lower layers: wrun-sys's `Context`, with this
+/// crate's `Result`.
 pub trait Context<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
 }
 
-impl<T> Context<T> for std::result::Result<T, std::io::Error> {
+impl<T, R: wrun_sys::Context<T>> Context<T> for R {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::io(what(), e))
-    }
-}
-
-impl<T> Context<T> for std::result::Result<T, nix::Error> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::sys(what(), e))
+        wrun_sys::Context::ctx(self, what).map_err(Error::Kernel)
     }
 }
