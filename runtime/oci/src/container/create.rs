@@ -308,12 +308,7 @@ fn owner() -> String {
     let uid = unsafe { libc::geteuid() };
     std::fs::read_to_string("/etc/passwd")
         .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() > 2 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
-            })
-        })
+        .and_then(|s| crate::linux::process::passwd_field(&s, uid, 0))
         .unwrap_or_default()
 }
 

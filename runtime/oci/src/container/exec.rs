@@ -34,33 +34,6 @@ pub struct ExecOptions {
     pub preserve_fds: i32,
 }
 
-/// The /proc/PID/ns file name of each namespace type.
-fn ns_file(t: LinuxNamespaceType) -> &'static str {
-    match t {
-        LinuxNamespaceType::Mount => "mnt",
-        LinuxNamespaceType::Cgroup => "cgroup",
-        LinuxNamespaceType::Uts => "uts",
-        LinuxNamespaceType::Ipc => "ipc",
-        LinuxNamespaceType::User => "user",
-        LinuxNamespaceType::Pid => "pid",
-        LinuxNamespaceType::Network => "net",
-        LinuxNamespaceType::Time => "time",
-    }
-}
-
-fn ns_flag(t: LinuxNamespaceType) -> CloneFlags {
-    match t {
-        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
-        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
-        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
-        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
-        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
-        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
-        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
-        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
-    }
-}
-
 /// Run the process; returns its exit code (128+N after signal N), or 0 with `detach`.
 pub fn exec(opts: &ExecOptions) -> Result<i32> {
     // 1. Validate everything first: a bad exec must not disturb the container.
@@ -94,7 +67,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     let mut join = Vec::new();
     let mut pid_ns = None;
     for ns in linux.namespaces().as_deref().unwrap_or_default() {
-        let path = format!("/proc/{}/ns/{}", rec.pid, ns_file(ns.typ()));
+        let path = format!("/proc/{}/ns/{}", rec.pid, namespaces::proc_file(ns.typ()));
         let f = File::open(&path).ctx(|| format!("exec: open {path}"))?;
         match ns.typ() {
             LinuxNamespaceType::Pid => pid_ns = Some(f),
@@ -188,7 +161,7 @@ fn exec_child(
     opts: &ExecOptions,
 ) -> Result<Infallible> {
     for (t, f) in join {
-        nix::sched::setns(f.as_fd(), ns_flag(*t)).ctx(|| format!("exec: join the {t} namespace"))?;
+        nix::sched::setns(f.as_fd(), namespaces::setns_flag(*t)).ctx(|| format!("exec: join the {t} namespace"))?;
     }
     sock.expect(Msg::Go)?;
     nix::unistd::setsid().ctx(|| "setsid".into())?;

@@ -61,23 +61,41 @@ impl NsPlan {
     }
 }
 
-fn flag(t: LinuxNamespaceType) -> Option<CloneFlags> {
-    Some(match t {
+/// The one table of namespace types: the flag that setns(2) and unshare(2) take, and the
+/// file under /proc/PID/ns.
+pub fn setns_flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
         LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
         LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
         LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
         LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
         LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
-        LinuxNamespaceType::Cgroup | LinuxNamespaceType::Time => return None,
-    })
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
 }
 
-fn setns_flag(t: LinuxNamespaceType) -> CloneFlags {
+/// The /proc/PID/ns file name of each namespace type.
+pub fn proc_file(t: LinuxNamespaceType) -> &'static str {
     match t {
-        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
-        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
-        t => flag(t).unwrap_or(CloneFlags::empty()),
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// The flag for the clone that makes the container: none for cgroup and time, which the init
+/// unshares itself later (after joining its cgroup; time takes its offsets first).
+fn flag(t: LinuxNamespaceType) -> Option<CloneFlags> {
+    match t {
+        LinuxNamespaceType::Cgroup | LinuxNamespaceType::Time => None,
+        t => Some(setns_flag(t)),
     }
 }
 

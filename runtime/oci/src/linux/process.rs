@@ -294,13 +294,17 @@ fn home_of(rootfs: &Path, uid: u32) -> String {
         .ok()
         .and_then(|r| r.open_file(Path::new("/etc/passwd")).ok())
         .and_then(|fd| std::io::read_to_string(std::fs::File::from(fd)).ok())
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
-            })
-        })
+        .and_then(|s| passwd_field(&s, uid, 5))
         .unwrap_or_else(|| "/".into())
+}
+
+/// Field `n` (0: name, 5: home, ...) of `uid`'s line in /etc/passwd text: the one place wrun
+/// reads passwd(5).
+pub fn passwd_field(passwd: &str, uid: u32, n: usize) -> Option<String> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > n.max(2) && f[2].parse() == Ok(uid)).then(|| f[n].to_string())
+    })
 }
 
 /// Before pivot_root, while the host's /proc is still visible.
@@ -485,6 +489,16 @@ pub fn set_no_new_privs(p: &ProcessPlan) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwd_fields_are_found_by_uid() {
+        let text = "root:x:0:0:root:/root:/bin/sh\nbad line\napp:x:1000:1000::/home/app:/bin/sh\nshort:x:7\n";
+        assert_eq!(passwd_field(text, 1000, 5).as_deref(), Some("/home/app"));
+        assert_eq!(passwd_field(text, 0, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_field(text, 7, 5), None, "a short line has no home");
+        assert_eq!(passwd_field(text, 7, 0).as_deref(), Some("short"));
+        assert_eq!(passwd_field(text, 42, 0), None);
+    }
 
     #[test]
     fn sysctls_need_their_namespace_and_global_ones_are_refused() {
