@@ -22,16 +22,11 @@ pub enum CgroupLayout {
 pub fn cgroup_layout() -> &'static CgroupLayout {
     static LAYOUT: OnceLock<CgroupLayout> = OnceLock::new();
     LAYOUT.get_or_init(|| {
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut v2 = None;
-        for line in mountinfo.lines() {
-            let Some((pre, post)) = line.split_once(" - ") else {
-                continue;
-            };
-            let mountpoint = pre.split(' ').nth(4).unwrap_or_default();
-            match post.split(' ').next() {
-                Some("cgroup") => return CgroupLayout::V1,
-                Some("cgroup2") if v2.is_none() => v2 = Some(PathBuf::from(mountpoint)),
+        for m in wrun_sys::mountinfo::read_own().unwrap_or_default() {
+            match m.fstype.as_str() {
+                "cgroup" => return CgroupLayout::V1,
+                "cgroup2" if v2.is_none() => v2 = Some(PathBuf::from(m.mountpoint)),
                 _ => {}
             }
         }

@@ -176,14 +176,11 @@ fn processes_in(dir: &Path) -> Vec<i64> {
 
 /// The roots of every cgroup hierarchy mounted on this host (v1 ones and the cgroup2 one).
 fn hierarchy_roots() -> Vec<PathBuf> {
-    let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mi.lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let fstype = post.split(' ').next()?;
-            let mountpoint = pre.split(' ').nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mountpoint))
-        })
+    wrun_sys::mountinfo::read_own()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.fstype == "cgroup" || m.fstype == "cgroup2")
+        .map(|m| PathBuf::from(m.mountpoint))
         .collect()
 }
 
@@ -919,19 +916,28 @@ fn a_cgroups_path_naming_the_hierarchy_root_is_refused_or_kills_nothing_there() 
 // 8. An existing cgroup that holds a process
 // ---------------------------------------------------------------------------
 
-#[test]
-fn an_existing_busy_cgroup_survives_create_and_delete_with_its_process() {
+/// A new directory in the v1 pids hierarchy (its name and path), made by the test; None, with
+/// a skip line, on a host without one.
+fn new_v1_pids_cgroup(prefix: &str) -> Option<(String, PathBuf)> {
     if is_cgroup_v2() {
         skip("written for the v1 pids hierarchy of a v1 or hybrid host");
-        return;
+        return None;
     }
     if !require_controller("pids") {
-        return;
+        return None;
     }
-    let rt = Runtime::new();
-    let name = unique("wrun-esc-busy");
+    let name = unique(prefix);
     let dir = Path::new("/sys/fs/cgroup/pids").join(&name);
     fs::create_dir(&dir).unwrap();
+    Some((name, dir))
+}
+
+#[test]
+fn an_existing_busy_cgroup_survives_create_and_delete_with_its_process() {
+    let Some((name, dir)) = new_v1_pids_cgroup("wrun-esc-busy") else {
+        return;
+    };
+    let rt = Runtime::new();
     let mut sleeper = Spawned::spawn(Command::new("sleep").arg("60"), None);
     let pid = sleeper.pid();
     fs::write(dir.join("cgroup.procs"), pid.to_string()).unwrap();
@@ -960,17 +966,10 @@ fn an_existing_busy_cgroup_survives_create_and_delete_with_its_process() {
 
 #[test]
 fn an_existing_empty_cgroup_is_joined_and_left_in_place_by_delete() {
-    if is_cgroup_v2() {
-        skip("written for the v1 pids hierarchy of a v1 or hybrid host");
+    let Some((name, dir)) = new_v1_pids_cgroup("wrun-esc-empty") else {
         return;
-    }
-    if !require_controller("pids") {
-        return;
-    }
+    };
     let rt = Runtime::new();
-    let name = unique("wrun-esc-empty");
-    let dir = Path::new("/sys/fs/cgroup/pids").join(&name);
-    fs::create_dir(&dir).unwrap();
     let mut b = Bundle::busybox();
     b.args(&["sh", "-c", "cat /proc/self/cgroup"]);
     b.with_config(|c| c["linux"]["cgroupsPath"] = json!(format!("/{name}")));
