@@ -62,6 +62,32 @@ mod tests {
         assert_eq!(&buf, b"xy");
     }
 
+    /// A container's init is not trusted: extra fds in the message must not pile up in the
+    /// receiver (wrun, the shim).
+    #[test]
+    fn extra_fds_in_one_message_are_closed() {
+        // Two copies of a pipe's write end in one message: once ours and the returned one are
+        // closed, the reader sees EOF only if the extra copy was closed too.
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let fds = [w.as_raw_fd(), w.as_raw_fd()];
+        sendmsg::<()>(
+            a.as_raw_fd(),
+            &[IoSlice::new(b"two")],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        drop(w);
+        drop(recv_fd(b.as_raw_fd(), "test fd").unwrap());
+        assert_eq!(
+            nix::unistd::read(r.as_raw_fd(), &mut [0u8; 1]),
+            Ok(0),
+            "a copy of the write end leaked"
+        );
+    }
+
     #[test]
     fn a_message_without_fd_is_an_error_naming_what_was_expected() {
         let (a, b) = UnixStream::pair().unwrap();
