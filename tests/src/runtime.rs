@@ -18,6 +18,15 @@ pub struct Runtime {
     ids: Mutex<Vec<String>>,
 }
 
+/// Which runtime is under test, for the few checks that differ by runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Wrun,
+    Runc,
+    Crun,
+    Other,
+}
+
 impl Default for Runtime {
     fn default() -> Self {
         Self::new()
@@ -34,6 +43,38 @@ impl Runtime {
             root,
             data,
             ids: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Which runtime this is: by the binary's file name, else by its `--version`.
+    pub fn kind(&self) -> RuntimeKind {
+        let name = self
+            .bin
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_lowercase();
+        for (needle, k) in [
+            ("wrun", RuntimeKind::Wrun),
+            ("crun", RuntimeKind::Crun),
+            ("runc", RuntimeKind::Runc),
+        ] {
+            if name.contains(needle) {
+                return k;
+            }
+        }
+        let v = run_cmd(Command::new(&self.bin).arg("--version"), None);
+        match stdout(&v)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_lowercase()
+            .as_str()
+        {
+            "wrun" => RuntimeKind::Wrun,
+            "runc" => RuntimeKind::Runc,
+            "crun" => RuntimeKind::Crun,
+            _ => RuntimeKind::Other,
         }
     }
 

@@ -245,3 +245,53 @@ fn debug_flag_is_accepted() {
     let o = rt.exec(&["--debug", "run", &id, "--bundle", b.path_str()]);
     assert_ok(&o, "--debug run");
 }
+
+/// The last JSON line of a `--log-format json` log.
+fn last_json_line(log: &std::path::Path) -> Value {
+    let text = fs::read_to_string(log).expect("log file written");
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .unwrap_or_else(|| panic!("no JSON line in the log:\n{text}"))
+}
+
+/// wrun's error line carries a kind a machine can read (the shim maps it to a gRPC code) and,
+/// when a syscall refused a step, its errno: also for a step that failed in the container's
+/// init, whose error crosses the setup socket.
+#[test]
+fn a_failing_command_logs_its_error_kind_and_errno() {
+    let rt = Runtime::new();
+    if rt.kind() != RuntimeKind::Wrun {
+        skip("the error kind and errno fields are wrun's own log format");
+        return;
+    }
+    let dir = TempDir::new("log");
+    let log = dir.join("log.json");
+    let log_s = log.to_str().unwrap();
+    let o = rt.exec(&["--log", log_s, "--log-format", "json", "state", "no-such-container"]);
+    assert_fails(&o, "state of a missing container");
+    let v = last_json_line(&log);
+    assert_eq!(v["kind"], "not_found", "{v}");
+    assert!(v.get("errno").is_none(), "{v}");
+
+    // A mount of a file system type the kernel does not have: mount(2) says ENODEV, in the init.
+    let mut b = Bundle::busybox();
+    b.add_mount(serde_json::json!({"destination": "/mnt", "type": "wrunnosuchfs", "source": "none"}));
+    let id = rt.id("errno");
+    let o = rt.exec(&[
+        "--log",
+        log_s,
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        b.path_str(),
+        &id,
+    ]);
+    assert_fails(&o, "create with a mount of an unknown file system type");
+    let v = last_json_line(&log);
+    assert_eq!(v["kind"], "init", "{v}");
+    assert_eq!(v["errno"], "ENODEV", "{v}");
+    assert!(stderr(&o).contains("mount /mnt"), "{}", stderr(&o));
+    assert_eq!(rt.status(&id), None, "a failed create leaves no container");
+}

@@ -23,44 +23,13 @@ use wrun_tests::*;
 // Helpers
 // ---------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Wrun,
-    Runc,
-    Crun,
-    Other,
-}
-
-/// Which runtime is under test: by the binary's file name, else by its `--version`.
-fn kind(rt: &Runtime) -> Kind {
-    let name = rt
-        .bin()
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .to_lowercase();
-    for (needle, k) in [("wrun", Kind::Wrun), ("crun", Kind::Crun), ("runc", Kind::Runc)] {
-        if name.contains(needle) {
-            return k;
-        }
-    }
-    let v = run_cmd(Command::new(rt.bin()).arg("--version"), None);
-    let first = stdout(&v).split_whitespace().next().unwrap_or_default().to_lowercase();
-    match first.as_str() {
-        "wrun" => Kind::Wrun,
-        "runc" => Kind::Runc,
-        "crun" => Kind::Crun,
-        _ => Kind::Other,
-    }
-}
-
 /// Only wrun has a wasm workload: prints the skip line for any other runtime.
 fn has_wasm(rt: &Runtime) -> bool {
-    let name = match kind(rt) {
-        Kind::Wrun => return true,
-        Kind::Runc => "runc".to_string(),
-        Kind::Crun => "crun".to_string(),
-        Kind::Other => rt.bin().file_name().unwrap_or_default().to_string_lossy().into_owned(),
+    let name = match rt.kind() {
+        RuntimeKind::Wrun => return true,
+        RuntimeKind::Runc => "runc".to_string(),
+        RuntimeKind::Crun => "crun".to_string(),
+        RuntimeKind::Other => rt.bin().file_name().unwrap_or_default().to_string_lossy().into_owned(),
     };
     skip(&format!("{name} has no wasm workload"));
     false
@@ -90,9 +59,9 @@ fn real_binary(rt: &Runtime) -> PathBuf {
     if !head {
         return bin;
     }
-    let name = match kind(rt) {
-        Kind::Crun => "crun",
-        Kind::Runc => "runc",
+    let name = match rt.kind() {
+        RuntimeKind::Crun => "crun",
+        RuntimeKind::Runc => "runc",
         _ => "wrun",
     };
     std::env::var("PATH")

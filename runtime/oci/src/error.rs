@@ -30,8 +30,13 @@ pub enum Error {
         status: String,
         why: &'static str,
     },
-    #[error("container init: {0}")]
-    Init(String),
+    /// The container's init (or an exec'd process's setup) failed: its message, and the errno
+    /// when a syscall refused a step (carried across the setup socket, so the parent keeps it).
+    #[error("container init: {msg}")]
+    Init {
+        msg: String,
+        errno: Option<nix::errno::Errno>,
+    },
     #[error("state file {path}: {source}")]
     StateFile { path: PathBuf, source: serde_json::Error },
     #[error("{0}")]
@@ -42,6 +47,10 @@ pub enum Error {
     /// through `Error::io`/`Error::sys`/`Context`).
     #[error(transparent)]
     Kernel(#[from] wrun_sys::Error),
+    /// An error of a step, with what the step was for (`mount /proc: ...`): the kind and the
+    /// errno are the inner error's.
+    #[error("{what}: {source}")]
+    Within { what: String, source: Box<Error> },
 }
 
 /// What kind of failure an error is, as a stable word a machine can read: the JSON log line of
@@ -101,8 +110,35 @@ impl Error {
                 wrun_sys::Error::Invalid(_) => Kind::InvalidConfig,
                 _ => Kind::Os,
             },
-            Error::Init(_) => Kind::Init,
+            Error::Init { .. } => Kind::Init,
             Error::Wasm(_) => Kind::Wasm,
+            Error::Within { source, .. } => source.kind(),
+        }
+    }
+
+    /// The errno behind the error, when a syscall's refusal is its cause.
+    pub fn errno(&self) -> Option<nix::errno::Errno> {
+        match self {
+            Error::Kernel(k) => k.errno(),
+            Error::Init { errno, .. } => *errno,
+            Error::Within { source, .. } => source.errno(),
+            _ => None,
+        }
+    }
+
+    /// An init failure without an errno (a protocol or a precondition failure).
+    pub fn init(msg: impl Into<String>) -> Self {
+        Error::Init {
+            msg: msg.into(),
+            errno: None,
+        }
+    }
+
+    /// This error as the cause of the step `what`, keeping its kind and errno.
+    pub fn within(self, what: impl Into<String>) -> Self {
+        Error::Within {
+            what: what.into(),
+            source: Box::new(self),
         }
     }
 

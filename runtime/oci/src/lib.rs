@@ -5,7 +5,6 @@
 
 pub mod atomicfile;
 pub mod container;
-pub mod dockerflags;
 pub mod error;
 pub mod linux;
 pub mod logging;

@@ -33,6 +33,15 @@ impl Error {
         }
     }
 
+    /// The same error as the cause of the step `what`: "`what`: ...", errno kept.
+    pub fn within(self, what: impl std::fmt::Display) -> Self {
+        match self {
+            Error::Io { what: w, source } => Error::io(format!("{what}: {w}"), source),
+            Error::Sys { what: w, source } => Error::sys(format!("{what}: {w}"), source),
+            Error::Invalid(m) => Error::Invalid(format!("{what}: {m}")),
+        }
+    }
+
     /// The errno behind the error, if there is one.
     pub fn errno(&self) -> Option<nix::errno::Errno> {
         match self {

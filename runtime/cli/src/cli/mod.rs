@@ -93,9 +93,13 @@ pub fn main() -> i32 {
         Err(e) => {
             let msg = one_line(&e);
             // The kind of the library's error, for machines (the shim); "other" for the
-            // command line's own refusals.
-            let kind = e.downcast_ref::<wrun::Error>().map_or("other", |e| e.kind().as_str());
-            tracing::error!(kind, "{msg}");
+            // command line's own refusals. A syscall's refusal also names its errno ("EPERM").
+            let lib = e.downcast_ref::<wrun::Error>();
+            let kind = lib.map_or("other", |e| e.kind().as_str());
+            match lib.and_then(wrun::Error::errno) {
+                Some(errno) => tracing::error!(kind, errno = ?errno, "{msg}"),
+                None => tracing::error!(kind, "{msg}"),
+            }
             eprintln!("wrun: {msg}");
             1
         }

@@ -50,7 +50,7 @@ fn size(flag: &str, v: &str) -> anyhow::Result<i64> {
     if v == "-1" {
         return Ok(-1);
     }
-    wrun::dockerflags::parse_size(v).map_err(|e| anyhow::anyhow!("--{flag} {v:?}: {e}"))
+    wrun_front::dockerflags::parse_size(v).map_err(|e| anyhow::anyhow!("--{flag} {v:?}: {e}"))
 }
 
 /// The flags as a partial `linux.resources` JSON object; only what was given is set.

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::hooks::{self, Kind};
+use super::init::{self, Gate, InitPlan};
 use crate::error::Context;
-use crate::linux::init::{self, Gate, InitPlan};
 use crate::linux::sync::{self, Msg, SyncSocket};
 use crate::linux::{namespaces, process::ProcessPlan, rootfs};
 use crate::spec::{self, Bundle};
@@ -223,10 +223,10 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
                 )?;
                 parent.send(&Msg::Go)?;
             }
-            Some(Msg::Failed(e)) => return Err(explain_setup_failure(Error::Init(e), linux, &cgroup_dirs)),
-            Some(m) => return Err(Error::Init(format!("unexpected {m:?} during setup"))),
+            Some(Msg::Failed(f)) => return Err(explain_setup_failure(f.into(), linux, &cgroup_dirs)),
+            Some(m) => return Err(Error::init(format!("unexpected {m:?} during setup"))),
             None => {
-                let e = Error::Init("the init exited during setup".into());
+                let e = Error::init("the init exited during setup");
                 return Err(explain_setup_failure(e, linux, &cgroup_dirs));
             }
         }
@@ -234,7 +234,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
 
     rec.pid_start_time = state::proc_stat(pid)
         .map(|(_, t)| t)
-        .ok_or_else(|| Error::Init("the init exited during setup".into()))?;
+        .ok_or_else(|| Error::init("the init exited during setup"))?;
     dir.commit_setup(&rec)?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid)?;

@@ -12,10 +12,11 @@ use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::create::write_pid_file;
+use super::init;
 use super::ops::{load, wait_forwarding_signals, BlockedSignals, ConsoleListener};
 use crate::error::Context;
 use crate::linux::sync::{self, Msg, SyncSocket};
-use crate::linux::{init, namespaces, process::ProcessPlan, seccomp};
+use crate::linux::{namespaces, process::ProcessPlan, seccomp};
 use crate::spec::Bundle;
 use crate::state::Status;
 use crate::workload::Workload;
@@ -133,7 +134,10 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     if let Err(e) = started {
         namespaces::kill_and_reap(pid);
         return Err(match e {
-            Error::Init(msg) => Error::Invalid(format!("exec in container {}: {msg}", opts.id)),
+            Error::Init { msg, errno } => Error::Init {
+                msg: format!("exec in container {}: {msg}", opts.id),
+                errno,
+            },
             e => e,
         });
     }

@@ -5,6 +5,7 @@
 mod create;
 mod exec;
 pub mod hooks;
+pub mod init;
 mod ops;
 mod ptyproxy;
 mod resources;

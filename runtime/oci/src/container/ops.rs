@@ -77,8 +77,8 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             hooks::run_warn(Kind::Poststart, rec.hooks.as_ref(), &rec.oci_state(Status::Running));
             Ok(())
         }
-        Reply::HookFailed(e) => Err(Error::Init(e)),
-        Reply::InitGone => Err(Error::Init(format!(
+        Reply::HookFailed(e) => Err(Error::init(e)),
+        Reply::InitGone => Err(Error::init(format!(
             "container {id}: the init exited before it could be started"
         ))),
     }

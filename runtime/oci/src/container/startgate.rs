@@ -127,7 +127,7 @@ impl Ack {
                     .map(drop)
             }
             (Ack::Socket, Ok(())) => sock.send(&Msg::Started),
-            (Ack::Socket, Err(e)) => sock.send(&Msg::Failed(e.to_string())),
+            (Ack::Socket, Err(e)) => sock.send(&Msg::Failed(e.into())),
         }
     }
 }
@@ -208,7 +208,7 @@ mod tests {
         for (hooks, want) in [
             (Ok(()), Reply::Started),
             (
-                Err(Error::Init("hook x failed".into())),
+                Err(Error::init("hook x failed")),
                 Reply::HookFailed("container init: hook x failed".into()),
             ),
         ] {

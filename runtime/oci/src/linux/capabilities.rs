@@ -51,8 +51,19 @@ pub fn supported() -> CapsHashSet {
     caps::runtime::thread_all_supported()
 }
 
+/// The caps crate's error is a string; when a syscall failed, it ends in std's "(os error N)",
+/// which is kept as the errno.
 fn err(step: &str, e: caps::errors::CapsError) -> Error {
-    Error::Invalid(format!("process.capabilities: {step}: {e}"))
+    let msg = e.to_string();
+    match os_error_in(&msg) {
+        Some(errno) => Error::sys(format!("process.capabilities: {step}"), errno),
+        None => Error::Invalid(format!("process.capabilities: {step}: {msg}")),
+    }
+}
+
+fn os_error_in(msg: &str) -> Option<nix::errno::Errno> {
+    let n = msg.rsplit_once("(os error ")?.1.strip_suffix(')')?;
+    Some(nix::errno::Errno::from_raw(n.parse().ok()?))
 }
 
 /// Drop from the bounding set everything the config does not list.
@@ -96,6 +107,23 @@ pub fn apply(p: &CapPlan) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_caps_error_from_a_syscall_keeps_its_errno() {
+        let e = err(
+            "set permitted",
+            caps::errors::CapsError::from("capset failure: Operation not permitted (os error 1)"),
+        );
+        assert_eq!(e.errno(), Some(nix::errno::Errno::EPERM), "{e}");
+        assert_eq!(e.kind(), crate::ErrorKind::Os);
+        assert!(
+            e.to_string().starts_with("process.capabilities: set permitted: "),
+            "{e}"
+        );
+        let e = err("set ambient", caps::errors::CapsError::from("not a base set"));
+        assert_eq!(e.errno(), None);
+        assert!(e.to_string().contains("not a base set"), "{e}");
+    }
 
     #[test]
     fn config_names_map_to_kernel_capabilities_and_unsupported_ones_are_skipped() {

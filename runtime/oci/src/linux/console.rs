@@ -72,7 +72,7 @@ pub fn setup(socket: RawFd, size: Option<(u16, u16)>, bind_console: bool) -> Res
     }
 
     wrun_sys::fdpass::send_fd(socket, master.as_raw_fd(), slave_path.as_bytes())
-        .map_err(|e| Error::Init(format!("send the pty master to the console socket: {e}")))?;
+        .map_err(|e| Error::from(e).within("send the pty master to the console socket"))?;
     drop(master);
     // SAFETY: closing the console socket; it is not needed after the handover.
     unsafe { libc::close(socket) };

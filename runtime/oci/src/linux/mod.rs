@@ -1,11 +1,11 @@
-//! Linux mechanics of a container: namespaces, the rootfs, process attributes, the console
-//! and cgroups. Each file owns one kernel concern; `init` runs them in order.
+//! Linux mechanics of a container: namespaces, the rootfs, process attributes, capabilities,
+//! seccomp, the console and the setup socket. Each file owns one kernel concern and knows
+//! nothing of the lifecycle; `container::init` runs them in order.
 
 pub mod capabilities;
 pub mod console;
 pub mod devices;
 pub mod exeseal;
-pub mod init;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespaceType};
 
-use super::sync::{Msg, SyncSocket};
+use super::sync::{Failure, Msg, SyncSocket};
 use crate::error::Context;
 use crate::{Error, Result};
 
@@ -177,19 +177,22 @@ pub fn child_main(sock: &SyncSocket, body: Box<InitFn<'_>>) -> ! {
     // SAFETY: prctl with an integer argument.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(sock)));
-    let msg = match r {
+    let failure = match r {
         Ok(Ok(never)) => match never {},
-        Ok(Err(e)) => e.to_string(),
+        Ok(Err(e)) => Failure::from(&e),
         Err(p) => {
             let what = p
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown".into());
-            format!("internal error in the container's setup (panic: {what})")
+            Failure {
+                msg: format!("internal error in the container's setup (panic: {what})"),
+                errno: None,
+            }
         }
     };
-    let _ = sock.send(&Msg::Failed(msg));
+    let _ = sock.send(&Msg::Failed(failure));
     // SAFETY: leave without running the parent's atexit handlers or destructors.
     unsafe { libc::_exit(1) }
 }
@@ -205,7 +208,7 @@ pub fn single_threaded() -> Result<()> {
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or(1);
     if threads > 1 {
-        return Err(Error::Init(format!(
+        return Err(Error::init(format!(
             "clone: this process has {threads} threads; a container can only be made from a single-threaded process"
         )));
     }
@@ -280,9 +283,9 @@ pub fn spawn(
                 parent.send(&Msg::Go)?;
             }
             Some(Msg::Pid(pid)) => return Ok(pid),
-            Some(Msg::Failed(e)) => return Err(Error::Init(e)),
-            Some(m) => return Err(Error::Init(format!("unexpected {m:?} from the intermediate process"))),
-            None => return Err(Error::Init("the intermediate process died".into())),
+            Some(Msg::Failed(f)) => return Err(f.into()),
+            Some(m) => return Err(Error::init(format!("unexpected {m:?} from the intermediate process"))),
+            None => return Err(Error::init("the intermediate process died")),
         }
     })();
     if result.is_err() {

@@ -248,7 +248,7 @@ pub fn prepare(p: &RootfsPlan, idmapped_trees: &[Option<OwnedFd>]) -> Result<()>
     let root = Root::open(&p.rootfs)?;
     for (i, m) in p.mounts.iter().enumerate() {
         let tree = idmapped_trees.get(i).and_then(|o| o.as_ref());
-        mount_entry(p, &root, m, tree).map_err(|e| Error::Invalid(format!("mount {}: {e}", m.dest.display())))?;
+        mount_entry(p, &root, m, tree).map_err(|e| e.within(format!("mount {}", m.dest.display())))?;
     }
     if !p.dev_bound {
         devices::create(&root, &p.devices, p.in_user_ns)?;
@@ -474,8 +474,7 @@ pub fn finalize(p: &RootfsPlan) -> Result<()> {
         let null = dev_null(&root)?;
         let null = at(&null, Path::new("/dev/null"));
         for path in &p.masked {
-            mask(&root, &null, path, at)
-                .map_err(|e| Error::Invalid(format!("linux.maskedPaths {}: {e}", path.display())))?;
+            mask(&root, &null, path, at).map_err(|e| e.within(format!("linux.maskedPaths {}", path.display())))?;
         }
     }
     for path in &p.readonly_paths {

@@ -146,9 +146,11 @@ pub fn build(s: &LinuxSeccomp) -> Result<Filter> {
 impl Filter {
     /// Install the filter on the calling process.
     pub fn load(&self) -> Result<()> {
-        self.0
-            .load()
-            .map_err(|e| Error::Invalid(format!("linux.seccomp: load the filter: {e}")))
+        self.0.load().map_err(|e| match e.sysrawrc() {
+            // The kernel's refusal (EINVAL, EACCES without no_new_privs, ...) keeps its errno.
+            Some(rc) if rc < 0 => Error::sys("linux.seccomp: load the filter", nix::errno::Errno::from_raw(-rc)),
+            _ => Error::Invalid(format!("linux.seccomp: load the filter: {e}")),
+        })
     }
 }
 

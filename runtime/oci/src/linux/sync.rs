@@ -21,13 +21,41 @@ pub enum Msg {
     /// child → parent: set up and waiting to be started.
     Ready,
     /// child → parent: setup failed.
-    Failed(String),
+    Failed(Failure),
     /// parent → child (`run`): start now, no exec fifo involved.
     Start,
     /// child → parent: the mounts are done; run the prestart and createRuntime hooks now.
     RunHooks,
     /// child → parent (`run`): startContainer hooks done; the user process is next.
     Started,
+}
+
+/// A setup failure as it crosses the socket: the child's one-line message and, when a syscall
+/// refused the step, its errno, so the parent's error keeps the cause a machine can read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub msg: String,
+    pub errno: Option<nix::errno::Errno>,
+}
+
+impl From<&Error> for Failure {
+    fn from(e: &Error) -> Self {
+        let msg = match e {
+            // Already an init's failure (one relayed from a grandchild): not "init: init: ...".
+            Error::Init { msg, .. } => msg.clone(),
+            e => e.to_string(),
+        };
+        Failure { msg, errno: e.errno() }
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(f: Failure) -> Self {
+        Error::Init {
+            msg: f.msg,
+            errno: f.errno,
+        }
+    }
 }
 
 pub struct SyncSocket(pub OwnedFd);
@@ -50,9 +78,10 @@ impl SyncSocket {
                 buf.extend_from_slice(&p.to_le_bytes());
             }
             Msg::Ready => buf.push(b'R'),
-            Msg::Failed(s) => {
+            Msg::Failed(f) => {
                 buf.push(b'E');
-                buf.extend_from_slice(s.as_bytes());
+                buf.extend_from_slice(&f.errno.map_or(0, |e| e as i32).to_le_bytes());
+                buf.extend_from_slice(f.msg.as_bytes());
             }
             Msg::Start => buf.push(b'S'),
             Msg::RunHooks => buf.push(b'H'),
@@ -81,11 +110,18 @@ impl SyncSocket {
             b'M' => Msg::MapIds,
             b'P' if body.len() == 4 => Msg::Pid(i32::from_le_bytes(body.try_into().unwrap_or_default())),
             b'R' => Msg::Ready,
-            b'E' => Msg::Failed(String::from_utf8_lossy(body).into_owned()),
+            b'E' if body.len() >= 4 => {
+                let (errno, msg) = body.split_at(4);
+                let errno = i32::from_le_bytes(errno.try_into().unwrap_or_default());
+                Msg::Failed(Failure {
+                    msg: String::from_utf8_lossy(msg).into_owned(),
+                    errno: (errno != 0).then(|| nix::errno::Errno::from_raw(errno)),
+                })
+            }
             b'S' => Msg::Start,
             b'H' => Msg::RunHooks,
             b'T' => Msg::Started,
-            t => return Err(Error::Init(format!("unexpected setup message {t:#x}"))),
+            t => return Err(Error::init(format!("unexpected setup message {t:#x}"))),
         }))
     }
 
@@ -93,9 +129,9 @@ impl SyncSocket {
     pub fn expect(&self, want: Msg) -> Result<()> {
         match self.recv()? {
             Some(m) if m == want => Ok(()),
-            Some(Msg::Failed(e)) => Err(Error::Init(e)),
-            Some(m) => Err(Error::Init(format!("expected {want:?}, got {m:?}"))),
-            None => Err(Error::Init("the other side of the setup socket went away".into())),
+            Some(Msg::Failed(f)) => Err(f.into()),
+            Some(m) => Err(Error::init(format!("expected {want:?}, got {m:?}"))),
+            None => Err(Error::init("the other side of the setup socket went away")),
         }
     }
 }
@@ -112,7 +148,14 @@ mod tests {
             Msg::MapIds,
             Msg::Pid(4242),
             Msg::Ready,
-            Msg::Failed("mount /proc: EPERM".into()),
+            Msg::Failed(Failure {
+                msg: "mount /proc: EPERM: Operation not permitted".into(),
+                errno: Some(nix::errno::Errno::EPERM),
+            }),
+            Msg::Failed(Failure {
+                msg: "internal error".into(),
+                errno: None,
+            }),
             Msg::Start,
         ] {
             a.send(&m).unwrap();

@@ -157,9 +157,9 @@ impl Cgroup {
             match (self.v1_dir("devices"), self.v2_dir()) {
                 (Some(d), _) => v1::devices(d, devices)?,
                 (None, Some(d)) => {
-                    let prog = ebpf::device_program(devices)
-                        .map_err(|e| Error::Invalid(format!("linux.resources.devices: {e}")))?;
-                    ebpf::attach(&prog, d).map_err(|e| Error::Invalid(format!("linux.resources.devices: {e}")))?;
+                    let prog =
+                        ebpf::device_program(devices).map_err(|e| Error::from(e).within("linux.resources.devices"))?;
+                    ebpf::attach(&prog, d).map_err(|e| Error::from(e).within("linux.resources.devices"))?;
                 }
                 _ => {}
             }

@@ -80,7 +80,7 @@ pub fn memory(dir: &Path, m: &LinuxMemory, update: bool) -> Result<()> {
     }
     if let Some(l) = m.limit() {
         write(dir, "memory.max", max_or(l))
-            .map_err(|e| Error::Invalid(format!("linux.resources.memory.limit {l}: the kernel refused it ({e})")))?;
+            .map_err(|e| e.within(format_args!("linux.resources.memory.limit {l}: the kernel refused it")))?;
     }
     // OCI's swap is memory+swap; v2's memory.swap.max is the swap alone.
     if let Some(s) = m.swap() {

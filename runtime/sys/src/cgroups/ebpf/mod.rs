@@ -127,6 +127,24 @@ pub enum EbpfError {
 
 /// ": <line>" with the line of the verifier log that says what is wrong (the last one before the
 /// "processed N insns" statistics), or "" for an empty log.
+/// Into the kernel layer's error, keeping the errno of a refused bpf(2) step.
+impl From<EbpfError> for crate::Error {
+    fn from(e: EbpfError) -> Self {
+        match e {
+            EbpfError::InvalidRule { .. } => crate::Error::Invalid(e.to_string()),
+            EbpfError::OpenCgroup { path, source } => {
+                crate::Error::io(format!("bpf: open cgroup {}", path.display()), source)
+            }
+            EbpfError::Load { errno, log } => {
+                crate::Error::sys(format!("bpf: load device program{}", log_summary(&log)), errno)
+            }
+            EbpfError::Syscall { step, path, errno } => {
+                crate::Error::sys(format!("bpf: {step} on cgroup {}", path.display()), errno)
+            }
+        }
+    }
+}
+
 fn log_summary(log: &str) -> String {
     log.lines()
         .map(str::trim)

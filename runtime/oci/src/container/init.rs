@@ -7,13 +7,13 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::sched::CloneFlags;
 
-use super::namespaces::NsPlan;
-use super::process::{self, ProcessPlan};
-use super::rootfs::{self, RootfsPlan};
-use super::sync::{Msg, SyncSocket};
-use crate::container::hooks::Kind;
-pub use crate::container::startgate::Gate;
+use super::hooks::Kind;
+pub use super::startgate::Gate;
 use crate::error::Context;
+use crate::linux::namespaces::NsPlan;
+use crate::linux::process::{self, ProcessPlan};
+use crate::linux::rootfs::{self, RootfsPlan};
+use crate::linux::sync::{Msg, SyncSocket};
 use crate::state::Status;
 use crate::workload;
 use crate::{Error, Result};
@@ -34,7 +34,7 @@ pub struct InitPlan {
     pub record: crate::state::Record,
     /// The parent has prestart/createRuntime hooks to run before pivot_root.
     pub runtime_hooks: bool,
-    pub seccomp: Option<super::seccomp::Filter>,
+    pub seccomp: Option<crate::linux::seccomp::Filter>,
     /// Native, or a wasm guest the init prepares once it is in the container's cgroup.
     pub workload: workload::Plan,
 }
@@ -43,7 +43,7 @@ pub struct InitPlan {
 fn run_hooks(plan: &InitPlan, kind: Kind, host_pid: i32, status: Status) -> Result<()> {
     let mut state = plan.record.oci_state(status);
     state.pid = host_pid;
-    crate::container::hooks::run(kind, plan.record.hooks.as_ref(), &state)
+    super::hooks::run(kind, plan.record.hooks.as_ref(), &state)
 }
 
 /// Run in the cloned child. Returns only with an error, which the caller reports.
@@ -104,7 +104,7 @@ fn host_pid() -> Result<i32> {
     let link = std::fs::read_link("/proc/self").ctx(|| "readlink /proc/self".into())?;
     link.to_string_lossy()
         .parse()
-        .map_err(|_| Error::Init(format!("/proc/self is {}", link.display())))
+        .map_err(|_| Error::init(format!("/proc/self is {}", link.display())))
 }
 
 /// Between the mounts and pivot_root: the parent runs prestart and createRuntime in the
@@ -148,7 +148,7 @@ fn join_session_keyring(plan: &InitPlan) {
 
 fn setup_console(plan: &InitPlan) -> Result<()> {
     match (&plan.console_socket, plan.process.terminal) {
-        (Some(sock), true) => super::console::setup(sock.as_raw_fd(), plan.process.console_size, true),
+        (Some(sock), true) => crate::linux::console::setup(sock.as_raw_fd(), plan.process.console_size, true),
         (None, true) => Err(Error::Invalid(
             "process.terminal is true but no --console-socket was given".into(),
         )),
