@@ -14,10 +14,15 @@ wasm-apps: deps
 # binary gets the flags: cargo cannot give crt-static to one binary of a workspace whose
 # proc-macros must stay dynamic, but `cargo rustc` passes them to the one target it builds.
 # A plain `cargo build --release` still gives a working, dynamically linked wrun.
-release_wrun = cargo rustc --release -p wrun-cli --bin wrun -- -C target-feature=+crt-static -C relocation-model=static
+# The shim is linked the same way for its memory: an idle shim maps no libc.so, ld.so or
+# libgcc_s, only the parts of glibc it uses (3 idle shims: RSS 3.65 MiB each static against
+# 5.03 dynamic, PSS 1.78 against 2.08).
+static = -C target-feature=+crt-static -C relocation-model=static
+release_wrun = cargo rustc --release -p wrun-cli --bin wrun -- $(static)
+release_shim = cargo rustc --release -p containerd-shim-wrun --bin containerd-shim-wrun-v1 -- $(static)
 
 build: deps wasm-apps
-	cargo build --release -p containerd-shim-wrun
+	$(release_shim)
 	$(release_wrun)
 
 # A native container from a busybox bundle (create, state, start, run, delete), then a wasm one.
