@@ -10,7 +10,8 @@ pub mod linux;
 pub mod logging;
 pub mod spec;
 pub mod state;
-pub mod timefmt;
 pub mod workload;
 
 pub use error::{Error, Kind as ErrorKind, Result};
+/// RFC 3339 timestamps (kept at this path for the crate's users; the code is in wrun-sys).
+pub use wrun_sys::timefmt;

@@ -29,5 +29,6 @@ pub mod pidfd;
 pub mod securepath;
 pub mod signal;
 pub mod syscall;
+pub mod timefmt;
 
 pub use error::{Context, Error, Result};
