@@ -15,6 +15,7 @@ mod console;
 mod fixtures;
 mod process;
 mod runtime;
+mod tarball;
 
 pub use bundle::*;
 pub use cgroup::*;
@@ -22,6 +23,7 @@ pub use console::*;
 pub use fixtures::*;
 pub use process::*;
 pub use runtime::*;
+pub use tarball::*;
 
 use serde_json::{json, Value};
 use std::ffi::CString;

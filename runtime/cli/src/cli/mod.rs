@@ -2,6 +2,7 @@
 
 mod exec;
 mod features;
+mod image;
 mod lifecycle;
 mod resources;
 mod spec_cmd;
@@ -69,6 +70,8 @@ pub enum Command {
     Ps(resources::PsArgs),
     /// Stream OOM events and statistics (or print statistics once with --stats).
     Events(resources::EventsArgs),
+    /// Manage images: import, save, ls, inspect, rm, tag, prune, history, df.
+    Image(image::ImageArgs),
 }
 
 /// Run the CLI; returns the process exit code.
@@ -95,7 +98,7 @@ pub fn main() -> i32 {
             // The kind of the library's error, for machines (the shim); "other" for the
             // command line's own refusals. A syscall's refusal also names its errno ("EPERM").
             let lib = e.downcast_ref::<wrun::Error>();
-            let kind = lib.map_or("other", |e| e.kind().as_str());
+            let kind = lib.map_or_else(|| image_error_kind(&e), |e| e.kind().as_str());
             match lib.and_then(wrun::Error::errno) {
                 Some(errno) => tracing::error!(kind, errno = ?errno, "{msg}"),
                 None => tracing::error!(kind, "{msg}"),
@@ -103,6 +106,17 @@ pub fn main() -> i32 {
             eprintln!("wrun: {msg}");
             1
         }
+    }
+}
+
+/// The kind of an image store error, in the words of the library's kinds.
+fn image_error_kind(e: &anyhow::Error) -> &'static str {
+    match e.downcast_ref::<wrun_image::Error>() {
+        Some(wrun_image::Error::NotFound(_)) => "not_found",
+        Some(wrun_image::Error::Reference(..)) => "invalid_config",
+        Some(wrun_image::Error::Kernel(_)) => "os",
+        Some(_) => "image",
+        None => "other",
     }
 }
 
@@ -139,6 +153,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Resume(a) => resources::pause(cli, &a.id, false).map(|()| 0),
         Command::Ps(a) => resources::ps(cli, a).map(|()| 0),
         Command::Events(a) => resources::events(cli, a).map(|()| 0),
+        Command::Image(a) => image::run(a),
     }
 }
 

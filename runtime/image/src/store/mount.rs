@@ -1,0 +1,190 @@
+//! An image's root filesystem as an overlay mount: its unpacked layers as read-only lowers
+//! (the top layer first), a per-mount upper and work directory for the writes. The layers are
+//! given one `fsconfig(lowerdir+)` each (kernel 6.8+), so no option string limits the number
+//! or length of the paths; an older kernel gets the classic `lowerdir=` string where it fits
+//! in a page. A record under `mounts/` keeps the image from being removed or pruned while
+//! the mount exists.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use serde_json::json;
+use wrun_sys::syscall;
+
+use super::{write_atomic, Image, Store};
+use crate::digest::Digest;
+use crate::error::Context;
+use crate::{Error, Result};
+
+/// The layout of a mount directory: `rootfs` (the overlay), `upper`, `work`.
+pub fn rootfs_of(dir: &Path) -> PathBuf {
+    dir.join("rootfs")
+}
+
+fn cstring(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Error::invalid(format!("{}: a NUL byte in the path", p.display())))
+}
+
+fn record_path(store: &Store, dir: &Path) -> PathBuf {
+    let key = Digest::of(dir.as_os_str().as_bytes());
+    store.root().join("mounts").join(format!("{}.json", key.hex()))
+}
+
+impl Store {
+    /// Mount `img` at `dir/rootfs` (writes go to `dir/upper`); returns the rootfs path.
+    pub fn mount(&self, img: &Image, dir: &Path) -> Result<PathBuf> {
+        let what = format!("mount image {} at {}", img.id.short(), dir.display());
+        self.mount_inner(img, dir).map_err(|e| e.within(what))
+    }
+
+    fn mount_inner(&self, img: &Image, dir: &Path) -> Result<PathBuf> {
+        let _l = self.lock(true)?;
+        let mut lowers = Vec::new();
+        for k in img.layer_keys()?.iter().rev() {
+            if !self.has_layer(k) {
+                return Err(Error::NotFound(format!("layer {k}")));
+            }
+            lowers.push(self.layer_dir(k));
+        }
+        if lowers.is_empty() {
+            return Err(Error::invalid("the image has no layers"));
+        }
+        let dir = std::path::absolute(dir).ctx(|| format!("resolve {}", dir.display()))?;
+        let (rootfs, upper, work) = (rootfs_of(&dir), dir.join("upper"), dir.join("work"));
+        for d in [&rootfs, &upper, &work] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(d)
+                .ctx(|| format!("create {}", d.display()))?;
+        }
+        // The merged root takes the upper directory's owner and mode: a root filesystem's.
+        let _ = fs::set_permissions(&upper, fs::Permissions::from_mode(0o755));
+        let mounts_dir = self.root().join("mounts");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&mounts_dir)
+            .ctx(|| format!("create {}", mounts_dir.display()))?;
+        let record = record_path(self, &dir);
+        write_atomic(&record, json!({"image": img.digest, "dir": dir}).to_string().as_bytes())?;
+        let r = overlay(&lowers, &upper, &work, &rootfs);
+        if r.is_err() {
+            let _ = fs::remove_file(&record);
+        }
+        r.map(|()| rootfs)
+    }
+
+    /// Unmount what `mount` mounted at `dir` and remove its writes.
+    pub fn unmount(&self, dir: &Path) -> Result<()> {
+        let dir = std::path::absolute(dir).ctx(|| format!("resolve {}", dir.display()))?;
+        let record = record_path(self, &dir);
+        if !record.exists() {
+            return Err(Error::NotFound(format!("an image mount at {}", dir.display())));
+        }
+        let rootfs = rootfs_of(&dir);
+        match nix::mount::umount2(&rootfs, nix::mount::MntFlags::empty()) {
+            Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(Error::sys(format!("unmount {}", rootfs.display()), e)),
+        }
+        for d in [dir.join("upper"), dir.join("work")] {
+            if d.exists() {
+                fs::remove_dir_all(&d).ctx(|| format!("remove {}", d.display()))?;
+            }
+        }
+        let _ = fs::remove_dir(&rootfs);
+        let _l = self.lock(true)?;
+        let _ = fs::remove_file(&record);
+        Ok(())
+    }
+
+    /// Manifest digests of the images mounted now, each with a mount directory. Records of
+    /// mounts that are gone (a reboot, an unmount by hand) are dropped.
+    pub fn images_in_use(&self) -> Vec<(Digest, PathBuf)> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(self.root().join("mounts")).into_iter().flatten().flatten() {
+            let Ok(b) = fs::read(e.path()) else { continue };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) else {
+                continue;
+            };
+            let (Some(d), Some(dir)) = (
+                v["image"].as_str().and_then(|s| Digest::parse(s).ok()),
+                v["dir"].as_str().map(PathBuf::from),
+            ) else {
+                continue;
+            };
+            if is_mount_point(&rootfs_of(&dir)) {
+                out.push((d, dir));
+            } else {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        out
+    }
+}
+
+fn is_mount_point(p: &Path) -> bool {
+    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    wrun_sys::mountinfo::parse(&text)
+        .iter()
+        .any(|m| Path::new(&m.mountpoint) == p)
+}
+
+/// Mount an overlay of `lowers` (top first) with `upper`/`work` at `target`.
+fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
+    let fs_fd = syscall::fsopen(c"overlay").map_err(|e| Error::sys("fsopen overlay", e))?;
+    let set = |k: &std::ffi::CStr, v: &Path| -> Result<()> {
+        syscall::fsconfig_set(fs_fd.as_raw_fd(), k, &cstring(v)?)
+            .map_err(|e| Error::sys(format!("overlay {}={}", k.to_string_lossy(), v.display()), e))
+    };
+    let mut first = true;
+    for l in lowers {
+        match set(c"lowerdir+", l) {
+            Ok(()) => first = false,
+            Err(e) if first && e.errno() == Some(Errno::EINVAL) => {
+                // A kernel before 6.8: one lowerdir= string, ':' separated, ':' and ','
+                // escaped, which must fit in a page.
+                let joined: Vec<String> = lowers
+                    .iter()
+                    .map(|p| {
+                        p.to_string_lossy()
+                            .replace('\\', "\\\\")
+                            .replace(':', "\\:")
+                            .replace(',', "\\,")
+                    })
+                    .collect();
+                let s = joined.join(":");
+                if s.len() >= 4000 {
+                    return Err(Error::invalid(format!(
+                        "{} layers: their paths pass the page limit of the lowerdir option on this kernel (no lowerdir+)",
+                        lowers.len()
+                    )));
+                }
+                set(c"lowerdir", Path::new(&s))?;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    set(c"upperdir", upper)?;
+    set(c"workdir", work)?;
+    let mnt = syscall::fsmount(fs_fd.as_raw_fd(), 0).map_err(|e| Error::sys("create the overlay", e))?;
+    let t = nix::fcntl::open(
+        target,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open {}", target.display()), e))?;
+    // SAFETY: a new fd we own.
+    let t = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(t) };
+    syscall::move_mount_to_fd(mnt.as_raw_fd(), t.as_raw_fd())
+        .map_err(|e| Error::sys(format!("mount the overlay on {}", target.display()), e))
+}
