@@ -11,6 +11,9 @@ pub enum Error {
     /// No image by that name or id in the store.
     #[error("image {0}: not in the store")]
     NotFound(String),
+    /// The registry has no such repository, tag or blob.
+    #[error("{0}")]
+    NotInRegistry(String),
     /// Content whose sha256 is not the one it was named or referred to by.
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
     Digest {

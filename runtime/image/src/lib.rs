@@ -12,15 +12,19 @@
 //!   never by string), whiteouts turned into overlayfs's form;
 //! - `archive`: `import` (docker save archives, OCI archives, a plain root filesystem tar) and
 //!   `save` (an OCI archive that docker can load too);
+//! - `registry` and `auth`: `pull` and `push` over the OCI distribution API, credentials in
+//!   docker's `config.json` format;
 //! - `view`: what `ls`, `inspect`, `history` and `df` show.
 //!
 //! Dependencies point one way: the front end and the cli use this crate; it uses wrun-sys and
 //! knows nothing of containers' lifecycle.
 
 pub mod archive;
+pub mod auth;
 pub mod digest;
 pub mod error;
 pub mod reference;
+pub mod registry;
 pub mod store;
 pub mod unpack;
 pub mod view;

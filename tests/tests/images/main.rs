@@ -6,6 +6,7 @@
 
 mod archives;
 mod badinput;
+mod registry;
 mod unpack;
 
 use std::fs;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 use wrun_image::archive::{self, ImportOptions};
+use wrun_image::registry::{self, Progress, RegistryOptions};
 use wrun_image::store::{self, oci::Platform, Store};
 use wrun_image::view;
 use wrun_image::Reference;
@@ -20,6 +21,10 @@ pub struct ImageArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
+    /// Pull an image from a registry.
+    Pull(PullArgs),
+    /// Push an image to a registry.
+    Push(PushArgs),
     /// Import an image archive (docker save, OCI archive) or a root filesystem tar.
     #[command(alias = "load")]
     Import(ImportArgs),
@@ -61,6 +66,55 @@ pub struct MountArgs {
 pub struct DirArg {
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+}
+
+/// How to reach a registry.
+#[derive(Args, Debug, Clone)]
+pub struct RegistryArgs {
+    /// The credentials file [default: $REGISTRY_AUTH_FILE, else ~/.docker/config.json].
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Speak plain HTTP to this registry (host[:port]); loopback registries always are.
+    #[arg(long, value_name = "REGISTRY")]
+    pub insecure_registry: Vec<String>,
+}
+
+impl RegistryArgs {
+    pub fn options(&self) -> RegistryOptions {
+        RegistryOptions {
+            insecure: self.insecure_registry.clone(),
+            auth_file: self.authfile.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    #[arg(value_name = "NAME[:TAG|@DIGEST]")]
+    pub reference: String,
+    /// The platform to take from a multi-platform image (os/arch[/variant]) [default:
+    /// linux/amd64, else a wasm one].
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Print only the image's name.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Where to push it [default: IMAGE as a reference].
+    #[arg(value_name = "NAME:TAG")]
+    pub destination: Option<String>,
+    /// Print only the manifest digest.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Args, Debug)]
@@ -161,8 +215,25 @@ pub struct PruneArgs {
 pub fn run(a: &ImageArgs) -> anyhow::Result<i32> {
     let root = a.data_root.clone().unwrap_or_else(store::default_data_root);
     let store = Store::open(&root)?;
-    let mut out = std::io::stdout().lock();
+    // Not locked: a pull prints progress lines from its download threads.
+    let mut out = std::io::stdout();
     match &a.command {
+        ImageCommand::Pull(p) => {
+            let r = Reference::parse(&p.reference)?;
+            let platform = p.platform.as_deref().map(parse_platform).transpose()?;
+            let progress = Progress::for_stdout(p.quiet);
+            let img = registry::pull(&store, &r, platform.as_ref(), &p.registry.options(), progress)?;
+            if !p.quiet {
+                writeln!(out, "Digest: {}", img.digest)?;
+            }
+            writeln!(out, "{r}")?;
+        }
+        ImageCommand::Push(p) => {
+            let dest = p.destination.as_deref().map(Reference::parse).transpose()?;
+            let progress = Progress::for_stdout(p.quiet);
+            let d = registry::push(&store, &p.image, dest.as_ref(), &p.registry.options(), progress)?;
+            writeln!(out, "{d}")?;
+        }
         ImageCommand::Import(i) => {
             let file = i.file.as_ref().or(i.input.as_ref()).expect("clap requires one");
             let opts = ImportOptions {
@@ -409,4 +480,62 @@ mod tests {
         assert_eq!(human_size(4_261_000), "4.26MB");
         assert_eq!(human_size(123_456_789), "123MB");
     }
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The registry (host[:port]).
+    #[arg(value_name = "REGISTRY")]
+    pub registry: String,
+    #[arg(short, long)]
+    pub username: String,
+    /// The password (visible to other users in the process list: prefer --password-stdin).
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub registry_args: RegistryArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    #[arg(value_name = "REGISTRY")]
+    pub registry: String,
+    /// The credentials file [default: $REGISTRY_AUTH_FILE, else ~/.docker/config.json].
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
+pub fn login(a: &LoginArgs) -> anyhow::Result<i32> {
+    let password = match (&a.password, a.password_stdin) {
+        (Some(p), _) => p.clone(),
+        (None, true) => {
+            let mut s = String::new();
+            std::io::stdin().read_line(&mut s)?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) => anyhow::bail!("login {}: give the password with --password-stdin or -p", a.registry),
+    };
+    let creds = wrun_image::auth::Credentials {
+        user: a.username.clone(),
+        password,
+    };
+    let opts = a.registry_args.options();
+    registry::check_login(&a.registry, &creds, &opts)?;
+    let file = wrun_image::auth::auth_file(opts.auth_file.as_deref());
+    wrun_image::auth::store(&file, &a.registry, Some(&creds))?;
+    println!("Login Succeeded");
+    Ok(0)
+}
+
+pub fn logout(a: &LogoutArgs) -> anyhow::Result<i32> {
+    let file = wrun_image::auth::auth_file(a.authfile.as_deref());
+    if wrun_image::auth::store(&file, &a.registry, None)? {
+        println!("Removing login credentials for {}", a.registry);
+    } else {
+        println!("Not logged in to {}", a.registry);
+    }
+    Ok(0)
 }

@@ -70,8 +70,12 @@ pub enum Command {
     Ps(resources::PsArgs),
     /// Stream OOM events and statistics (or print statistics once with --stats).
     Events(resources::EventsArgs),
-    /// Manage images: import, save, ls, inspect, rm, tag, prune, history, df.
+    /// Manage images: pull, push, import, save, ls, inspect, rm, tag, prune, history, df.
     Image(image::ImageArgs),
+    /// Store a registry's credentials (checked against the registry first).
+    Login(image::LoginArgs),
+    /// Remove a registry's credentials.
+    Logout(image::LogoutArgs),
 }
 
 /// Run the CLI; returns the process exit code.
@@ -112,7 +116,7 @@ pub fn main() -> i32 {
 /// The kind of an image store error, in the words of the library's kinds.
 fn image_error_kind(e: &anyhow::Error) -> &'static str {
     match e.downcast_ref::<wrun_image::Error>() {
-        Some(wrun_image::Error::NotFound(_)) => "not_found",
+        Some(wrun_image::Error::NotFound(_) | wrun_image::Error::NotInRegistry(_)) => "not_found",
         Some(wrun_image::Error::Reference(..)) => "invalid_config",
         Some(wrun_image::Error::Kernel(_)) => "os",
         Some(_) => "image",
@@ -154,6 +158,8 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Ps(a) => resources::ps(cli, a).map(|()| 0),
         Command::Events(a) => resources::events(cli, a).map(|()| 0),
         Command::Image(a) => image::run(a),
+        Command::Login(a) => image::login(a),
+        Command::Logout(a) => image::logout(a),
     }
 }
 

@@ -623,6 +623,24 @@ impl Staged {
         Ok((digest, size, p))
     }
 
+    /// A fresh path in the staging directory for a blob written by someone else (a
+    /// download); hand it back with `adopt` once written.
+    pub fn reserve(&mut self) -> PathBuf {
+        self.next("blob")
+    }
+
+    /// Take the file at `path` (from `reserve`) as the blob `expected`, after checking its
+    /// digest. Returns its size.
+    pub fn adopt(&mut self, path: &Path, expected: &Digest, what: &str) -> Result<u64> {
+        let f = File::open(path).ctx(|| format!("open {}", path.display()))?;
+        let (d, n) = crate::digest::HashingReader::new(f)
+            .finish()
+            .ctx(|| format!("read {}", path.display()))?;
+        expected.verify(&d, what.to_string())?;
+        self.blobs.push((d, path.to_path_buf()));
+        Ok(n)
+    }
+
     pub fn add_bytes(&mut self, bytes: &[u8], what: &str) -> Result<Digest> {
         self.add_blob(bytes, None, what).map(|(d, _, _)| d)
     }

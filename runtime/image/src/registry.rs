@@ -1,0 +1,425 @@
+//! `wrun image pull` and `push`: the OCI distribution API through oci-client, over HTTPS, or
+//! plain HTTP for a loopback registry or one named with `--insecure-registry`. Anonymous,
+//! basic and bearer-token auth (oci-client fetches the token with the stored credentials).
+//!
+//! A pull verifies everything before it is stored: the manifest against the digest it was
+//! asked by (or the registry's), the config and each layer against the manifest's digests, and
+//! each unpacked layer against the config's diffIDs. Layers already in the store are not
+//! downloaded again; the others download concurrently into the staging directory, with a
+//! progress bar each on a terminal (a line each otherwise). Nothing is committed until all of
+//! it checks out; a failed or killed pull leaves only staging, removed by the next commit.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::Client;
+
+use crate::archive::{select_platform, wasm_file_name};
+use crate::auth;
+use crate::digest::Digest;
+use crate::reference::Reference;
+use crate::store::oci::{self, Descriptor, Index, Manifest, Platform};
+use crate::store::{Image, Store};
+use crate::{Error, Result};
+
+/// How a pull shows its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// A bar per layer (a terminal).
+    Bars,
+    /// A line per layer event (not a terminal).
+    Lines,
+    /// Nothing but the result.
+    Quiet,
+}
+
+impl Progress {
+    /// Bars on a terminal, lines otherwise, nothing with `quiet`.
+    pub fn for_stdout(quiet: bool) -> Progress {
+        match (quiet, std::io::stdout().is_terminal()) {
+            (true, _) => Progress::Quiet,
+            (false, true) => Progress::Bars,
+            (false, false) => Progress::Lines,
+        }
+    }
+}
+
+/// What a pull or push needs to reach the registry.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Registries (host[:port]) spoken to over plain HTTP besides loopback ones.
+    pub insecure: Vec<String>,
+    /// The credentials file (`--authfile`); see `auth::auth_file`.
+    pub auth_file: Option<PathBuf>,
+}
+
+impl RegistryOptions {
+    fn plain_http(&self, registry: &str) -> bool {
+        let host = match registry.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => registry,
+        };
+        matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+            || host.starts_with("127.")
+            || self.insecure.iter().any(|i| i == registry || i == host)
+    }
+
+    fn client(&self, registry: &str) -> Client {
+        // Once per process: rustls needs a crypto provider, and ring is the one linked.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Client::new(ClientConfig {
+            protocol: if self.plain_http(registry) {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            platform_resolver: None,
+            max_concurrent_download: 4,
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: Some(Duration::from_secs(60)),
+            user_agent: concat!("wrun/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        })
+    }
+
+    fn auth(&self, registry: &str) -> Result<RegistryAuth> {
+        let file = auth::auth_file(self.auth_file.as_deref());
+        Ok(match auth::lookup(&file, registry)? {
+            Some(c) => RegistryAuth::Basic(c.user, c.password),
+            None => RegistryAuth::Anonymous,
+        })
+    }
+}
+
+fn oci_ref(r: &Reference) -> oci_client::Reference {
+    match (&r.tag, &r.digest) {
+        (_, Some(d)) => oci_client::Reference::with_digest(r.domain.clone(), r.path.clone(), d.to_string()),
+        (Some(t), None) => oci_client::Reference::with_tag(r.domain.clone(), r.path.clone(), t.clone()),
+        (None, None) => oci_client::Reference::with_tag(r.domain.clone(), r.path.clone(), "latest".into()),
+    }
+}
+
+/// A registry error as one line naming the registry and the cause, with its kind.
+fn registry_error(r: &Reference, e: OciDistributionError) -> Error {
+    let what = format!("registry {}", r.domain);
+    let envelope = |env: &oci_client::errors::OciEnvelope| {
+        env.errors
+            .iter()
+            .map(|x| {
+                if x.message.is_empty() {
+                    format!("{:?}", x.code)
+                } else {
+                    x.message.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match &e {
+        OciDistributionError::ImageManifestNotFoundError(_) => {
+            return Error::NotInRegistry(format!("{r}: not in {what}"));
+        }
+        OciDistributionError::RegistryError { envelope: env, .. } => {
+            let codes: Vec<String> = env.errors.iter().map(|x| format!("{:?}", x.code)).collect();
+            let msg = envelope(env);
+            if codes.iter().any(|c| c.contains("Unknown")) {
+                return Error::NotInRegistry(format!("{r}: not in {what} ({msg})"));
+            }
+            if codes.iter().any(|c| c.contains("Unauthorized") || c.contains("Denied")) {
+                return Error::Refused(format!("{what}: access to {} refused: {msg}", r.name()));
+            }
+            return Error::Invalid(format!("{what}: {msg}"));
+        }
+        OciDistributionError::AuthenticationFailure(_) | OciDistributionError::UnauthorizedError { .. } => {
+            return Error::Refused(format!("{what}: authentication failed for {}: {e}", r.name()));
+        }
+        _ => {}
+    }
+    let mut msg = e.to_string();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !msg.contains(&t) {
+            msg = format!("{msg}: {t}");
+        }
+        src = s.source();
+    }
+    Error::Invalid(format!("{what}: {msg}"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("start the download threads", e))
+}
+
+const ACCEPT: [&str; 4] = [
+    oci::OCI_MANIFEST,
+    oci::OCI_INDEX,
+    oci::DOCKER_MANIFEST,
+    oci::DOCKER_LIST,
+];
+
+/// Pull `r` into the store; returns the image (tagged `r` when `r` has a tag).
+pub fn pull(
+    store: &Store,
+    r: &Reference,
+    platform: Option<&Platform>,
+    opts: &RegistryOptions,
+    progress: Progress,
+) -> Result<Image> {
+    pull_inner(store, r, platform, opts, progress).map_err(|e| e.within(format!("pull {r}")))
+}
+
+fn pull_inner(
+    store: &Store,
+    r: &Reference,
+    platform: Option<&Platform>,
+    opts: &RegistryOptions,
+    progress: Progress,
+) -> Result<Image> {
+    let client = opts.client(&r.domain);
+    let auth = opts.auth(&r.domain)?;
+    let oref = oci_ref(r);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let (bytes, header_digest) = client
+            .pull_manifest_raw(&oref, &auth, &ACCEPT)
+            .await
+            .map_err(|e| registry_error(r, e))?;
+        let mut digest = Digest::of(&bytes);
+        if let Some(want) = &r.digest {
+            want.verify(&digest, "manifest")?;
+        } else if let Ok(h) = Digest::parse(&header_digest) {
+            h.verify(&digest, "manifest (the registry's Docker-Content-Digest)")?;
+        }
+        let mut bytes = bytes.to_vec();
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::invalid(format!("manifest {digest}: {e}")))?;
+        if v.get("manifests").is_some() {
+            let idx: Index = serde_json::from_value(v).map_err(|e| Error::invalid(format!("index {digest}: {e}")))?;
+            let d = select_platform(&idx, platform)?.digest.clone();
+            let by_digest = oci_client::Reference::with_digest(r.domain.clone(), r.path.clone(), d.to_string());
+            let (b, _) = client
+                .pull_manifest_raw(&by_digest, &auth, &ACCEPT)
+                .await
+                .map_err(|e| registry_error(r, e))?;
+            d.verify(&Digest::of(&b), format!("manifest {d} of the index"))?;
+            bytes = b.to_vec();
+            digest = d;
+        }
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| Error::invalid(format!("manifest {digest}: {e}")))?;
+        let mut staged = store.stage()?;
+        staged.add_bytes(&bytes, "manifest")?;
+        let mut config = Vec::new();
+        client
+            .pull_blob(&oref, manifest.config.digest.as_str(), &mut config)
+            .await
+            .map_err(|e| registry_error(r, e))?;
+        manifest.config.digest.verify(&Digest::of(&config), "config")?;
+        staged.add_bytes(&config, "config")?;
+        let cfg: serde_json::Value = serde_json::from_slice(&config)
+            .map_err(|e| Error::invalid(format!("config {}: {e}", manifest.config.digest)))?;
+
+        // The layers the store lacks, downloaded at once.
+        let bars = indicatif::MultiProgress::new();
+        if progress != Progress::Bars {
+            bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut paths = Vec::new();
+        for l in &manifest.layers {
+            if store.has_blob(&l.digest) {
+                if progress == Progress::Lines {
+                    println!("{}: already in the store", l.digest.short());
+                }
+                paths.push(None);
+                continue;
+            }
+            let path = staged.reserve();
+            paths.push(Some(path.clone()));
+            let bar = bars.add(indicatif::ProgressBar::new(l.size));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{prefix}: {bar:30} {bytes}/{total_bytes} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_prefix(l.digest.short().to_string());
+            let (client, oref, l) = (client.clone(), oref.clone(), l.clone());
+            tasks.spawn(async move {
+                let res = download(&client, &oref, &l, &path, &bar, progress).await;
+                bar.finish_with_message(if res.is_ok() { "done" } else { "failed" });
+                res.map(|()| l)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let l = done
+                .map_err(|e| Error::invalid(format!("a download task failed: {e}")))?
+                .map_err(|e| registry_error(r, e))?;
+            if progress == Progress::Lines {
+                println!("{}: downloaded {} bytes", l.digest.short(), l.size);
+            }
+        }
+        drop(bars);
+
+        // Checked and unpacked, one by one; then committed together.
+        let diff_ids: Vec<Digest> = cfg["rootfs"]["diff_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| Digest::parse(v.as_str().unwrap_or_default()))
+            .collect::<Result<_>>()?;
+        let mut tar_i = 0;
+        for (l, path) in manifest.layers.iter().zip(paths) {
+            let what = format!("layer {}", l.digest);
+            let blob = match path {
+                Some(p) => {
+                    staged.adopt(&p, &l.digest, &what)?;
+                    p
+                }
+                None => store.blob_path(&l.digest),
+            };
+            if oci::is_wasm_layer(&l.media_type) {
+                if !store.has_layer(&l.digest) {
+                    staged.wasm_layer(&blob, &l.digest, &wasm_file_name(l))?;
+                }
+                continue;
+            }
+            let want = diff_ids.get(tar_i).ok_or_else(|| {
+                Error::invalid(format!(
+                    "config {}: fewer diff_ids than tar layers",
+                    manifest.config.digest
+                ))
+            })?;
+            tar_i += 1;
+            if !store.has_layer(want) {
+                staged.unpack_layer(&blob, Some(want), &what)?;
+            }
+        }
+        let tags: Vec<Reference> = r.tag.iter().map(|t| r.with_tag(t)).collect();
+        store.commit(staged, &digest, &tags)
+    })
+}
+
+async fn download(
+    client: &Client,
+    oref: &oci_client::Reference,
+    l: &Descriptor,
+    path: &std::path::Path,
+    bar: &indicatif::ProgressBar,
+    progress: Progress,
+) -> std::result::Result<(), OciDistributionError> {
+    let desc = oci_client::manifest::OciDescriptor {
+        media_type: l.media_type.clone(),
+        digest: l.digest.to_string(),
+        size: l.size as i64,
+        ..Default::default()
+    };
+    if progress == Progress::Lines {
+        println!("{}: downloading {} bytes", l.digest.short(), l.size);
+    }
+    let mut s = client.pull_blob_stream(oref, &desc).await?;
+    let mut f = std::io::BufWriter::with_capacity(256 * 1024, std::fs::File::create(path)?);
+    while let Some(chunk) = s.stream.next().await {
+        let chunk = chunk?;
+        f.write_all(&chunk)?;
+        bar.inc(chunk.len() as u64);
+    }
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(())
+}
+
+/// Push the image `name` to `dest` (default: `name` as a reference); returns the manifest
+/// digest. Blobs the registry has are not sent again.
+pub fn push(
+    store: &Store,
+    name: &str,
+    dest: Option<&Reference>,
+    opts: &RegistryOptions,
+    progress: Progress,
+) -> Result<Digest> {
+    let img = store.resolve(name)?;
+    let r = match dest {
+        Some(d) => d.clone(),
+        None => Reference::parse(name)?,
+    };
+    if r.tag.is_none() {
+        return Err(Error::Reference(r.to_string(), "a push needs a tag"));
+    }
+    push_inner(store, &img, &r, opts, progress).map_err(|e| e.within(format!("push {r}")))
+}
+
+fn push_inner(store: &Store, img: &Image, r: &Reference, opts: &RegistryOptions, progress: Progress) -> Result<Digest> {
+    let client = Arc::new(opts.client(&r.domain));
+    let auth = opts.auth(&r.domain)?;
+    let oref = oci_ref(r);
+    let rt = runtime()?;
+    rt.block_on(async {
+        client
+            .auth(&oref, &auth, oci_client::RegistryOperation::Push)
+            .await
+            .map_err(|e| registry_error(r, e))?;
+        let mut blobs: Vec<&Descriptor> = img.manifest.layers.iter().collect();
+        blobs.push(&img.manifest.config);
+        for b in blobs {
+            if client
+                .blob_exists(&oref, b.digest.as_str())
+                .await
+                .map_err(|e| registry_error(r, e))?
+            {
+                if progress == Progress::Lines {
+                    println!("{}: already in the registry", b.digest.short());
+                }
+                continue;
+            }
+            let data = store.read_blob(&b.digest)?;
+            client
+                .push_blob(&oref, data, b.digest.as_str())
+                .await
+                .map_err(|e| registry_error(r, e))?;
+            if progress != Progress::Quiet {
+                println!("{}: pushed {} bytes", b.digest.short(), b.size);
+            }
+        }
+        let mb = store.read_blob(&img.digest)?;
+        let media_type = img
+            .manifest
+            .media_type
+            .clone()
+            .unwrap_or_else(|| oci::OCI_MANIFEST.into());
+        let ct = http::HeaderValue::from_str(&media_type)
+            .map_err(|e| Error::invalid(format!("media type {media_type:?}: {e}")))?;
+        client
+            .push_manifest_raw(&oref, mb, ct)
+            .await
+            .map_err(|e| registry_error(r, e))?;
+        Ok(img.digest.clone())
+    })
+}
+
+/// Check `creds` against `registry` (a manifest request of a repository that need not exist:
+/// 401 means the credentials are refused, anything else that they were taken).
+pub fn check_login(registry: &str, creds: &auth::Credentials, opts: &RegistryOptions) -> Result<()> {
+    let r = Reference::parse(&format!("{registry}/wrun-login-check:latest"))?;
+    let client = opts.client(registry);
+    let auth = RegistryAuth::Basic(creds.user.clone(), creds.password.clone());
+    let rt = runtime()?;
+    rt.block_on(async {
+        match client.pull_manifest_raw(&oci_ref(&r), &auth, &ACCEPT).await {
+            Ok(_) => Ok(()),
+            Err(e) => match registry_error(&r, e) {
+                Error::NotInRegistry(_) => Ok(()),
+                e => Err(e),
+            },
+        }
+    })
+    .map_err(|e| e.within(format!("login {registry}")))
+}

@@ -1,0 +1,262 @@
+//! Pull and push against a real registry: Debian's docker-registry on 127.0.0.1 (a free port,
+//! its own config and storage, stopped by pid), images put there by skopeo, with and without
+//! basic auth; and what a registry that lies, refuses or is down leaves behind (nothing).
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+struct Registry {
+    child: Child,
+    dir: TempDir,
+    addr: String,
+}
+
+impl Registry {
+    /// None (with the skip line) when docker-registry or skopeo is missing.
+    fn start(user: Option<(&str, &str)>) -> Option<Registry> {
+        for (tool, pkg) in [
+            ("docker-registry", "docker-registry"),
+            ("skopeo", "skopeo"),
+            ("htpasswd", "apache2-utils"),
+        ] {
+            if Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .map_or(true, |o| !o.status.success())
+            {
+                skip(&format!("{tool} is not installed (apt-get install {pkg})"));
+                return None;
+            }
+        }
+        let dir = TempDir::new("registry");
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut auth = String::new();
+        if let Some((u, p)) = user {
+            let o = run_cmd(Command::new("htpasswd").args(["-Bbn", u, p]), None);
+            assert_ok(&o, "htpasswd");
+            fs::write(dir.join("htpasswd"), o.stdout).unwrap();
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: wrun-test\n    path: {}\n",
+                dir.join("htpasswd").display()
+            );
+        }
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{auth}",
+            dir.join("storage").display()
+        );
+        fs::write(dir.join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .args(["serve", dir.join("config.yml").to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let reg = Registry { child, dir, addr };
+        let t = Instant::now();
+        while TcpStream::connect(&reg.addr).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "docker-registry did not listen on {}",
+                reg.addr
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(reg)
+    }
+
+    /// Copy an OCI archive into the registry as `repo:tag` with skopeo.
+    fn skopeo_push(&self, archive: &Path, repo_tag: &str, creds: Option<&str>) {
+        let mut c = Command::new("skopeo");
+        c.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(cr) = creds {
+            c.args(["--dest-creds", cr]);
+        }
+        c.arg(format!("oci-archive:{}", archive.display()));
+        c.arg(format!("docker://{}/{repo_tag}", self.addr));
+        assert_ok(&run_cmd(&mut c, None), "skopeo copy into the registry");
+    }
+
+    /// The registry's file for blob `digest`.
+    fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir.join(format!(
+            "storage/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        ))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The busybox image as an OCI archive (wrun's save of an import), and its image id.
+fn busybox_archive(im: &Images) -> (PathBuf, String) {
+    let tar = busybox_tar(im.work.path());
+    assert_ok(
+        &im.import(&tar, &["--name", "src/busybox:1", "-c", "CMD [\"sh\"]"]),
+        "import busybox",
+    );
+    let id = im.inspect("src/busybox:1")["Id"].as_str().unwrap().to_string();
+    let out = im.work.join("busybox-oci.tar");
+    im.ok(&["save", "-o", out.to_str().unwrap(), "src/busybox:1"]);
+    im.ok(&["rm", "src/busybox:1"]);
+    im.assert_clean(0);
+    (out, id)
+}
+
+#[test]
+fn a_pulled_image_runs_and_a_second_pull_downloads_no_layer() {
+    let Some(im) = Images::new() else { return };
+    let Some(reg) = Registry::start(None) else { return };
+    let (archive, id) = busybox_archive(&im);
+    reg.skopeo_push(&archive, "test/busybox:1", None);
+    let r = format!("{}/test/busybox:1", reg.addr);
+    let out = im.ok(&["pull", &r]);
+    assert!(
+        out.contains("downloading") && out.lines().last() == Some(r.as_str()),
+        "{out}"
+    );
+    let v = im.inspect(&r);
+    assert_eq!(
+        v["Id"],
+        id.as_str(),
+        "skopeo gzipped the layer; the config, and so the id, is the same"
+    );
+    assert_eq!(
+        v["Manifest"]["Layers"][0]["MediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+        "{v}"
+    );
+    // Mounted and run by the runtime.
+    let dir = im.work.join("c");
+    im.ok(&["mount", &r, dir.to_str().unwrap()]);
+    let mut b = Bundle::busybox();
+    b.sh("echo pulled-and-ran");
+    b.with_config(|c| c["root"] = json!({"path": dir.join("rootfs"), "readonly": false}));
+    let cid = im.rt.id("pulled");
+    let o = im.rt.run(&cid, &b);
+    im.ok(&["unmount", dir.to_str().unwrap()]);
+    assert_ok(&o, "run the pulled image");
+    assert_eq!(stdout(&o).trim(), "pulled-and-ran");
+    // Again: nothing is downloaded; by digest too.
+    let again = im.ok(&["pull", &r]);
+    assert!(
+        !again.contains("downloading") && again.contains("already in the store"),
+        "{again}"
+    );
+    let digest = v["Manifest"]["Digest"].as_str().unwrap().to_string();
+    let by_digest = format!("{}/test/busybox@{digest}", reg.addr);
+    assert!(!im.ok(&["pull", &by_digest]).contains("downloading"));
+    assert_eq!(im.inspect(&by_digest)["Id"], id.as_str());
+}
+
+#[test]
+fn a_pushed_image_is_the_same_image_when_pulled_back() {
+    let Some(im) = Images::new() else { return };
+    let Some(reg) = Registry::start(None) else { return };
+    let tar = busybox_tar(im.work.path());
+    assert_ok(&im.import(&tar, &["--name", "local/app:1"]), "import");
+    let v = im.inspect("local/app:1");
+    let dest = format!("{}/pushed/app:v1", reg.addr);
+    let digest = im.ok(&["push", "-q", "local/app:1", &dest]);
+    assert_eq!(digest.trim(), v["Manifest"]["Digest"].as_str().unwrap());
+    let o = run_cmd(
+        Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{dest}")]),
+        None,
+    );
+    assert_ok(&o, "skopeo inspect the pushed image");
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["Digest"], v["Manifest"]["Digest"]);
+    // A second push sends no blob.
+    let again = im.ok(&["push", "local/app:1", &dest]);
+    assert!(
+        !again.contains("pushed") && again.contains("already in the registry"),
+        "{again}"
+    );
+    im.ok(&["prune", "--all"]);
+    im.ok(&["pull", "-q", &dest]);
+    assert_eq!(im.inspect(&dest)["Id"], v["Id"]);
+}
+
+#[test]
+fn basic_auth_logins_good_and_bad_credentials() {
+    let Some(im) = Images::new() else { return };
+    let Some(reg) = Registry::start(Some(("wrun", "s3cret"))) else {
+        return;
+    };
+    let (archive, _) = busybox_archive(&im);
+    reg.skopeo_push(&archive, "private/bb:1", Some("wrun:s3cret"));
+    let r = format!("{}/private/bb:1", reg.addr);
+    let authfile = im.work.join("auth.json");
+    let af = authfile.to_str().unwrap();
+    let e = im.fails(&["pull", "--authfile", af, &r]);
+    assert!(
+        e.contains(&reg.addr) && (e.contains("authentication") || e.contains("refused")),
+        "{e}"
+    );
+    im.assert_clean(0);
+    let login = |pass: &str| {
+        im.rt.exec_stdin(
+            &["login", "-u", "wrun", "--password-stdin", "--authfile", af, &reg.addr],
+            format!("{pass}\n").as_bytes(),
+        )
+    };
+    let o = login("wrong");
+    assert_fails(&o, "login with a wrong password");
+    assert!(stderr(&o).contains(&reg.addr), "{}", stderr(&o));
+    assert!(!authfile.exists(), "no credentials stored for a refused login");
+    let o = login("s3cret");
+    assert_ok(&o, "login");
+    assert!(stdout(&o).contains("Login Succeeded"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(&authfile).unwrap().permissions().mode() & 0o777, 0o600);
+    im.ok(&["pull", "-q", "--authfile", af, &r]);
+    let o = im.rt.exec(&["logout", "--authfile", af, &reg.addr]);
+    assert_ok(&o, "logout");
+    let left: Value = serde_json::from_slice(&fs::read(&authfile).unwrap()).unwrap();
+    assert_eq!(left["auths"], json!({}));
+}
+
+#[test]
+fn a_corrupt_layer_a_missing_tag_and_a_registry_that_is_down_store_nothing() {
+    let Some(im) = Images::new() else { return };
+    let Some(reg) = Registry::start(None) else { return };
+    let (archive, _) = busybox_archive(&im);
+    reg.skopeo_push(&archive, "test/bb:1", None);
+    let e = im.fails(&["pull", &format!("{}/test/bb:nope", reg.addr)]);
+    assert!(e.contains("test/bb:nope") && e.contains("not in registry"), "{e}");
+    let e = im.fails(&["pull", &format!("{}/test/none:1", reg.addr)]);
+    assert!(e.contains("not in registry"), "{e}");
+    // The registry serves other bytes for the layer than its digest.
+    let o = run_cmd(
+        Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/test/bb:1", reg.addr),
+        ]),
+        None,
+    );
+    let m: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    let f = reg.blob_file(&layer);
+    let mut bytes = fs::read(&f).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    fs::write(&f, bytes).unwrap();
+    let e = im.fails(&["pull", &format!("{}/test/bb:1", reg.addr)]);
+    assert!(e.to_lowercase().contains("digest"), "{e}");
+    im.assert_clean(0);
+    drop(reg);
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let e = im.fails(&["pull", &format!("127.0.0.1:{port}/test/bb:1")]);
+    assert!(e.contains("Connection refused"), "{e}");
+    im.assert_clean(0);
+}
