@@ -338,14 +338,18 @@ fn stage_image(store: &Store, staged: &mut Staged, dir: &Path, manifest_path: &P
         Digest::parse(&format!("sha256:{named}"))?.verify(&md, format!("manifest {named}"))?;
     }
     let manifest: Manifest = serde_json::from_slice(&mb).map_err(|e| Error::invalid(format!("manifest {md}: {e}")))?;
-    staged.add_bytes(&mb, "manifest")?;
+    if !store.has_blob(&md) {
+        staged.add_bytes(&mb, "manifest")?;
+    }
     let cp = blob_in(dir, &manifest.config.digest)?;
     let cb = fs::read(&cp).ctx(|| format!("read {}", cp.display()))?;
     manifest
         .config
         .digest
         .verify(&Digest::of(&cb), format!("config {}", manifest.config.digest))?;
-    staged.add_bytes(&cb, "config")?;
+    if !store.has_blob(&manifest.config.digest) {
+        staged.add_bytes(&cb, "config")?;
+    }
     let config: Value =
         serde_json::from_slice(&cb).map_err(|e| Error::invalid(format!("config {}: {e}", manifest.config.digest)))?;
     let diff_ids: Vec<Digest> = config["rootfs"]["diff_ids"]
@@ -379,7 +383,9 @@ fn stage_image(store: &Store, staged: &mut Staged, dir: &Path, manifest_path: &P
         })?;
         tar_i += 1;
         if !store.has_layer(want) {
-            staged.unpack_layer(&blob, Some(want), &what)?;
+            // A stored blob is checked as it is unpacked; a staged one was as it was copied.
+            let check = stored.then_some(&l.digest);
+            staged.unpack_layer(&blob, check, Some(want), &what)?;
         }
     }
     Ok(md)
@@ -409,7 +415,7 @@ fn import_rootfs(store: &Store, mut staged: Staged, file: &Path, opts: &ImportOp
         Compression::Zstd => oci::OCI_LAYER_ZSTD,
     };
     let (ld, lsize, lpath) = staged.add_blob(f, None, "the root filesystem tar")?;
-    let u = staged.unpack_layer(&lpath, None, "the root filesystem tar")?;
+    let u = staged.unpack_layer(&lpath, None, None, "the root filesystem tar")?;
     let now = wrun_sys::timefmt::now();
     let mut config = json!({
         "architecture": "amd64",

@@ -22,7 +22,7 @@ use oci_client::Client;
 
 use crate::archive::{select_platform, wasm_file_name};
 use crate::auth;
-use crate::digest::Digest;
+use crate::digest::{Digest, HashingWriter};
 use crate::reference::Reference;
 use crate::store::oci::{self, Descriptor, Index, Manifest, Platform};
 use crate::store::{Image, Store};
@@ -219,58 +219,23 @@ fn pull_inner(
         let manifest: Manifest =
             serde_json::from_slice(&bytes).map_err(|e| Error::invalid(format!("manifest {digest}: {e}")))?;
         let mut staged = store.stage()?;
-        staged.add_bytes(&bytes, "manifest")?;
+        // What the store has is not written again (each staged blob costs an fsync).
+        if !store.has_blob(&digest) {
+            staged.add_bytes(&bytes, "manifest")?;
+        }
         let mut config = Vec::new();
         client
             .pull_blob(&oref, manifest.config.digest.as_str(), &mut config)
             .await
             .map_err(|e| registry_error(r, e))?;
         manifest.config.digest.verify(&Digest::of(&config), "config")?;
-        staged.add_bytes(&config, "config")?;
+        if !store.has_blob(&manifest.config.digest) {
+            staged.add_bytes(&config, "config")?;
+        }
         let cfg: serde_json::Value = serde_json::from_slice(&config)
             .map_err(|e| Error::invalid(format!("config {}: {e}", manifest.config.digest)))?;
 
-        // The layers the store lacks, downloaded at once.
-        let bars = indicatif::MultiProgress::new();
-        if progress != Progress::Bars {
-            bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut paths = Vec::new();
-        for l in &manifest.layers {
-            if store.has_blob(&l.digest) {
-                if progress == Progress::Lines {
-                    println!("{}: already in the store", l.digest.short());
-                }
-                paths.push(None);
-                continue;
-            }
-            let path = staged.reserve();
-            paths.push(Some(path.clone()));
-            let bar = bars.add(indicatif::ProgressBar::new(l.size));
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{prefix}: {bar:30} {bytes}/{total_bytes} {msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar.set_prefix(l.digest.short().to_string());
-            let (client, oref, l) = (client.clone(), oref.clone(), l.clone());
-            tasks.spawn(async move {
-                let res = download(&client, &oref, &l, &path, &bar, progress).await;
-                bar.finish_with_message(if res.is_ok() { "done" } else { "failed" });
-                res.map(|()| l)
-            });
-        }
-        while let Some(done) = tasks.join_next().await {
-            let l = done
-                .map_err(|e| Error::invalid(format!("a download task failed: {e}")))?
-                .map_err(|e| registry_error(r, e))?;
-            if progress == Progress::Lines {
-                println!("{}: downloaded {} bytes", l.digest.short(), l.size);
-            }
-        }
-        drop(bars);
-
-        // Checked and unpacked, one by one; then committed together.
+        // What each layer becomes: its unpacked directory's key and the diffID to check.
         let diff_ids: Vec<Digest> = cfg["rootfs"]["diff_ids"]
             .as_array()
             .into_iter()
@@ -278,30 +243,144 @@ fn pull_inner(
             .map(|v| Digest::parse(v.as_str().unwrap_or_default()))
             .collect::<Result<_>>()?;
         let mut tar_i = 0;
-        for (l, path) in manifest.layers.iter().zip(paths) {
-            let what = format!("layer {}", l.digest);
-            let blob = match path {
-                Some(p) => {
-                    staged.adopt(&p, &l.digest, &what)?;
-                    p
-                }
-                None => store.blob_path(&l.digest),
+        let mut plans = Vec::new();
+        for l in &manifest.layers {
+            let diff_id = if oci::is_wasm_layer(&l.media_type) {
+                None
+            } else {
+                let d = diff_ids.get(tar_i).cloned().ok_or_else(|| {
+                    Error::invalid(format!(
+                        "config {}: fewer diff_ids than tar layers",
+                        manifest.config.digest
+                    ))
+                })?;
+                tar_i += 1;
+                Some(d)
             };
-            if oci::is_wasm_layer(&l.media_type) {
-                if !store.has_layer(&l.digest) {
-                    staged.wasm_layer(&blob, &l.digest, &wasm_file_name(l))?;
+            plans.push(diff_id);
+        }
+
+        // Each layer the store lacks is downloaded and then unpacked by a task of its own, so
+        // downloads, checks and unpacking overlap across layers.
+        let bars = indicatif::MultiProgress::new();
+        if progress != Progress::Bars {
+            bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, (l, diff_id)) in manifest.layers.iter().zip(&plans).enumerate() {
+            let have_blob = store.has_blob(&l.digest);
+            let need_unpack = match diff_id {
+                Some(d) => !store.has_layer(d),
+                None => false,
+            };
+            if have_blob {
+                if progress == Progress::Lines {
+                    println!("{}: already in the store", l.digest.short());
                 }
-                continue;
+                if !need_unpack {
+                    continue;
+                }
             }
-            let want = diff_ids.get(tar_i).ok_or_else(|| {
-                Error::invalid(format!(
-                    "config {}: fewer diff_ids than tar layers",
-                    manifest.config.digest
-                ))
-            })?;
-            tar_i += 1;
-            if !store.has_layer(want) {
-                staged.unpack_layer(&blob, Some(want), &what)?;
+            let path = if have_blob {
+                store.blob_path(&l.digest)
+            } else {
+                staged.reserve()
+            };
+            let dir = if need_unpack {
+                Some(staged.reserve_layer_dir()?)
+            } else {
+                None
+            };
+            let bar = bars.add(indicatif::ProgressBar::new(l.size));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{prefix}: {bar:30} {bytes}/{total_bytes} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_prefix(l.digest.short().to_string());
+            let (client, oref, l, diff_id, r) = (client.clone(), oref.clone(), l.clone(), diff_id.clone(), r.clone());
+            tasks.spawn(async move {
+                let unpacked = if !have_blob {
+                    // Unpacked as it arrives: the download tees its bytes to an unpacking
+                    // thread, so a layer is ready when its last byte is.
+                    let (tx, unpacking) = match dir {
+                        Some(dir) => {
+                            let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(64);
+                            let (what, diff_id) = (format!("layer {}", l.digest), diff_id.clone());
+                            let h = tokio::task::spawn_blocking(move || {
+                                let r = ChannelReader {
+                                    rx,
+                                    cur: bytes::Bytes::new(),
+                                };
+                                crate::store::unpack_reader(r, &dir, diff_id.as_ref(), &what).map(|u| (dir, u))
+                            });
+                            (Some(tx), Some(h))
+                        }
+                        None => (None, None),
+                    };
+                    let dl = download(&client, &oref, &l, &path, &bar, progress, tx).await;
+                    let u = match unpacking {
+                        Some(h) => Some(
+                            h.await
+                                .map_err(|e| Error::invalid(format!("an unpack task failed: {e}")))?,
+                        ),
+                        None => None,
+                    };
+                    // Wrong bytes are reported as such (a digest mismatch) before what they
+                    // did to the unpacking; a bad tar that stopped the download is reported
+                    // by the unpacking.
+                    dl.map_err(|e| registry_error(&r, e))??;
+                    let u = u.transpose()?;
+                    if progress == Progress::Lines {
+                        println!("{}: downloaded {} bytes", l.digest.short(), l.size);
+                    }
+                    u
+                } else {
+                    match dir {
+                        Some(dir) => {
+                            bar.set_message("unpacking");
+                            let (p, what) = (path.clone(), format!("layer {}", l.digest));
+                            // A stored blob is checked as it is unpacked; a downloaded one was
+                            // checked as it was written.
+                            let check = have_blob.then(|| l.digest.clone());
+                            let u = tokio::task::spawn_blocking(move || {
+                                crate::store::unpack_into(&p, &dir, check.as_ref(), diff_id.as_ref(), &what)
+                                    .map(|u| (dir, u))
+                            })
+                            .await
+                            .map_err(|e| Error::invalid(format!("an unpack task failed: {e}")))??;
+                            Some(u)
+                        }
+                        None => None,
+                    }
+                };
+                bar.finish_with_message("done");
+                Ok::<_, Error>((i, (!have_blob).then_some(path), unpacked))
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            results.push(done.map_err(|e| Error::invalid(format!("a download task failed: {e}")))??);
+        }
+        drop(bars);
+        results.sort_by_key(|(i, _, _)| *i);
+        for (i, path, unpacked) in results {
+            if let Some(p) = path {
+                staged.adopt_written(&p, &manifest.layers[i].digest);
+            }
+            if let Some((dir, u)) = unpacked {
+                staged.adopt_layer(dir, &u);
+            }
+        }
+        for l in &manifest.layers {
+            if oci::is_wasm_layer(&l.media_type) && !store.has_layer(&l.digest) {
+                let blob = if store.has_blob(&l.digest) {
+                    store.blob_path(&l.digest)
+                } else {
+                    staged
+                        .path_of(&l.digest)
+                        .ok_or_else(|| Error::invalid(format!("layer {}: not downloaded", l.digest)))?
+                };
+                staged.wasm_layer(&blob, &l.digest, &wasm_file_name(l))?;
             }
         }
         let tags: Vec<Reference> = r.tag.iter().map(|t| r.with_tag(t)).collect();
@@ -316,7 +395,8 @@ async fn download(
     path: &std::path::Path,
     bar: &indicatif::ProgressBar,
     progress: Progress,
-) -> std::result::Result<(), OciDistributionError> {
+    mut tee: Option<std::sync::mpsc::SyncSender<bytes::Bytes>>,
+) -> std::result::Result<Result<()>, OciDistributionError> {
     let desc = oci_client::manifest::OciDescriptor {
         media_type: l.media_type.clone(),
         digest: l.digest.to_string(),
@@ -327,14 +407,44 @@ async fn download(
         println!("{}: downloading {} bytes", l.digest.short(), l.size);
     }
     let mut s = client.pull_blob_stream(oref, &desc).await?;
-    let mut f = std::io::BufWriter::with_capacity(256 * 1024, std::fs::File::create(path)?);
+    let file = std::fs::File::create(path)?;
+    let mut f = HashingWriter::new(std::io::BufWriter::with_capacity(256 * 1024, file));
     while let Some(chunk) = s.stream.next().await {
         let chunk = chunk?;
         f.write_all(&chunk)?;
         bar.inc(chunk.len() as u64);
+        // A closed channel means the unpacking failed; the download still completes, so
+        // wrong bytes are told apart from a bad tar by the digest.
+        if tee.as_ref().is_some_and(|t| t.send(chunk).is_err()) {
+            tee = None;
+        }
     }
-    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok(())
+    drop(tee);
+    let (w, got, _) = f.finish();
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    // Checked here too, on the bytes as written, whatever the client checked on the wire.
+    Ok(l.digest.verify(&got, format!("layer {}", l.digest)))
+}
+
+/// The bytes of a download as a `Read`, for the unpacking thread.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<bytes::Bytes>,
+    cur: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.recv() {
+                Ok(b) => self.cur = b,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        bytes::Buf::advance(&mut self.cur, n);
+        Ok(n)
+    }
 }
 
 /// Push the image `name` to `dest` (default: `name` as a reference); returns the manifest

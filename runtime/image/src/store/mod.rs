@@ -570,6 +570,37 @@ pub fn familiar(r: &Reference) -> String {
     s
 }
 
+/// Unpack the layer blob at `blob` into the empty directory `dir` and check its diffID
+/// against `expected_diff_id`, and, given `blob_digest`, the blob itself in the same pass (a
+/// stored blob that feeds a container is checked as it is read). Any thread may run it.
+pub fn unpack_into(
+    blob: &Path,
+    dir: &Path,
+    blob_digest: Option<&Digest>,
+    expected_diff_id: Option<&Digest>,
+    what: &str,
+) -> Result<Unpacked> {
+    let f = File::open(blob).ctx(|| format!("open {}", blob.display()))?;
+    let mut hashed = crate::digest::HashingReader::new(f);
+    let u = unpack_reader(&mut hashed, dir, expected_diff_id, what)?;
+    if let Some(want) = blob_digest {
+        let (got, _) = hashed.finish().ctx(|| format!("read {}", blob.display()))?;
+        want.verify(&got, what.to_string())?;
+    }
+    Ok(u)
+}
+
+/// `unpack_into` from a stream (a download as it arrives).
+pub fn unpack_reader(r: impl Read, dir: &Path, expected_diff_id: Option<&Digest>, what: &str) -> Result<Unpacked> {
+    let u = unpack::unpack_layer(r, dir).map_err(|e| e.within(what))?;
+    if let Some(want) = expected_diff_id {
+        want.verify(&u.diff_id, format!("{what}: diffID"))?;
+    }
+    // The layer root is the container's `/` where no upper layer says otherwise.
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
+    Ok(u)
+}
+
 /// Write `path` atomically: a temp file beside it, fsync'd, renamed over it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -647,18 +678,41 @@ impl Staged {
 
     /// Unpack the layer blob at `blob` (staged or stored) into a staged layer directory.
     /// `expected_diff_id` (from the config) must match what the tar turns out to be.
-    pub fn unpack_layer(&mut self, blob: &Path, expected_diff_id: Option<&Digest>, what: &str) -> Result<Unpacked> {
+    pub fn unpack_layer(
+        &mut self,
+        blob: &Path,
+        blob_digest: Option<&Digest>,
+        expected_diff_id: Option<&Digest>,
+        what: &str,
+    ) -> Result<Unpacked> {
+        let dir = self.reserve_layer_dir()?;
+        let u = unpack_into(blob, &dir, blob_digest, expected_diff_id, what)?;
+        self.adopt_layer(dir, &u);
+        Ok(u)
+    }
+
+    /// A fresh, empty layer directory in the staging area, for `unpack_into` on another
+    /// thread; hand it back with `adopt_layer`.
+    pub fn reserve_layer_dir(&mut self) -> Result<PathBuf> {
         let dir = self.next("layer");
         mkdir_private(&dir)?;
-        let f = File::open(blob).ctx(|| format!("open {}", blob.display()))?;
-        let u = unpack::unpack_layer(f, &dir).map_err(|e| e.within(what))?;
-        if let Some(want) = expected_diff_id {
-            want.verify(&u.diff_id, format!("{what}: diffID"))?;
-        }
-        // The layer root is the container's `/` where no upper layer says otherwise.
-        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
+        Ok(dir)
+    }
+
+    /// Take `dir`, unpacked (and checked) by `unpack_into`, as the layer `u.diff_id`.
+    pub fn adopt_layer(&mut self, dir: PathBuf, u: &Unpacked) {
         self.layers.push((u.diff_id.clone(), dir, u.size));
-        Ok(u)
+    }
+
+    /// The staged file of blob `d`, if one was staged.
+    pub fn path_of(&self, d: &Digest) -> Option<PathBuf> {
+        self.blobs.iter().find(|(b, _)| b == d).map(|(_, p)| p.clone())
+    }
+
+    /// Take the file at `path` (from `reserve`) as the blob `digest`, which the caller
+    /// computed from the bytes as it wrote them and checked.
+    pub fn adopt_written(&mut self, path: &Path, digest: &Digest) {
+        self.blobs.push((digest.clone(), path.to_path_buf()));
     }
 
     /// A wasm layer (a module, not a tar) as a layer directory holding `name`.
