@@ -6,6 +6,7 @@
 
 mod archives;
 mod badinput;
+mod formats;
 mod registry;
 mod unpack;
 

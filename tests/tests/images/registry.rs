@@ -260,3 +260,73 @@ fn a_corrupt_layer_a_missing_tag_and_a_registry_that_is_down_store_nothing() {
     assert!(e.contains("Connection refused"), "{e}");
     im.assert_clean(0);
 }
+
+#[test]
+fn two_pulls_at_once_and_a_killed_pull_leave_a_consistent_store() {
+    let Some(im) = Images::new() else { return };
+    let Some(reg) = Registry::start(None) else { return };
+    // An image big enough to kill a pull in the middle: 3 layers of 8 MiB each.
+    let layers: Vec<Vec<u8>> = (0..3u8)
+        .map(|i| {
+            let data: Vec<u8> = (0..8u32 << 20)
+                .map(|j| (j.wrapping_mul(2_654_435_761) >> 13) as u8 ^ i)
+                .collect();
+            Tarball::new().file(&format!("data{i}"), &data).finish()
+        })
+        .collect();
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
+    let (tar, id) = super::archives::docker_save(&layers, &diff_ids, &["src/big:1"], &["sh"]);
+    assert_ok(&im.import(&im.write("big.tar", &tar), &[]), "import");
+    let oci = im.work.join("big-oci.tar");
+    im.ok(&["save", "-o", oci.to_str().unwrap(), "src/big:1"]);
+    im.ok(&["prune", "--all"]);
+    reg.skopeo_push(&oci, "test/big:1", None);
+    let r = format!("{}/test/big:1", reg.addr);
+    let pull = || {
+        im.rt
+            .command(&[
+                "image",
+                "--data-root",
+                im.data.path().to_str().unwrap(),
+                "pull",
+                "-q",
+                &r,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Killed as soon as it stages anything: no image, and the next commit removes its staging.
+    let mut k = pull();
+    let t = Instant::now();
+    while names(&im.data.join("tmp")).is_empty() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    k.kill().unwrap();
+    k.wait().unwrap();
+    assert!(
+        !im.cmd(&["inspect", &r]).status.success(),
+        "no image from a killed pull"
+    );
+    // Two at once: both succeed, one copy of each layer.
+    let (a, b) = (pull(), pull());
+    for c in [a, b] {
+        let o = c.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "a concurrent pull failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    assert_eq!(im.inspect(&r)["Id"], id.as_str());
+    assert_eq!(
+        im.layers().len(),
+        6,
+        "three layers and their size files: {:?}",
+        im.layers()
+    );
+    assert_eq!(names(&im.data.join("tmp")), Vec::<String>::new(), "staging left");
+    im.ok(&["prune", "--all"]);
+    im.assert_clean(0);
+}

@@ -1,0 +1,115 @@
+//! Layer and image formats beyond the plain tar: zstd and gzip layers, and a wasm OCI
+//! artifact (the module itself as the layer, `application/wasm`) that runs through the same
+//! path as a native image.
+
+use super::*;
+
+fn compressed(im: &Images, tool: &str, tar: &[u8]) -> Option<PathBuf> {
+    if Command::new(tool)
+        .arg("--version")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        skip(&format!("{tool} is not installed"));
+        return None;
+    }
+    let f = im.write(&format!("layer-{tool}.tar"), tar);
+    let o = run_cmd(Command::new(tool).args(["-q", "-f", f.to_str().unwrap()]), None);
+    assert_ok(&o, tool);
+    let ext = if tool == "zstd" { "zst" } else { "gz" };
+    Some(im.work.join(format!("layer-{tool}.tar.{ext}")))
+}
+
+#[test]
+fn zstd_and_gzip_layers_unpack_to_the_same_tree() {
+    let Some(im) = Images::new() else { return };
+    let mut t = Tarball::new();
+    t.dir("etc")
+        .file("etc/motd", b"compressed\n")
+        .symlink("motd", "etc/motd");
+    let tar = t.finish();
+    for tool in ["zstd", "gzip"] {
+        let Some(f) = compressed(&im, tool, &tar) else { continue };
+        let name = format!("fmt/{tool}:1");
+        let o = im.import(&f, &["--name", &name]);
+        assert_ok(&o, &format!("import a {tool} layer"));
+        let v = im.inspect(&name);
+        let want = if tool == "zstd" {
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        } else {
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        };
+        assert_eq!(v["Manifest"]["Layers"][0]["MediaType"], want, "{v}");
+        assert_eq!(
+            v["RootFS"]["Layers"][0],
+            sha256(&tar).as_str(),
+            "the diffID is the uncompressed tar's"
+        );
+        let layer = im.only_layer(&name);
+        assert_eq!(fs::read(layer.join("motd")).unwrap(), b"compressed\n");
+    }
+}
+
+/// An OCI archive holding a wasm artifact: config `application/vnd.wasm.config.v0+json`, one
+/// `application/wasm` layer (the module), as wasm-to-oci tools push them.
+fn wasm_artifact(module: &[u8], name: &str) -> Vec<u8> {
+    let config =
+        serde_json::to_vec(&json!({"architecture": "wasm", "os": "wasip1", "layerDigests": [sha256(module)]})).unwrap();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.wasm.config.v0+json",
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/wasm", "digest": sha256(module), "size": module.len(),
+                    "annotations": {"org.opencontainers.image.title": "hello.wasm"}}],
+    }))
+    .unwrap();
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&manifest),
+                       "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": name}}],
+    }))
+    .unwrap();
+    let mut t = Tarball::new();
+    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+        .file("index.json", &index);
+    t.dir("blobs").dir("blobs/sha256");
+    for b in [&config, &manifest, &module.to_vec()] {
+        t.file(&format!("blobs/sha256/{}", sha256(b).trim_start_matches("sha256:")), b);
+    }
+    t.finish()
+}
+
+#[test]
+fn a_wasm_oci_artifact_imports_mounts_and_runs_as_a_wasm_container() {
+    let Some(im) = Images::new() else { return };
+    let module = fs::read(wasm_app("hello")).expect("make wasm-apps builds hello.wasm");
+    let f = im.write("wasm-artifact.tar", &wasm_artifact(&module, "wrun.test/hello-wasm:1"));
+    let out = im.ok(&["import", f.to_str().unwrap()]);
+    assert_eq!(out.trim(), "Loaded image: wrun.test/hello-wasm:1");
+    let v = im.inspect("wrun.test/hello-wasm:1");
+    assert_eq!(v["Architecture"], "wasm");
+    assert_eq!(v["Manifest"]["Layers"][0]["MediaType"], "application/wasm");
+    let dir = im.work.join("w");
+    im.ok(&["mount", "wrun.test/hello-wasm:1", dir.to_str().unwrap()]);
+    assert_eq!(
+        fs::read(dir.join("rootfs/hello.wasm")).unwrap(),
+        module,
+        "the module is the layer's one file"
+    );
+    let mut b = Bundle::busybox();
+    b.args(&["/hello.wasm", "from-an-image"]);
+    b.with_config(|c| {
+        c["root"] = json!({"path": dir.join("rootfs"), "readonly": true});
+        // The artifact's rootfs has no /proc or /dev: the runtime makes them in the upper dir.
+    });
+    let cid = im.rt.id("wasm-image");
+    let o = im.rt.run(&cid, &b);
+    im.ok(&["unmount", dir.to_str().unwrap()]);
+    assert_ok(&o, "run the wasm image");
+    let out = stdout(&o);
+    assert!(
+        out.lines().any(|l| l == "hello from wasm") && out.lines().any(|l| l == "argv[1]=from-an-image"),
+        "{out}"
+    );
+}
