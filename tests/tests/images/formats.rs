@@ -113,3 +113,38 @@ fn a_wasm_oci_artifact_imports_mounts_and_runs_as_a_wasm_container() {
         "{out}"
     );
 }
+
+#[test]
+fn an_image_of_a_hundred_layers_mounts_past_the_option_page_limit() {
+    let Some(im) = Images::new() else { return };
+    // 100 layers: their paths make ~11 KiB of lowerdir text, past the page mount(2) takes;
+    // each layer is given to the kernel alone (fsconfig lowerdir+).
+    let layers: Vec<Vec<u8>> = (0..100)
+        .map(|i| {
+            Tarball::new()
+                .file(&format!("l/{i:03}"), format!("{i}").as_bytes())
+                .finish()
+        })
+        .collect();
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
+    let (tar, _) = super::archives::docker_save(&layers, &diff_ids, &["many/layers:1"], &["sh"]);
+    assert_ok(&im.import(&im.write("many.tar", &tar), &[]), "import 100 layers");
+    let dir = im.work.join("m");
+    let o = im.cmd(&["mount", "many/layers:1", dir.to_str().unwrap()]);
+    if !o.status.success() && stderr(&o).contains("page limit") {
+        skip("this kernel has no fsconfig lowerdir+ (Linux 6.8+)");
+        return;
+    }
+    assert_ok(&o, "mount 100 layers");
+    let seen: Vec<String> = names(&dir.join("rootfs/l"));
+    let first_and_last = (
+        fs::read_to_string(dir.join("rootfs/l/000")),
+        fs::read_to_string(dir.join("rootfs/l/099")),
+    );
+    im.ok(&["unmount", dir.to_str().unwrap()]);
+    assert_eq!(seen.len(), 100, "every layer's file is visible");
+    assert_eq!(
+        (first_and_last.0.unwrap(), first_and_last.1.unwrap()),
+        ("0".to_string(), "99".to_string())
+    );
+}
