@@ -12,18 +12,23 @@
 //! Save writes one archive that both `docker load` and the OCI tools read: an OCI image layout
 //! plus docker's `manifest.json`, byte-identical blobs, so image ids survive a round trip.
 
+mod change;
+mod save;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
+pub use change::apply_change;
+pub use save::save;
 use serde_json::{json, Value};
 
 use crate::digest::Digest;
 use crate::error::Context;
 use crate::reference::Reference;
 use crate::store::oci::{self, Descriptor, Index, Manifest, Platform, REF_NAME};
-use crate::store::{familiar, Image, Staged, Store};
+use crate::store::{Image, Staged, Store};
 use crate::unpack::{self, Compression};
 use crate::{Error, Result};
 
@@ -443,236 +448,9 @@ fn import_rootfs(store: &Store, mut staged: Staged, file: &Path, opts: &ImportOp
     store.commit(staged, &md, &name.into_iter().collect::<Vec<_>>())
 }
 
-/// One `--change` instruction applied to an image config's `config` object.
-pub fn apply_change(cfg: &mut Value, change: &str) -> Result<()> {
-    let bad = |why: &str| Error::invalid(format!("--change {change:?}: {why}"));
-    let (instr, rest) = change
-        .trim()
-        .split_once(char::is_whitespace)
-        .ok_or_else(|| bad("no argument"))?;
-    let rest = rest.trim();
-    let cmd_form = |rest: &str| -> Result<Value> {
-        if rest.starts_with('[') {
-            let v: Vec<String> = serde_json::from_str(rest).map_err(|_| bad("not a JSON array of strings"))?;
-            Ok(json!(v))
-        } else {
-            Ok(json!(["/bin/sh", "-c", rest]))
-        }
-    };
-    if !cfg.is_object() {
-        *cfg = json!({});
-    }
-    match instr.to_ascii_uppercase().as_str() {
-        "CMD" => cfg["Cmd"] = cmd_form(rest)?,
-        "ENTRYPOINT" => cfg["Entrypoint"] = cmd_form(rest)?,
-        "WORKDIR" => cfg["WorkingDir"] = json!(rest),
-        "USER" => cfg["User"] = json!(rest),
-        "STOPSIGNAL" => cfg["StopSignal"] = json!(rest),
-        "ENV" => {
-            let (k, v) = rest
-                .split_once('=')
-                .or_else(|| rest.split_once(char::is_whitespace))
-                .ok_or_else(|| bad("ENV needs NAME=value"))?;
-            let k = k.trim();
-            if k.is_empty() {
-                return Err(bad("ENV needs a name"));
-            }
-            let env = cfg["Env"].as_array().cloned().unwrap_or_default();
-            let mut env: Vec<Value> = env
-                .into_iter()
-                .filter(|e| e.as_str().and_then(|s| s.split_once('=')).map(|(n, _)| n) != Some(k))
-                .collect();
-            env.push(json!(format!("{k}={}", v.trim().trim_matches('"'))));
-            cfg["Env"] = json!(env);
-        }
-        "LABEL" => {
-            let (k, v) = rest.split_once('=').ok_or_else(|| bad("LABEL needs key=value"))?;
-            if !cfg["Labels"].is_object() {
-                cfg["Labels"] = json!({});
-            }
-            cfg["Labels"][k.trim().trim_matches('"')] = json!(v.trim().trim_matches('"'));
-        }
-        "EXPOSE" => {
-            if !cfg["ExposedPorts"].is_object() {
-                cfg["ExposedPorts"] = json!({});
-            }
-            for p in rest.split_whitespace() {
-                let p = if p.contains('/') {
-                    p.to_string()
-                } else {
-                    format!("{p}/tcp")
-                };
-                cfg["ExposedPorts"][p] = json!({});
-            }
-        }
-        "VOLUME" => {
-            if !cfg["Volumes"].is_object() {
-                cfg["Volumes"] = json!({});
-            }
-            let paths: Vec<String> = if rest.starts_with('[') {
-                serde_json::from_str(rest).map_err(|_| bad("not a JSON array of strings"))?
-            } else {
-                rest.split_whitespace().map(str::to_string).collect()
-            };
-            for p in paths {
-                cfg["Volumes"][p] = json!({});
-            }
-        }
-        other => {
-            return Err(bad(&format!(
-                "{other} is not one of CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR"
-            )))
-        }
-    }
-    Ok(())
-}
-
-/// Write the images `names` name to `out` as one archive (OCI layout + docker manifest.json).
-pub fn save(store: &Store, names: &[String], out: &Path) -> Result<()> {
-    let _l = store.lock(false)?;
-    let idx = store.index()?;
-    let mut images = Vec::new();
-    for n in names {
-        let img = store
-            .resolve_unlocked(n, &idx)
-            .map_err(|e| e.within(format!("save {n}")))?;
-        let tag = Reference::parse(n)
-            .ok()
-            .filter(|r| r.digest.is_none() && img.tags.contains(r));
-        images.push((img, tag));
-    }
-    let tmp = out.with_file_name(format!(
-        ".{}.{}.tmp",
-        out.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let r = write_archive(store, &images, &tmp)
-        .and_then(|_| fs::rename(&tmp, out).ctx(|| format!("write {}", out.display())));
-    if r.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    r
-}
-
-/// A reproducible header: root-owned, 0644, mtime 0.
-fn regular_header(h: &mut tar::Header) {
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h.set_entry_type(tar::EntryType::Regular);
-}
-
-fn write_archive(store: &Store, images: &[(Image, Option<Reference>)], path: &Path) -> Result<()> {
-    let f = File::create(path).ctx(|| format!("create {}", path.display()))?;
-    let mut b = tar::Builder::new(std::io::BufWriter::new(f));
-    let add = |b: &mut tar::Builder<_>, name: &str, bytes: &[u8]| -> Result<()> {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(bytes.len() as u64);
-        regular_header(&mut h);
-        b.append_data(&mut h, name, bytes)
-            .ctx(|| format!("write {}", path.display()))
-    };
-    let mut index = Index::default();
-    let mut docker = Vec::new();
-    let mut written = std::collections::BTreeSet::new();
-    for (img, tag) in images {
-        let mb = store.read_blob(&img.digest)?;
-        let tags: Vec<&Reference> = match tag {
-            Some(t) => vec![t],
-            None => img.tags.iter().collect(),
-        };
-        let mut d = Descriptor::new(
-            img.manifest.media_type.as_deref().unwrap_or(oci::OCI_MANIFEST),
-            img.digest.clone(),
-            mb.len() as u64,
-        );
-        if let Some(t) = tags.first() {
-            d.annotations.insert(REF_NAME.into(), t.to_string());
-            d.annotations.insert("io.containerd.image.name".into(), t.to_string());
-        }
-        index.manifests.push(d);
-        docker.push(json!({
-            "Config": format!("blobs/sha256/{}", img.id.hex()),
-            "RepoTags": tags.iter().map(|t| familiar(t)).collect::<Vec<_>>(),
-            "Layers": img.manifest.layers.iter().map(|l| format!("blobs/sha256/{}", l.digest.hex())).collect::<Vec<_>>(),
-        }));
-        let mut blobs = vec![img.digest.clone(), img.id.clone()];
-        blobs.extend(img.manifest.layers.iter().map(|l| l.digest.clone()));
-        for d in blobs {
-            if !written.insert(d.clone()) {
-                continue;
-            }
-            // Layers are streamed and checked as they are copied; the small blobs are read whole.
-            let p = store.blob_path(&d);
-            let f = File::open(&p).ctx(|| format!("open {}", p.display()))?;
-            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-            let mut h = tar::Header::new_ustar();
-            h.set_size(size);
-            regular_header(&mut h);
-            let mut r = crate::digest::HashingReader::new(f);
-            b.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), &mut r)
-                .ctx(|| format!("write {}", path.display()))?;
-            let (got, _) = r.finish().ctx(|| format!("read {}", p.display()))?;
-            d.verify(&got, format!("blob {}", p.display()))?;
-        }
-    }
-    add(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    add(
-        &mut b,
-        "index.json",
-        &serde_json::to_vec(&index).map_err(|e| Error::invalid(e.to_string()))?,
-    )?;
-    add(
-        &mut b,
-        "manifest.json",
-        &serde_json::to_vec(&docker).map_err(|e| Error::invalid(e.to_string()))?,
-    )?;
-    let w = b.into_inner().ctx(|| format!("write {}", path.display()))?;
-    let f = w
-        .into_inner()
-        .map_err(|e| Error::io(format!("write {}", path.display()), e.into_error()))?;
-    f.sync_all().ctx(|| format!("write {}", path.display()))?;
-    let _ = Write::flush(&mut &f);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn changes_set_docker_config_fields() {
-        let mut c = json!({});
-        for ch in [
-            "CMD [\"sh\", \"-c\", \"echo hi\"]",
-            "ENTRYPOINT /bin/app --flag",
-            "ENV A=1",
-            "ENV A=2",
-            "ENV B value",
-            "WORKDIR /srv",
-            "USER 1000:1000",
-            "LABEL org.example=\"yes\"",
-            "EXPOSE 80 53/udp",
-            "VOLUME /data",
-            "STOPSIGNAL SIGINT",
-        ] {
-            apply_change(&mut c, ch).unwrap();
-        }
-        assert_eq!(c["Cmd"], json!(["sh", "-c", "echo hi"]));
-        assert_eq!(c["Entrypoint"], json!(["/bin/sh", "-c", "/bin/app --flag"]));
-        assert_eq!(c["Env"], json!(["A=2", "B=value"]));
-        assert_eq!(c["WorkingDir"], "/srv");
-        assert_eq!(c["User"], "1000:1000");
-        assert_eq!(c["Labels"]["org.example"], "yes");
-        assert_eq!(c["ExposedPorts"], json!({"80/tcp": {}, "53/udp": {}}));
-        assert_eq!(c["Volumes"], json!({"/data": {}}));
-        assert_eq!(c["StopSignal"], "SIGINT");
-        for bad in ["RUN true", "CMD", "ENV", "CMD [1]"] {
-            let e = apply_change(&mut c, bad).unwrap_err().to_string();
-            assert!(e.starts_with("--change"), "{bad}: {e}");
-        }
-    }
 
     #[test]
     fn platform_selection_prefers_the_request_then_linux_amd64_then_wasm() {
