@@ -223,11 +223,17 @@ fn pull_inner(
         if !store.has_blob(&digest) {
             staged.add_bytes(&bytes, "manifest")?;
         }
-        let mut config = Vec::new();
-        client
-            .pull_blob(&oref, manifest.config.digest.as_str(), &mut config)
+        if manifest.config.size > crate::archive::MAX_JSON {
+            return Err(Error::invalid(format!(
+                "config {}: {} bytes, more than a config may have ({})",
+                manifest.config.digest,
+                manifest.config.size,
+                crate::archive::MAX_JSON
+            )));
+        }
+        let config = fetch_small(&client, &oref, &manifest.config)
             .await
-            .map_err(|e| registry_error(r, e))?;
+            .map_err(|e| registry_error(r, e))??;
         manifest.config.digest.verify(&Digest::of(&config), "config")?;
         if !store.has_blob(&manifest.config.digest) {
             staged.add_bytes(&config, "config")?;
@@ -267,6 +273,9 @@ fn pull_inner(
             bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
         let mut tasks = tokio::task::JoinSet::new();
+        // At most 4 layers in flight: a manifest of hundreds of layers must not start hundreds
+        // of downloads and unpacking threads.
+        let slots = Arc::new(tokio::sync::Semaphore::new(4));
         for (i, (l, diff_id)) in manifest.layers.iter().zip(&plans).enumerate() {
             let have_blob = store.has_blob(&l.digest);
             let need_unpack = match diff_id {
@@ -298,7 +307,12 @@ fn pull_inner(
             );
             bar.set_prefix(l.digest.short().to_string());
             let (client, oref, l, diff_id, r) = (client.clone(), oref.clone(), l.clone(), diff_id.clone(), r.clone());
+            let slots = slots.clone();
             tasks.spawn(async move {
+                let _slot = slots
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| Error::invalid(format!("download slots: {e}")))?;
                 let unpacked = if !have_blob {
                     // Unpacked as it arrives: the download tees its bytes to an unpacking
                     // thread, so a layer is ready when its last byte is.
@@ -372,7 +386,8 @@ fn pull_inner(
             }
         }
         for l in &manifest.layers {
-            if oci::is_wasm_layer(&l.media_type) && !store.has_layer(&l.digest) {
+            let key = crate::store::wasm_layer_key(&l.digest);
+            if oci::is_wasm_layer(&l.media_type) && !store.has_layer(&key) {
                 let blob = if store.has_blob(&l.digest) {
                     store.blob_path(&l.digest)
                 } else {
@@ -380,7 +395,7 @@ fn pull_inner(
                         .path_of(&l.digest)
                         .ok_or_else(|| Error::invalid(format!("layer {}: not downloaded", l.digest)))?
                 };
-                staged.wasm_layer(&blob, &l.digest, &wasm_file_name(l))?;
+                staged.wasm_layer(&blob, &key, &wasm_file_name(l))?;
             }
         }
         let tags: Vec<Reference> = r.tag.iter().map(|t| r.with_tag(t)).collect();
@@ -409,8 +424,17 @@ async fn download(
     let mut s = client.pull_blob_stream(oref, &desc).await?;
     let file = std::fs::File::create(path)?;
     let mut f = HashingWriter::new(std::io::BufWriter::with_capacity(256 * 1024, file));
+    let mut got = 0u64;
     while let Some(chunk) = s.stream.next().await {
         let chunk = chunk?;
+        got += chunk.len() as u64;
+        if got > l.size {
+            // More bytes than the manifest says: not this layer, whatever they hash to.
+            return Ok(Err(Error::invalid(format!(
+                "layer {}: the registry sent more than its {} bytes",
+                l.digest, l.size
+            ))));
+        }
         f.write_all(&chunk)?;
         bar.inc(chunk.len() as u64);
         // A closed channel means the unpacking failed; the download still completes, so
@@ -424,6 +448,32 @@ async fn download(
     w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     // Checked here too, on the bytes as written, whatever the client checked on the wire.
     Ok(l.digest.verify(&got, format!("layer {}", l.digest)))
+}
+
+/// A small blob (a config), no more than its descriptor's size, checked against its digest.
+async fn fetch_small(
+    client: &Client,
+    oref: &oci_client::Reference,
+    d: &Descriptor,
+) -> std::result::Result<Result<Vec<u8>>, OciDistributionError> {
+    let desc = oci_client::manifest::OciDescriptor {
+        media_type: d.media_type.clone(),
+        digest: d.digest.to_string(),
+        size: d.size as i64,
+        ..Default::default()
+    };
+    let mut s = client.pull_blob_stream(oref, &desc).await?;
+    let mut out = Vec::with_capacity(d.size as usize);
+    while let Some(chunk) = s.stream.next().await {
+        out.extend_from_slice(&chunk?);
+        if out.len() as u64 > d.size {
+            return Ok(Err(Error::invalid(format!(
+                "config {}: the registry sent more than its {} bytes",
+                d.digest, d.size
+            ))));
+        }
+    }
+    Ok(d.digest.verify(&Digest::of(&out), "config").map(|()| out))
 }
 
 /// The bytes of a download as a `Read`, for the unpacking thread.

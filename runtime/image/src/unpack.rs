@@ -67,9 +67,21 @@ pub fn decompressed<'a, R: Read + 'a>(r: R) -> Result<Box<dyn Read + 'a>> {
 
 /// Unpack the layer tar `blob` (compressed or not) into the empty directory `dest`.
 pub fn unpack_layer(blob: impl Read, dest: &Path) -> Result<Unpacked> {
+    unpack(blob, dest, false)
+}
+
+/// Unpack an image archive (docker save, OCI archive) to read it: regular files, directories
+/// and links only, root-owned, no setuid bits, xattrs, device nodes or FIFOs (a FIFO or a
+/// device named as a manifest would block or act on the host when opened), and no whiteouts.
+pub fn unpack_archive(blob: impl Read, dest: &Path) -> Result<Unpacked> {
+    unpack(blob, dest, true)
+}
+
+fn unpack(blob: impl Read, dest: &Path, archive_mode: bool) -> Result<Unpacked> {
     let hashed = HashingReader::new(decompressed(blob)?);
     let mut archive = tar::Archive::new(hashed);
     let mut u = Unpacker::new(dest)?;
+    u.archive = archive_mode;
     let entries = archive
         .entries()
         .map_err(|e| Error::invalid(format!("not a tar archive: {e}")))?;
@@ -112,6 +124,8 @@ struct Unpacker {
     /// Directories and their mtimes, set once their contents are written.
     dirs: Vec<(PathBuf, u64)>,
     size: u64,
+    /// Reading an image archive, not making a layer (see `unpack_archive`).
+    archive: bool,
 }
 
 fn cstr(name: &OsStr) -> Result<CString> {
@@ -140,6 +154,7 @@ impl Unpacker {
             root,
             dirs: Vec::new(),
             size: 0,
+            archive: false,
         })
     }
 
@@ -186,14 +201,31 @@ impl Unpacker {
             return Ok(());
         };
         let name_bytes = name.as_bytes();
-        if let Some(hidden) = name_bytes.strip_prefix(b".wh.") {
+        if self.archive {
+            if !matches!(
+                kind,
+                tar::EntryType::Directory
+                    | tar::EntryType::Regular
+                    | tar::EntryType::Continuous
+                    | tar::EntryType::Symlink
+                    | tar::EntryType::Link
+            ) {
+                tracing::debug!("archive entry of type {kind:?} skipped");
+                return Ok(());
+            }
+        } else if let Some(hidden) = name_bytes.strip_prefix(b".wh.") {
             return self.whiteout(parent, hidden);
         }
-        let xattrs = xattrs_of(e)?;
+        let xattrs = if self.archive { Vec::new() } else { xattrs_of(e)? };
         let h = e.header();
         let mode = h.mode().map_err(|e| Error::invalid(format!("mode: {e}")))? & 0o7777;
         let uid = h.uid().map_err(|e| Error::invalid(format!("uid: {e}")))? as libc::uid_t;
         let gid = h.gid().map_err(|e| Error::invalid(format!("gid: {e}")))? as libc::gid_t;
+        let (mode, uid, gid) = if self.archive {
+            (mode & 0o755, 0, 0)
+        } else {
+            (mode, uid, gid)
+        };
         let mtime = h.mtime().unwrap_or(0);
         let pfd = self.dir(parent)?;
         let c = cstr(name)?;
@@ -203,7 +235,7 @@ impl Unpacker {
                 match fstatat_nofollow(at, &c) {
                     Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
                     Some(_) => {
-                        remove_at(at, &c)?;
+                        remove_at(at, &c, 0)?;
                         mkdirat(at, &c)?;
                     }
                     None => mkdirat(at, &c)?,
@@ -331,7 +363,14 @@ impl Unpacker {
     }
 }
 
-/// `SCHILY.xattr.*` pax records, without `trusted.overlay.*` (only whiteouts set those).
+/// The xattrs a layer may set: file capabilities and the user namespace. Not `trusted.*`
+/// (`trusted.overlay.*` would steer overlayfs; only whiteouts set those), `security.selinux`
+/// (the host's policy labels files) or `system.*` (ACLs).
+fn xattr_allowed(name: &str) -> bool {
+    name == "security.capability" || (name.starts_with("user.") && !name.starts_with("user.overlay."))
+}
+
+/// `SCHILY.xattr.*` pax records, those `xattr_allowed` takes.
 fn xattrs_of<R: Read>(e: &mut tar::Entry<'_, R>) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     if let Some(exts) = e
@@ -342,7 +381,7 @@ fn xattrs_of<R: Read>(e: &mut tar::Entry<'_, R>) -> Result<Vec<(String, Vec<u8>)
             let ext = ext.map_err(|err| Error::invalid(format!("pax header: {err}")))?;
             let Ok(key) = ext.key() else { continue };
             if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                if name.starts_with("trusted.overlay.") {
+                if !xattr_allowed(name) {
                     tracing::debug!("xattr {name} of a layer entry dropped");
                     continue;
                 }
@@ -384,11 +423,19 @@ fn openat_mode(at: RawFd, name: &std::ffi::CStr, flags: i32, mode: libc::mode_t)
 fn remove_existing(at: RawFd, name: &CString) -> Result<()> {
     match fstatat_nofollow(at, name) {
         None => Ok(()),
-        Some(_) => remove_at(at, name),
+        Some(_) => remove_at(at, name, 0),
     }
 }
 
-fn remove_at(at: RawFd, name: &CString) -> Result<()> {
+/// How deep a tree `remove_at` descends (an fd and a stack frame per level).
+const MAX_REMOVE_DEPTH: usize = 512;
+
+fn remove_at(at: RawFd, name: &CString, depth: usize) -> Result<()> {
+    if depth > MAX_REMOVE_DEPTH {
+        return Err(Error::invalid(format!(
+            "a directory tree deeper than {MAX_REMOVE_DEPTH} levels replaced"
+        )));
+    }
     // SAFETY: valid dirfd and C string.
     match Errno::result(unsafe { libc::unlinkat(at, name.as_ptr(), 0) }) {
         Ok(_) => Ok(()),
@@ -404,7 +451,7 @@ fn remove_at(at: RawFd, name: &CString) -> Result<()> {
             .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
             .collect();
             for n in names {
-                remove_at(dir.as_raw_fd(), &n)?;
+                remove_at(dir.as_raw_fd(), &n, depth + 1)?;
             }
             // SAFETY: valid dirfd and C string.
             Errno::result(unsafe { libc::unlinkat(at, name.as_ptr(), libc::AT_REMOVEDIR) })

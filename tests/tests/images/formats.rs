@@ -148,3 +148,21 @@ fn an_image_of_a_hundred_layers_mounts_past_the_option_page_limit() {
         ("0".to_string(), "99".to_string())
     );
 }
+
+#[test]
+fn a_wasm_layer_cannot_take_the_place_of_a_tar_layer() {
+    let Some(im) = Images::new() else { return };
+    // The wasm layer's bytes are exactly another image's uncompressed layer tar: its digest is
+    // that layer's diffID. The tar image imported after it must still get its real tree.
+    let tar = Tarball::new().file("etc/real", b"tree").finish();
+    let f = im.write("collide.tar", &wasm_artifact(&tar, "wrun.test/collide:1"));
+    im.ok(&["import", f.to_str().unwrap()]);
+    let root = im.write("root.tar", &tar);
+    im.ok(&["import", root.to_str().unwrap(), "--name", "victim:1"]);
+    let layer = im.only_layer("victim:1");
+    assert_eq!(
+        fs::read(layer.join("etc/real")).unwrap(),
+        b"tree",
+        "the tar layer is its tree"
+    );
+}

@@ -182,6 +182,9 @@ fn a_root_filesystem_tar_becomes_a_one_layer_image_that_runs_through_an_overlay(
     let dir = im.work.join("c1");
     let rootfs = im.ok(&["mount", "wrun.test/bb:1", dir.to_str().unwrap()]);
     assert_eq!(PathBuf::from(rootfs.trim()), dir.join("rootfs"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the image's setuid files are not the host users' to run");
     let mut b = Bundle::busybox();
     b.sh("echo written > /new-file && cat /bin/../new-file");
     b.with_config(|c| c["root"] = json!({"path": dir.join("rootfs"), "readonly": false}));

@@ -148,6 +148,7 @@ fn whiteouts_become_overlayfs_whiteouts_and_metadata_is_kept() {
     suid.xattrs = vec![
         ("user.wrun.test".into(), b"kept".to_vec()),
         ("trusted.overlay.redirect".into(), b"/etc".to_vec()),
+        ("trusted.wrun.test".into(), b"host-only".to_vec()),
     ];
     t.entry(suid);
     t.entry(TarEntry::new("dev/sda", EntryKind::Block(8, 0)));
@@ -180,6 +181,11 @@ fn whiteouts_become_overlayfs_whiteouts_and_metadata_is_kept() {
         None,
         "overlay xattrs are not taken from a layer"
     );
+    assert_eq!(
+        xattr(&layer.join("bin/su"), "trusted.wrun.test"),
+        None,
+        "only user.* and security.capability are"
+    );
     let sda = fs::symlink_metadata(layer.join("dev/sda")).unwrap();
     assert!(sda.file_type().is_block_device() && sda.rdev() == libc::makedev(8, 0));
     assert!(fs::symlink_metadata(layer.join("run/fifo"))
@@ -210,4 +216,42 @@ fn truncated_and_corrupt_archives_are_refused_and_leave_nothing() {
     };
     let e = import(&im, "cut-gzip", &gz).unwrap_err();
     assert!(e.contains("layer") || e.contains("tar"), "{e}");
+}
+
+#[test]
+fn an_archive_cannot_write_through_its_own_symlinks_or_open_devices() {
+    let Some(im) = Images::new() else { return };
+    let host = Host::new();
+    // docker save: the config's and the blobs' paths lead to the host through symlinks.
+    let mut t = Tarball::new();
+    t.file("manifest.json", br#"[{"Config":"c.json","Layers":["l.tar"]}]"#);
+    t.file("c.json", b"* * * * * root echo owned");
+    t.symlink("blobs", &host.path());
+    t.symlink("l.tar", &format!("{}/canary", host.path()));
+    let e = im.fails(&["import", im.write("evil-save.tar", &t.finish()).to_str().unwrap()]);
+    assert!(e.contains("archive entry") || e.contains("c.json"), "{e}");
+    host.assert_untouched();
+    im.assert_clean(0);
+    // OCI: index.json a symlink to a host file, and manifests that are a FIFO and a device.
+    for (name, entry) in [
+        (
+            "sym",
+            TarEntry::new("index.json", EntryKind::Symlink(format!("{}/canary", host.path()))),
+        ),
+        ("fifo", TarEntry::new("index.json", EntryKind::Fifo)),
+        ("zero", TarEntry::new("index.json", EntryKind::Char(1, 5))),
+    ] {
+        let mut t = Tarball::new();
+        t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).entry(entry);
+        let f = im.write(&format!("evil-{name}.tar"), &t.finish());
+        let t0 = std::time::Instant::now();
+        let e = im.fails(&["import", f.to_str().unwrap()]);
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "{name}: the import hung"
+        );
+        assert!(e.contains("index.json"), "{name}: {e}");
+        host.assert_untouched();
+        im.assert_clean(0);
+    }
 }

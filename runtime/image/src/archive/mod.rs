@@ -18,7 +18,11 @@ mod save;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use wrun_sys::inroot::openat2_in_root;
 
 pub use change::apply_change;
 pub use save::save;
@@ -28,7 +32,7 @@ use crate::digest::Digest;
 use crate::error::Context;
 use crate::reference::Reference;
 use crate::store::oci::{self, Descriptor, Index, Manifest, Platform, REF_NAME};
-use crate::store::{Image, Staged, Store};
+use crate::store::{wasm_layer_key, Image, Staged, Store};
 use crate::unpack::{self, Compression};
 use crate::{Error, Result};
 
@@ -77,19 +81,20 @@ fn import_inner(store: &Store, file: &Path, opts: &ImportOptions) -> Result<Vec<
     let dir = staged.path().join("archive");
     fs::create_dir(&dir).ctx(|| format!("create {}", dir.display()))?;
     let f = File::open(file).ctx(|| format!("open {}", file.display()))?;
-    unpack::unpack_layer(f, &dir)?;
+    unpack::unpack_archive(f, &dir)?;
+    let a = ArchiveDir::open(&dir)?;
     let images = match kind {
-        ArchiveKind::Oci => oci_images(&dir, opts)?,
-        _ => docker_images(&dir, opts)?,
+        ArchiveKind::Oci => oci_images(&a, opts)?,
+        _ => docker_images(&a, opts)?,
     };
     if images.is_empty() {
         return Err(Error::invalid("the archive holds no image"));
     }
     let mut out = Vec::new();
     let mut planned = Vec::new();
-    for (manifest_path, tags) in images {
-        let digest = stage_image(store, &mut staged, &dir, &manifest_path)?;
-        planned.push((digest, tags));
+    for found in images {
+        let digest = stage_image(store, &mut staged, &a, &found)?;
+        planned.push((digest, found.tags));
     }
     // One commit per image; the staged blobs go with the first, later ones find them stored.
     for (digest, tags) in planned {
@@ -127,44 +132,97 @@ pub fn sniff_archive(file: &Path) -> Result<ArchiveKind> {
     })
 }
 
-/// A file of the unpacked archive, by a path the archive gave (resolved in the archive dir).
-fn archive_file(dir: &Path, rel: &str) -> Result<PathBuf> {
-    let parts = unpack::clean_entry_path(rel.as_bytes())?;
-    let p: PathBuf = parts.iter().collect();
-    let dir = &fs::canonicalize(dir).ctx(|| format!("resolve {}", dir.display()))?;
-    let root = wrun_sys::inroot::Root::open(dir)?;
-    let fd = root
-        .open_file(&p)
-        .map_err(|e| Error::sys(format!("archive entry {rel:?}"), e))?;
-    // The fd is the file the kernel resolved inside the archive; read it through its magic link.
-    let f = File::from(fd);
-    let real = fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&f)))
-        .ctx(|| format!("archive entry {rel:?}"))?;
-    if !real.starts_with(dir) {
-        return Err(Error::invalid(format!("archive entry {rel:?} is outside the archive")));
+/// JSON documents of an archive (indexes, manifests, configs) are small: a bigger one is
+/// refused rather than read into memory.
+pub const MAX_JSON: u64 = 4 << 20;
+
+/// The unpacked archive, read only through fds the kernel resolved inside it. Nothing is
+/// ever written into it: it is the attacker's tree (a symlink `blobs/sha256 -> /etc` in it
+/// must not turn a write into a host file).
+struct ArchiveDir {
+    root: OwnedFd,
+}
+
+impl ArchiveDir {
+    fn open(dir: &Path) -> Result<ArchiveDir> {
+        let fd = nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::sys(format!("open {}", dir.display()), e))?;
+        // SAFETY: a new fd we own.
+        Ok(ArchiveDir {
+            root: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
-    Ok(real)
+
+    /// The regular file `rel` names, resolved inside the archive. Anything else (a FIFO, a
+    /// device node, a directory) is refused before it is opened for reading, so opening it
+    /// can neither block nor act on a device.
+    fn file(&self, rel: &str) -> Result<File> {
+        let what = || format!("archive entry {rel:?}");
+        let parts = unpack::clean_entry_path(rel.as_bytes())?;
+        if parts.is_empty() {
+            return Err(Error::invalid(format!("{}: not a file", what())));
+        }
+        let p: PathBuf = parts.iter().collect();
+        let fd = openat2_in_root(self.root.as_raw_fd(), &p, libc::O_PATH).map_err(|e| Error::sys(what(), e))?;
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: a valid fd and out pointer.
+        Errno::result(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) }).map_err(|e| Error::sys(what(), e))?;
+        // SAFETY: initialised by the successful fstat.
+        let st = unsafe { st.assume_init() };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(Error::invalid(format!("{} is not a regular file", what())));
+        }
+        File::open(format!("/proc/self/fd/{}", fd.as_raw_fd())).ctx(what)
+    }
+
+    /// The bytes of `rel`, at most `cap`.
+    fn bytes(&self, rel: &str, cap: u64) -> Result<Vec<u8>> {
+        let mut b = Vec::new();
+        self.file(rel)?
+            .take(cap + 1)
+            .read_to_end(&mut b)
+            .ctx(|| format!("read archive entry {rel:?}"))?;
+        if b.len() as u64 > cap {
+            return Err(Error::invalid(format!(
+                "archive entry {rel:?} is larger than {cap} bytes"
+            )));
+        }
+        Ok(b)
+    }
+
+    fn json(&self, rel: &str) -> Result<Value> {
+        let b = self.bytes(rel, MAX_JSON)?;
+        serde_json::from_slice(&b).map_err(|e| Error::invalid(format!("archive entry {rel:?}: {e}")))
+    }
 }
 
-fn read_json(p: &Path) -> Result<Value> {
-    let b = fs::read(p).ctx(|| format!("read {}", p.display()))?;
-    serde_json::from_slice(&b).map_err(|e| Error::invalid(format!("{}: {e}", p.display())))
+fn blob_rel(d: &Digest) -> String {
+    format!("blobs/sha256/{}", d.hex())
 }
 
-fn blob_in(dir: &Path, d: &Digest) -> Result<PathBuf> {
-    archive_file(dir, &format!("blobs/sha256/{}", d.hex()))
+/// An image found in an archive, before anything of it is staged.
+struct Found {
+    manifest: Vec<u8>,
+    /// The digest the archive names the manifest by (None: made here from docker's list).
+    expected: Option<Digest>,
+    /// Where a blob is in the archive when not at `blobs/sha256/<hex>`.
+    paths: BTreeMap<Digest, String>,
+    tags: Vec<Reference>,
 }
 
-/// For an OCI archive: (path of each image manifest, its tags).
-fn oci_images(dir: &Path, opts: &ImportOptions) -> Result<Vec<(PathBuf, Vec<Reference>)>> {
-    let idx: Index = serde_json::from_value(read_json(&archive_file(dir, "index.json")?)?)
-        .map_err(|e| Error::invalid(format!("index.json: {e}")))?;
+/// For an OCI archive: each image its index names.
+fn oci_images(a: &ArchiveDir, opts: &ImportOptions) -> Result<Vec<Found>> {
+    let idx: Index =
+        serde_json::from_value(a.json("index.json")?).map_err(|e| Error::invalid(format!("index.json: {e}")))?;
     let mut out = Vec::new();
     for m in &idx.manifests {
         let mut desc = m.clone();
         if oci::is_index(&m.media_type) {
-            let p = blob_in(dir, &m.digest)?;
-            let b = fs::read(&p).ctx(|| format!("read {}", p.display()))?;
+            let b = a.bytes(&blob_rel(&m.digest), MAX_JSON)?;
             m.digest.verify(&Digest::of(&b), format!("index {}", m.digest))?;
             let inner: Index =
                 serde_json::from_slice(&b).map_err(|e| Error::invalid(format!("index {}: {e}", m.digest)))?;
@@ -179,7 +237,12 @@ fn oci_images(dir: &Path, opts: &ImportOptions) -> Result<Vec<(PathBuf, Vec<Refe
                 .into_iter()
                 .collect(),
         };
-        out.push((blob_in(dir, &desc.digest)?, tags));
+        out.push(Found {
+            manifest: a.bytes(&blob_rel(&desc.digest), MAX_JSON)?,
+            expected: Some(desc.digest.clone()),
+            paths: BTreeMap::new(),
+            tags,
+        });
     }
     Ok(out)
 }
@@ -248,9 +311,9 @@ pub fn select_platform<'a>(idx: &'a Index, want: Option<&Platform>) -> Result<&'
     })
 }
 
-/// For a docker save archive: (path of a manifest written for each image, its tags).
-fn docker_images(dir: &Path, opts: &ImportOptions) -> Result<Vec<(PathBuf, Vec<Reference>)>> {
-    let list = read_json(&archive_file(dir, "manifest.json")?)?;
+/// For a docker save archive: an OCI manifest made for each image of its `manifest.json`.
+fn docker_images(a: &ArchiveDir, opts: &ImportOptions) -> Result<Vec<Found>> {
+    let list = a.json("manifest.json")?;
     let list = list
         .as_array()
         .ok_or_else(|| Error::invalid("manifest.json: not a list"))?;
@@ -258,53 +321,45 @@ fn docker_images(dir: &Path, opts: &ImportOptions) -> Result<Vec<(PathBuf, Vec<R
     for (i, item) in list.iter().enumerate() {
         let field = |k: &str| {
             item.get(k)
+                .and_then(|v| {
+                    if k == "Layers" {
+                        v.is_array().then_some(v)
+                    } else {
+                        v.is_string().then_some(v)
+                    }
+                })
                 .ok_or_else(|| Error::invalid(format!("manifest.json[{i}]: no {k}")))
         };
-        let config_path = archive_file(dir, field("Config")?.as_str().unwrap_or_default())?;
-        let config_bytes = fs::read(&config_path).ctx(|| format!("read {}", config_path.display()))?;
+        let config_rel = field("Config")?.as_str().unwrap_or_default().to_string();
+        let config_bytes = a.bytes(&config_rel, MAX_JSON)?;
         let config_digest = Digest::of(&config_bytes);
+        let mut paths = BTreeMap::new();
+        paths.insert(config_digest.clone(), config_rel);
         let mut layers = Vec::new();
         for l in field("Layers")?.as_array().into_iter().flatten() {
-            let p = archive_file(dir, l.as_str().unwrap_or_default())?;
+            let rel = l.as_str().unwrap_or_default().to_string();
+            let mut f = a.file(&rel)?;
             let mut head = [0u8; 4];
-            let n = File::open(&p)
-                .and_then(|mut f| f.read(&mut head))
-                .ctx(|| format!("read {}", p.display()))?;
+            let n = f.read(&mut head).ctx(|| format!("read archive entry {rel:?}"))?;
             let media_type = match Compression::sniff(&head[..n]) {
                 Compression::None => oci::OCI_LAYER,
                 Compression::Gzip => oci::OCI_LAYER_GZIP,
                 Compression::Zstd => oci::OCI_LAYER_ZSTD,
             };
-            let digest = file_digest(&p)?;
-            let size = fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            let (digest, size) = crate::digest::HashingReader::new(a.file(&rel)?)
+                .finish()
+                .ctx(|| format!("read archive entry {rel:?}"))?;
+            paths.insert(digest.clone(), rel);
             layers.push(Descriptor::new(media_type, digest, size));
         }
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(oci::OCI_MANIFEST.into()),
             artifact_type: None,
-            config: Descriptor::new(oci::OCI_CONFIG, config_digest.clone(), config_bytes.len() as u64),
+            config: Descriptor::new(oci::OCI_CONFIG, config_digest, config_bytes.len() as u64),
             layers,
             annotations: BTreeMap::new(),
         };
-        // Put the config and the manifest where an OCI layout would have them, so one path
-        // stages both kinds of archive.
-        let blobs = dir.join("blobs/sha256");
-        fs::create_dir_all(&blobs).ctx(|| format!("create {}", blobs.display()))?;
-        for l in &manifest.layers {
-            let dst = blobs.join(l.digest.hex());
-            if !dst.exists() {
-                let src = archive_file(dir, &layer_path_of(item, &manifest, l).unwrap_or_default())?;
-                fs::rename(&src, &dst)
-                    .or_else(|_| fs::copy(&src, &dst).map(drop))
-                    .ctx(|| format!("stage layer {}", l.digest))?;
-            }
-        }
-        fs::write(blobs.join(config_digest.hex()), &config_bytes).ctx(|| "stage the config".into())?;
-        let mb = serde_json::to_vec(&manifest).map_err(|e| Error::invalid(e.to_string()))?;
-        let md = Digest::of(&mb);
-        let mp = blobs.join(md.hex());
-        fs::write(&mp, &mb).ctx(|| "stage the manifest".into())?;
         let tags = match &opts.name {
             Some(n) => vec![n.clone()],
             None => item["RepoTags"]
@@ -314,40 +369,31 @@ fn docker_images(dir: &Path, opts: &ImportOptions) -> Result<Vec<(PathBuf, Vec<R
                 .filter_map(|t| t.as_str().and_then(|t| Reference::parse(t).ok()))
                 .collect(),
         };
-        out.push((mp, tags));
+        out.push(Found {
+            manifest: serde_json::to_vec(&manifest).map_err(|e| Error::invalid(e.to_string()))?,
+            expected: None,
+            paths,
+            tags,
+        });
     }
     Ok(out)
 }
 
-/// The archive path of layer `l` of a docker manifest item (by position).
-fn layer_path_of(item: &Value, m: &Manifest, l: &Descriptor) -> Option<String> {
-    let i = m.layers.iter().position(|x| x.digest == l.digest)?;
-    item["Layers"].get(i)?.as_str().map(str::to_string)
-}
-
-fn file_digest(p: &Path) -> Result<Digest> {
-    let f = File::open(p).ctx(|| format!("open {}", p.display()))?;
-    crate::digest::HashingReader::new(f)
-        .finish()
-        .map(|(d, _)| d)
-        .ctx(|| format!("read {}", p.display()))
-}
-
-/// Stage the image whose manifest is at `manifest_path` (inside the unpacked archive `dir`):
-/// its manifest, config and layer blobs, each checked against its digest, and its layers
-/// unpacked and checked against their diffIDs. Returns the manifest's digest.
-fn stage_image(store: &Store, staged: &mut Staged, dir: &Path, manifest_path: &Path) -> Result<Digest> {
-    let mb = fs::read(manifest_path).ctx(|| format!("read {}", manifest_path.display()))?;
-    let md = Digest::of(&mb);
-    if let Some(named) = manifest_path.file_name().and_then(|n| n.to_str()) {
-        Digest::parse(&format!("sha256:{named}"))?.verify(&md, format!("manifest {named}"))?;
+/// Stage an image found in the archive: its manifest, config and layer blobs, each checked
+/// against its digest, and its layers unpacked and checked against their diffIDs. Returns
+/// the manifest's digest.
+fn stage_image(store: &Store, staged: &mut Staged, a: &ArchiveDir, found: &Found) -> Result<Digest> {
+    let mb = &found.manifest;
+    let md = Digest::of(mb);
+    if let Some(want) = &found.expected {
+        want.verify(&md, format!("manifest {want}"))?;
     }
-    let manifest: Manifest = serde_json::from_slice(&mb).map_err(|e| Error::invalid(format!("manifest {md}: {e}")))?;
+    let rel = |d: &Digest| found.paths.get(d).cloned().unwrap_or_else(|| blob_rel(d));
+    let manifest: Manifest = serde_json::from_slice(mb).map_err(|e| Error::invalid(format!("manifest {md}: {e}")))?;
     if !store.has_blob(&md) {
-        staged.add_bytes(&mb, "manifest")?;
+        staged.add_bytes(mb, "manifest")?;
     }
-    let cp = blob_in(dir, &manifest.config.digest)?;
-    let cb = fs::read(&cp).ctx(|| format!("read {}", cp.display()))?;
+    let cb = a.bytes(&rel(&manifest.config.digest), MAX_JSON)?;
     manifest
         .config
         .digest
@@ -369,14 +415,16 @@ fn stage_image(store: &Store, staged: &mut Staged, dir: &Path, manifest_path: &P
         let stored = store.has_blob(&l.digest);
         let blob = if stored {
             store.blob_path(&l.digest)
+        } else if let Some(p) = staged.path_of(&l.digest) {
+            p
         } else {
-            let src = blob_in(dir, &l.digest)?;
-            let f = File::open(&src).ctx(|| format!("open {}", src.display()))?;
+            let f = a.file(&rel(&l.digest))?;
             staged.add_blob(f, Some(&l.digest), &what)?.2
         };
         if oci::is_wasm_layer(&l.media_type) {
-            if !store.has_layer(&l.digest) {
-                staged.wasm_layer(&blob, &l.digest, &wasm_file_name(l))?;
+            let key = wasm_layer_key(&l.digest);
+            if !store.has_layer(&key) {
+                staged.wasm_layer(&blob, &key, &wasm_file_name(l))?;
             }
             continue;
         }

@@ -50,6 +50,14 @@ pub fn default_data_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_ROOT))
 }
 
+/// The key of a wasm layer's directory: derived from its digest, so it can never be a tar
+/// layer's diffID (an image whose wasm layer is byte for byte another image's uncompressed
+/// layer tar would otherwise take that layer's directory, and the other image would find its
+/// layer already "unpacked", as one file).
+pub fn wasm_layer_key(d: &Digest) -> Digest {
+    Digest::of(format!("wrun wasm layer {d}").as_bytes())
+}
+
 /// The image store of one data root.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -90,7 +98,7 @@ impl Image {
         let mut out = Vec::new();
         for l in &self.manifest.layers {
             if oci::is_wasm_layer(&l.media_type) {
-                out.push(l.digest.clone());
+                out.push(wasm_layer_key(&l.digest));
                 continue;
             }
             let d = diff_ids.get(tar_i).ok_or_else(|| {

@@ -56,6 +56,15 @@ impl Store {
             return Err(Error::invalid("the image has no layers"));
         }
         let dir = std::path::absolute(dir).ctx(|| format!("resolve {}", dir.display()))?;
+        // DIR is made 0700, as docker's and containerd's state directories are: the image's
+        // setuid binaries and device nodes in DIR/rootfs are for the container, not for the
+        // host's users (the CVE-2021-41091 class).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .ctx(|| format!("create {}", dir.display()))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).ctx(|| format!("chmod {}", dir.display()))?;
         let (rootfs, upper, work) = (rootfs_of(&dir), dir.join("upper"), dir.join("work"));
         for d in [&rootfs, &upper, &work] {
             fs::DirBuilder::new()
