@@ -241,30 +241,8 @@ fn pull_inner(
         let cfg: serde_json::Value = serde_json::from_slice(&config)
             .map_err(|e| Error::invalid(format!("config {}: {e}", manifest.config.digest)))?;
 
-        // What each layer becomes: its unpacked directory's key and the diffID to check.
-        let diff_ids: Vec<Digest> = cfg["rootfs"]["diff_ids"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|v| Digest::parse(v.as_str().unwrap_or_default()))
-            .collect::<Result<_>>()?;
-        let mut tar_i = 0;
-        let mut plans = Vec::new();
-        for l in &manifest.layers {
-            let diff_id = if oci::is_wasm_layer(&l.media_type) {
-                None
-            } else {
-                let d = diff_ids.get(tar_i).cloned().ok_or_else(|| {
-                    Error::invalid(format!(
-                        "config {}: fewer diff_ids than tar layers",
-                        manifest.config.digest
-                    ))
-                })?;
-                tar_i += 1;
-                Some(d)
-            };
-            plans.push(diff_id);
-        }
+        // What each layer becomes: the diffID its tar must have (None: a wasm layer).
+        let plans = crate::store::layer_diff_ids(&manifest, &cfg)?;
 
         // Each layer the store lacks is downloaded and then unpacked by a task of its own, so
         // downloads, checks and unpacking overlap across layers.

@@ -403,14 +403,8 @@ fn stage_image(store: &Store, staged: &mut Staged, a: &ArchiveDir, found: &Found
     }
     let config: Value =
         serde_json::from_slice(&cb).map_err(|e| Error::invalid(format!("config {}: {e}", manifest.config.digest)))?;
-    let diff_ids: Vec<Digest> = config["rootfs"]["diff_ids"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| Digest::parse(v.as_str().unwrap_or_default()))
-        .collect::<Result<_>>()?;
-    let mut tar_i = 0;
-    for l in &manifest.layers {
+    let plans = crate::store::layer_diff_ids(&manifest, &config)?;
+    for (l, diff_id) in manifest.layers.iter().zip(plans) {
         let what = format!("layer {}", l.digest);
         let stored = store.has_blob(&l.digest);
         let blob = if stored {
@@ -421,24 +415,17 @@ fn stage_image(store: &Store, staged: &mut Staged, a: &ArchiveDir, found: &Found
             let f = a.file(&rel(&l.digest))?;
             staged.add_blob(f, Some(&l.digest), &what)?.2
         };
-        if oci::is_wasm_layer(&l.media_type) {
+        let Some(want) = diff_id else {
             let key = wasm_layer_key(&l.digest);
             if !store.has_layer(&key) {
                 staged.wasm_layer(&blob, &key, &wasm_file_name(l))?;
             }
             continue;
-        }
-        let want = diff_ids.get(tar_i).ok_or_else(|| {
-            Error::invalid(format!(
-                "config {}: fewer diff_ids than tar layers",
-                manifest.config.digest
-            ))
-        })?;
-        tar_i += 1;
-        if !store.has_layer(want) {
+        };
+        if !store.has_layer(&want) {
             // A stored blob is checked as it is unpacked; a staged one was as it was copied.
             let check = stored.then_some(&l.digest);
-            staged.unpack_layer(&blob, check, Some(want), &what)?;
+            staged.unpack_layer(&blob, check, Some(&want), &what)?;
         }
     }
     Ok(md)

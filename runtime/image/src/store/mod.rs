@@ -50,6 +50,33 @@ pub fn default_data_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_ROOT))
 }
 
+/// For each layer of `manifest`, the diffID its tar must have (from `config`'s
+/// `rootfs.diff_ids`, in order over the tar layers), or None for a wasm layer (a module, not a
+/// tar).
+pub fn layer_diff_ids(manifest: &Manifest, config: &serde_json::Value) -> Result<Vec<Option<Digest>>> {
+    let mut diff_ids = config["rootfs"]["diff_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| Digest::parse(v.as_str().unwrap_or_default()));
+    manifest
+        .layers
+        .iter()
+        .map(|l| {
+            if oci::is_wasm_layer(&l.media_type) {
+                return Ok(None);
+            }
+            let d = diff_ids.next().ok_or_else(|| {
+                Error::invalid(format!(
+                    "config {}: fewer diff_ids than tar layers",
+                    manifest.config.digest
+                ))
+            })??;
+            Ok(Some(d))
+        })
+        .collect()
+}
+
 /// The key of a wasm layer's directory: derived from its digest, so it can never be a tar
 /// layer's diffID (an image whose wasm layer is byte for byte another image's uncompressed
 /// layer tar would otherwise take that layer's directory, and the other image would find its
@@ -93,24 +120,14 @@ impl Image {
     /// For each layer, the key of its unpacked directory: its diffID for a tar layer, its own
     /// digest for a wasm layer.
     pub fn layer_keys(&self) -> Result<Vec<Digest>> {
-        let diff_ids = self.diff_ids();
-        let mut tar_i = 0;
-        let mut out = Vec::new();
-        for l in &self.manifest.layers {
-            if oci::is_wasm_layer(&l.media_type) {
-                out.push(wasm_layer_key(&l.digest));
-                continue;
-            }
-            let d = diff_ids.get(tar_i).ok_or_else(|| {
-                Error::invalid(format!(
-                    "image {}: its config lists fewer diff_ids than it has layers",
-                    self.digest
-                ))
-            })?;
-            out.push(d.clone());
-            tar_i += 1;
-        }
-        Ok(out)
+        let plan = layer_diff_ids(&self.manifest, &self.config)?;
+        Ok(self
+            .manifest
+            .layers
+            .iter()
+            .zip(plan)
+            .map(|(l, d)| d.unwrap_or_else(|| wasm_layer_key(&l.digest)))
+            .collect())
     }
 
     /// The size of its blobs (manifest, config, layers as stored).
