@@ -52,7 +52,7 @@ fn zstd_and_gzip_layers_unpack_to_the_same_tree() {
 
 /// An OCI archive holding a wasm artifact: config `application/vnd.wasm.config.v0+json`, one
 /// `application/wasm` layer (the module), as wasm-to-oci tools push them.
-fn wasm_artifact(module: &[u8], name: &str) -> Vec<u8> {
+pub(super) fn wasm_artifact(module: &[u8], name: &str) -> Vec<u8> {
     let config =
         serde_json::to_vec(&json!({"architecture": "wasm", "os": "wasip1", "layerDigests": [sha256(module)]})).unwrap();
     let manifest = serde_json::to_vec(&json!({

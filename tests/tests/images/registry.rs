@@ -330,3 +330,99 @@ fn two_pulls_at_once_and_a_killed_pull_leave_a_consistent_store() {
     im.ok(&["prune", "--all"]);
     im.assert_clean(0);
 }
+
+/// An OCI archive whose index names two platforms of one image (the same layer, configs for
+/// linux/amd64 and linux/arm64), as multi-platform images on public registries are.
+fn multi_platform_archive(layer: &[u8], name: &str) -> Vec<u8> {
+    let mut blobs: Vec<Vec<u8>> = vec![layer.to_vec()];
+    let mut manifests = Vec::new();
+    for arch in ["arm64", "amd64"] {
+        let config = serde_json::to_vec(&json!({
+            "architecture": arch, "os": "linux", "config": {"Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(layer)]},
+        }))
+        .unwrap();
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(layer), "size": layer.len()}],
+        }))
+        .unwrap();
+        manifests.push(
+            json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&manifest),
+                              "size": manifest.len(), "platform": {"architecture": arch, "os": "linux"}}),
+        );
+        blobs.push(config);
+        blobs.push(manifest);
+    }
+    let index = serde_json::to_vec(
+        &json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}),
+    )
+    .unwrap();
+    let top = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(&index), "size": index.len(),
+        "annotations": {"org.opencontainers.image.ref.name": name}}]}))
+    .unwrap();
+    blobs.push(index);
+    let mut t = Tarball::new();
+    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+        .file("index.json", &top);
+    t.dir("blobs").dir("blobs/sha256");
+    for b in &blobs {
+        t.file(&format!("blobs/sha256/{}", sha256(b).trim_start_matches("sha256:")), b);
+    }
+    t.finish()
+}
+
+#[test]
+fn a_multi_platform_index_gives_linux_amd64_or_the_platform_asked_and_a_wasm_artifact_travels() {
+    let Some(im) = Images::new() else { return };
+    let Some(reg) = Registry::start(None) else { return };
+    let layer = Tarball::new().file("etc/os", b"multi\n").finish();
+    let archive = im.write("multi.tar", &multi_platform_archive(&layer, "wrun.test/multi:1"));
+    // The import takes the platform from the archive's index too.
+    assert_ok(&im.import(&archive, &[]), "import a multi-platform archive");
+    assert_eq!(im.inspect("wrun.test/multi:1")["Architecture"], "amd64");
+    im.ok(&["prune", "--all"]);
+    let o = run_cmd(
+        Command::new("skopeo").args([
+            "copy",
+            "--quiet",
+            "--all",
+            "--dest-tls-verify=false",
+            &format!("oci-archive:{}", archive.display()),
+            &format!("docker://{}/test/multi:1", reg.addr),
+        ]),
+        None,
+    );
+    assert_ok(&o, "skopeo copy --all of the index");
+    let r = format!("{}/test/multi:1", reg.addr);
+    im.ok(&["pull", "-q", &r]);
+    assert_eq!(im.inspect(&r)["Architecture"], "amd64", "linux/amd64 by default");
+    im.ok(&["pull", "-q", "--platform", "linux/arm64", &r]);
+    assert_eq!(im.inspect(&r)["Architecture"], "arm64", "the platform asked for");
+    let e = im.fails(&["pull", "--platform", "linux/s390x", &r]);
+    assert!(
+        e.contains("linux/s390x") && e.contains("linux/arm64") && e.contains("linux/amd64"),
+        "{e}"
+    );
+
+    // A wasm artifact pushed by wrun and pulled back into an empty store is the same module.
+    let module = fs::read(wasm_app("hello")).expect("make wasm-apps builds hello.wasm");
+    let f = im.write(
+        "wasm.tar",
+        &super::formats::wasm_artifact(&module, "wrun.test/hello-wasm:1"),
+    );
+    im.ok(&["import", f.to_str().unwrap()]);
+    let dest = format!("{}/wasm/hello:1", reg.addr);
+    im.ok(&["push", "-q", "wrun.test/hello-wasm:1", &dest]);
+    im.ok(&["prune", "--all"]);
+    im.assert_clean(0);
+    im.ok(&["pull", "-q", &dest]);
+    let dir = im.work.join("w");
+    im.ok(&["mount", &dest, dir.to_str().unwrap()]);
+    let got = fs::read(dir.join("rootfs/hello.wasm"));
+    im.ok(&["unmount", dir.to_str().unwrap()]);
+    assert_eq!(got.unwrap(), module);
+}
