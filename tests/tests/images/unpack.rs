@@ -255,3 +255,26 @@ fn an_archive_cannot_write_through_its_own_symlinks_or_open_devices() {
         im.assert_clean(0);
     }
 }
+
+#[test]
+fn a_pax_header_of_64_mib_is_refused_before_it_is_read_into_memory() {
+    let Some(im) = Images::new() else { return };
+    // 64 MiB of zeros as pax records: 64 KiB gzipped, and the tar crate would read it whole.
+    let mut t = Tarball::new();
+    let pax = TarEntry::new("PaxHeaders/x", EntryKind::File(vec![0u8; 64 << 20]));
+    t.entry(pax);
+    let mut raw = t.finish();
+    raw[156] = b'x';
+    // The checksum field covers the type flag: recompute it.
+    raw[148..156].copy_from_slice(b"        ");
+    let sum: u64 = raw[..512].iter().map(|&b| b as u64).sum();
+    raw[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let f = im.write("pax-bomb.tar", &raw);
+    let o = run_cmd(Command::new("gzip").args(["-f", f.to_str().unwrap()]), None);
+    assert_ok(&o, "gzip");
+    let gz = im.work.join("pax-bomb.tar.gz");
+    assert!(fs::metadata(&gz).unwrap().len() < 1 << 20);
+    let e = im.fails(&["import", gz.to_str().unwrap(), "--name", "bomb:1"]);
+    assert!(e.contains("metadata entry") && e.contains("more than 1048576"), "{e}");
+    im.assert_clean(0);
+}

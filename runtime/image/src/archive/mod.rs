@@ -108,7 +108,7 @@ fn import_inner(store: &Store, file: &Path, opts: &ImportOptions) -> Result<Vec<
 /// The archive's kind, from the names of its entries.
 pub fn sniff_archive(file: &Path) -> Result<ArchiveKind> {
     let f = File::open(file).ctx(|| format!("open {}", file.display()))?;
-    let mut a = tar::Archive::new(unpack::decompressed(f)?);
+    let mut a = tar::Archive::new(unpack::HeaderGuard::new(unpack::decompressed(f)?));
     let (mut layout, mut index, mut manifest) = (false, false, false);
     let entries = a
         .entries()
