@@ -9,7 +9,8 @@
 //!   keeps concurrent pulls, imports, runs and prunes from corrupting it, and its garbage
 //!   collection;
 //! - `unpack`: layer tars unpacked safely (every path resolved by the kernel inside the layer,
-//!   never by string), whiteouts turned into overlayfs's form;
+//!   never by string), whiteouts turned into overlayfs's form; `targuard` caps a tar's metadata
+//!   entries as they pass;
 //! - `archive`: `import` (docker save archives, OCI archives, a plain root filesystem tar) and
 //!   `save` (an OCI archive that docker can load too);
 //! - `registry` and `auth`: `pull` and `push` over the OCI distribution API, credentials in
@@ -26,6 +27,7 @@ pub mod error;
 pub mod reference;
 pub mod registry;
 pub mod store;
+pub mod targuard;
 pub mod unpack;
 pub mod view;
 
