@@ -7,6 +7,7 @@
 mod archives;
 mod badinput;
 mod formats;
+mod hostile;
 mod registry;
 mod unpack;
 

@@ -28,6 +28,9 @@ use crate::store::oci::{self, Descriptor, Index, Manifest, Platform};
 use crate::store::{Image, Store};
 use crate::{Error, Result};
 
+mod manifest;
+pub use manifest::MAX_MANIFEST;
+
 /// How a pull shows its progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
@@ -86,6 +89,33 @@ impl RegistryOptions {
             user_agent: concat!("wrun/", env!("CARGO_PKG_VERSION")),
             ..Default::default()
         })
+    }
+
+    /// The HTTP client of the manifest requests (see `manifest`), set up as `client`'s.
+    fn http(&self) -> Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("wrun/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::invalid(format!("set up the HTTP client: {e}")))
+    }
+
+    /// `oref`'s manifest from `r`'s registry (at most `MAX_MANIFEST` bytes) and the
+    /// registry's `Docker-Content-Digest`.
+    async fn manifest(
+        &self,
+        client: &Client,
+        r: &Reference,
+        oref: &oci_client::Reference,
+        auth: &RegistryAuth,
+    ) -> Result<(Vec<u8>, Option<String>)> {
+        let http = self.http()?;
+        match manifest::fetch(client, &http, self.plain_http(&r.domain), r, oref, auth, &ACCEPT).await {
+            manifest::Fetched::Manifest(b, d) => Ok((b, d)),
+            manifest::Fetched::Client(e) => Err(registry_error(r, e)),
+            manifest::Fetched::Failed(e) => Err(e),
+        }
     }
 
     fn auth(&self, registry: &str) -> Result<RegistryAuth> {
@@ -191,29 +221,22 @@ fn pull_inner(
     let oref = oci_ref(r);
     let rt = runtime()?;
     rt.block_on(async {
-        let (bytes, header_digest) = client
-            .pull_manifest_raw(&oref, &auth, &ACCEPT)
-            .await
-            .map_err(|e| registry_error(r, e))?;
+        let (mut bytes, header_digest) = opts.manifest(&client, r, &oref, &auth).await?;
         let mut digest = Digest::of(&bytes);
         if let Some(want) = &r.digest {
             want.verify(&digest, "manifest")?;
-        } else if let Ok(h) = Digest::parse(&header_digest) {
+        } else if let Some(Ok(h)) = header_digest.as_deref().map(Digest::parse) {
             h.verify(&digest, "manifest (the registry's Docker-Content-Digest)")?;
         }
-        let mut bytes = bytes.to_vec();
         let v: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| Error::invalid(format!("manifest {digest}: {e}")))?;
         if v.get("manifests").is_some() {
             let idx: Index = serde_json::from_value(v).map_err(|e| Error::invalid(format!("index {digest}: {e}")))?;
             let d = select_platform(&idx, platform)?.digest.clone();
             let by_digest = oci_client::Reference::with_digest(r.domain.clone(), r.path.clone(), d.to_string());
-            let (b, _) = client
-                .pull_manifest_raw(&by_digest, &auth, &ACCEPT)
-                .await
-                .map_err(|e| registry_error(r, e))?;
+            let (b, _) = opts.manifest(&client, r, &by_digest, &auth).await?;
             d.verify(&Digest::of(&b), format!("manifest {d} of the index"))?;
-            bytes = b.to_vec();
+            bytes = b;
             digest = d;
         }
         let manifest: Manifest =
@@ -551,12 +574,9 @@ pub fn check_login(registry: &str, creds: &auth::Credentials, opts: &RegistryOpt
     let auth = RegistryAuth::Basic(creds.user.clone(), creds.password.clone());
     let rt = runtime()?;
     rt.block_on(async {
-        match client.pull_manifest_raw(&oci_ref(&r), &auth, &ACCEPT).await {
-            Ok(_) => Ok(()),
-            Err(e) => match registry_error(&r, e) {
-                Error::NotInRegistry(_) => Ok(()),
-                e => Err(e),
-            },
+        match opts.manifest(&client, &r, &oci_ref(&r), &auth).await {
+            Ok(_) | Err(Error::NotInRegistry(_)) => Ok(()),
+            Err(e) => Err(e),
         }
     })
     .map_err(|e| e.within(format!("login {registry}")))
