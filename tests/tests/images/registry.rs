@@ -426,3 +426,49 @@ fn a_multi_platform_index_gives_linux_amd64_or_the_platform_asked_and_a_wasm_art
     im.ok(&["unmount", dir.to_str().unwrap()]);
     assert_eq!(got.unwrap(), module);
 }
+
+/// `cmd` run on a pseudo-terminal (util-linux `script`): what the terminal showed.
+fn on_a_terminal(cmd: &str) -> Option<String> {
+    if Command::new("sh")
+        .args(["-c", "command -v script"])
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        skip("script is not installed (apt-get install bsdutils)");
+        return None;
+    }
+    let o = run_cmd(Command::new("script").args(["-qefc", cmd, "/dev/null"]), None);
+    assert_ok(&o, &format!("on a terminal: {cmd}"));
+    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn a_pull_on_a_terminal_draws_a_bar_per_layer_and_quiet_draws_none() {
+    let Some(im) = Images::new() else { return };
+    let Some(reg) = Registry::start(None) else { return };
+    let (archive, _) = busybox_archive(&im);
+    reg.skopeo_push(&archive, "test/bars:1", None);
+    let r = format!("{}/test/bars:1", reg.addr);
+    let pull = |extra: &str| {
+        let data = TempDir::new("bars");
+        let cmd = format!(
+            "{} image --data-root {} pull {extra} {r}",
+            im.rt.bin().display(),
+            data.path().display()
+        );
+        on_a_terminal(&cmd)
+    };
+    let Some(shown) = pull("") else { return };
+    // indicatif's bar: "<layer>: <bar> <bytes>/<total> done", drawn with cursor movement,
+    // and none of the plain lines that stand in for it off a terminal.
+    let bar = shown
+        .lines()
+        .find(|l| l.contains("/") && l.contains("done") && l.contains("B"))
+        .unwrap_or_else(|| panic!("no finished bar in {shown:?}"));
+    assert!(bar.contains('\u{2588}') || bar.contains('#'), "a drawn bar: {bar:?}");
+    assert!(shown.contains("\x1b["), "terminal control sequences: {shown:?}");
+    assert!(!shown.contains("downloading"), "{shown:?}");
+    assert!(shown.trim_end().ends_with(&r), "{shown:?}");
+    let Some(quiet) = pull("-q") else { return };
+    assert_eq!(quiet.trim(), r, "-q shows the reference only");
+}
