@@ -258,3 +258,115 @@ fn tags_untag_retag_prune_and_collect_what_nothing_uses() {
     im.ok(&["prune", "--all"]);
     im.assert_clean(0);
 }
+
+/// PIDs of the processes whose command line names `needle`.
+fn pids_naming(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(c) = fs::read(e.path().join("cmdline")) {
+            if String::from_utf8_lossy(&c).contains(needle) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn where_the_kernel_refuses_the_overlay_fuse_overlayfs_mounts_the_image_for_every_uid() {
+    let Some(im) = Images::new() else { return };
+    if !Path::new("/usr/bin/fuse-overlayfs").exists() || !Path::new("/dev/fuse").exists() {
+        skip("fuse-overlayfs or /dev/fuse is missing (apt-get install fuse-overlayfs)");
+        return;
+    }
+    let tar = busybox_tar(im.work.path());
+    assert_ok(&im.import(&tar, &["--name", "bb:fuse"]), "import");
+    // The mount directory on an overlay: the kernel refuses an upper directory there.
+    let ov = im.work.join("ov");
+    for d in ["l", "u", "w", "m"] {
+        fs::create_dir_all(ov.join(d)).unwrap();
+    }
+    let opts = format!("lowerdir={0}/l,upperdir={0}/u,workdir={0}/w", ov.display());
+    let o = run_cmd(
+        Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts, ov.join("m").to_str().unwrap()]),
+        None,
+    );
+    assert_ok(&o, "mount the outer overlay");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _outer = Unmount(ov.join("m"));
+    let dir = ov.join("m/c");
+    let data = im.data.path().to_str().unwrap().to_string();
+    let mount_cmd = |env: Option<&str>| {
+        let mut c = im
+            .rt
+            .command(&["image", "--data-root", &data, "mount", "bb:fuse", dir.to_str().unwrap()]);
+        if let Some(v) = env {
+            c.env("WRUN_MOUNT_PROGRAM", v);
+        }
+        run_cmd(&mut c, None)
+    };
+    // The kernel's refusal, when only the kernel may mount: one line, nothing left.
+    let o = mount_cmd(Some("kernel"));
+    assert_fails(&o, "a kernel-only mount on an overlay");
+    let e = stderr(&o);
+    assert!(
+        e.trim().lines().count() == 1 && e.contains(dir.to_str().unwrap()) && e.contains("EINVAL"),
+        "{e}"
+    );
+    assert!(!mount_points().iter().any(|m| m.starts_with(&dir)));
+    assert_eq!(names(&im.data.join("mounts")), Vec::<String>::new(), "no mount record");
+    // By default fuse-overlayfs takes over.
+    assert_ok(&mount_cmd(None), "mount through fuse-overlayfs");
+    let rootfs = dir.join("rootfs");
+    let fstype = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(rootfs.to_str().unwrap()))
+        .map(|l| {
+            l.split(" - ")
+                .nth(1)
+                .unwrap_or("")
+                .split(' ')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        });
+    assert_eq!(fstype.as_deref(), Some("fuse.fuse-overlayfs"));
+    let daemons = pids_naming(rootfs.to_str().unwrap());
+    assert!(!daemons.is_empty(), "a fuse-overlayfs process serves the mount");
+    // A container on it, as a uid other than root: fuse serves only its mounter unless the
+    // mount allows others.
+    let mut b = Bundle::busybox();
+    b.sh("id -u && echo hi > /tmp-file 2>&1; cat /bin/busybox > /dev/null && echo readable");
+    b.with_config(|c| {
+        c["root"] = json!({"path": &rootfs, "readonly": false});
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    });
+    let o = im.rt.run(&im.rt.id("on-fuse"), &b);
+    assert_ok(&o, "run as uid 1000 on the fuse-overlayfs root");
+    assert!(
+        stdout(&o).contains("1000") && stdout(&o).contains("readable"),
+        "{}",
+        stdout(&o)
+    );
+    let e = im.fails(&["rm", "bb:fuse"]);
+    assert!(e.contains("in use by the root filesystem mounted at"), "{e}");
+    im.ok(&["unmount", dir.to_str().unwrap()]);
+    assert!(!mount_points().iter().any(|m| m.starts_with(&dir)), "unmounted");
+    assert!(!dir.join("upper").exists(), "its writes are removed");
+    let t = std::time::Instant::now();
+    while !pids_naming(rootfs.to_str().unwrap()).is_empty() {
+        assert!(t.elapsed().as_secs() < 5, "fuse-overlayfs outlived its mount");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    im.ok(&["rm", "bb:fuse"]);
+    im.assert_clean(0);
+}

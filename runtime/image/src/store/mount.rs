@@ -4,6 +4,12 @@
 //! or length of the paths; an older kernel gets the classic `lowerdir=` string where it fits
 //! in a page. A record under `mounts/` keeps the image from being removed or pruned while
 //! the mount exists.
+//!
+//! Where the kernel refuses the overlay (an upper directory on a filesystem overlayfs cannot
+//! write to, such as another overlay; a kernel without overlayfs; a lowerdir string past the
+//! page), the same layers are mounted by `fuse-overlayfs` (Debian's), as containers-storage
+//! does with its `mount_program`. `$WRUN_MOUNT_PROGRAM` names that program and makes it the
+//! only way (`kernel` forbids it).
 
 use std::ffi::CString;
 use std::fs;
@@ -88,7 +94,21 @@ impl Store {
         fs::write(&tmp, json!({"image": img.digest, "dir": dir}).to_string())
             .and_then(|()| fs::rename(&tmp, &record))
             .ctx(|| format!("write {}", record.display()))?;
-        let r = overlay(&lowers, &upper, &work, &rootfs);
+        let r = match mount_program() {
+            MountProgram::Kernel => overlay(&lowers, &upper, &work, &rootfs),
+            MountProgram::Forced(p) => fuse_overlay(&p, &lowers, &upper, &work, &rootfs),
+            MountProgram::Fallback => match overlay(&lowers, &upper, &work, &rootfs) {
+                Err(e) if kernel_refused(&e) => match which("fuse-overlayfs") {
+                    Some(p) => fuse_overlay(&p, &lowers, &upper, &work, &rootfs).map_err(|f| {
+                        Error::invalid(format!("{e}; and by fuse-overlayfs: {f}"))
+                    }),
+                    None => Err(Error::invalid(format!(
+                        "{e} (fuse-overlayfs, which would mount it instead, is not installed: apt-get install fuse-overlayfs)"
+                    ))),
+                },
+                r => r,
+            },
+        };
         if r.is_err() {
             let _ = fs::remove_file(&record);
         }
@@ -150,6 +170,101 @@ fn is_mount_point(p: &Path) -> bool {
     wrun_sys::mountinfo::parse(&text)
         .iter()
         .any(|m| Path::new(&m.mountpoint) == p)
+}
+
+/// Which way `mount` mounts a root filesystem (`$WRUN_MOUNT_PROGRAM`).
+enum MountProgram {
+    /// The kernel's overlay, and fuse-overlayfs where the kernel refuses it (the default).
+    Fallback,
+    /// The kernel's overlay only (`kernel`).
+    Kernel,
+    /// This program only (a path, or a name looked up in `$PATH`).
+    Forced(PathBuf),
+}
+
+fn mount_program() -> MountProgram {
+    match std::env::var_os("WRUN_MOUNT_PROGRAM") {
+        None => MountProgram::Fallback,
+        Some(v) if v.is_empty() => MountProgram::Fallback,
+        Some(v) if v == "kernel" => MountProgram::Kernel,
+        Some(v) => {
+            let p = PathBuf::from(&v);
+            MountProgram::Forced(if p.components().count() > 1 {
+                p
+            } else {
+                which(&p.to_string_lossy()).unwrap_or(p)
+            })
+        }
+    }
+}
+
+/// `name` in `$PATH` (or the usual bin directories when `$PATH` is unset).
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// An overlay the kernel will not make, as opposed to a failure of ours (a missing layer).
+fn kernel_refused(e: &Error) -> bool {
+    match e.errno() {
+        Some(Errno::EINVAL | Errno::EPERM | Errno::ENODEV | Errno::EOPNOTSUPP) => true,
+        Some(_) => false,
+        // The lowerdir string past the page on a kernel without lowerdir+.
+        None => matches!(e, Error::Invalid(m) if m.contains("page limit")),
+    }
+}
+
+/// Mount the overlay of `lowers` (top first) with `upper`/`work` at `target` by `program`,
+/// a fuse-overlayfs: it parses its own options, so there is no page limit, but ':' and ','
+/// separate them and a path holding either is refused.
+fn fuse_overlay(program: &Path, lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
+    let mut paths = Vec::new();
+    for p in lowers.iter().map(PathBuf::as_path).chain([upper, work]) {
+        let s = p.to_str().filter(|s| !s.contains([':', ',', '\\']));
+        let Some(s) = s else {
+            return Err(Error::invalid(format!(
+                "{}: a path fuse-overlayfs cannot be given (':', ',' or '\\' in it)",
+                p.display()
+            )));
+        };
+        paths.push(s.to_string());
+    }
+    let work = paths.pop().unwrap_or_default();
+    let upper = paths.pop().unwrap_or_default();
+    let mut opts = format!("lowerdir={},upperdir={upper},workdir={work}", paths.join(":"));
+    // Root's mount serves every uid of the container, not root alone (fuse's default for
+    // other mounters; fuse-overlayfs adds it for root too, and saying it does not depend on that).
+    if nix::unistd::geteuid().is_root() {
+        opts.push_str(",allow_other");
+    }
+    let out = std::process::Command::new(program)
+        .arg("-o")
+        .arg(&opts)
+        .arg(target)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::io(format!("run {}", program.display()), e))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        return Err(Error::invalid(format!(
+            "{} failed ({}): {line}",
+            program.display(),
+            out.status
+        )));
+    }
+    // It daemonizes once the mount is made; make sure it is there.
+    if !is_mount_point(target) {
+        return Err(Error::invalid(format!(
+            "{} exited without mounting {}",
+            program.display(),
+            target.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Mount an overlay of `lowers` (top first) with `upper`/`work` at `target`.
