@@ -6,6 +6,7 @@
 # into the same store, which must download no layer. Prints medians, MiB/s and the ratio
 # (target: wrun's throughput >= 1.0x skopeo's).
 # usage: benches/image-pull.sh [ROUNDS] [LAYERS] [MIB_PER_LAYER]   (default 5 4 32)
+# With IMAGE_PULL_JSON=FILE the figures are also written to FILE (benches/report.sh's rows).
 set -euo pipefail
 rounds=${1:-5} layers=${2:-4} mib=${3:-32}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -91,8 +92,8 @@ for r in $(seq "$rounds"); do
   fi
   rm -rf "$work/w$r" "$work/s$r"
 done
-python3 - "$bytes" "$second" "${wrun_t[*]}" "${skopeo_t[*]}" <<'PY'
-import statistics, sys
+python3 - "$bytes" "$second" "${wrun_t[*]}" "${skopeo_t[*]}" "${IMAGE_PULL_JSON:-}" "$layers" <<'PY'
+import json, statistics, sys
 b = int(sys.argv[1]); second = int(sys.argv[2])
 w = [int(x) for x in sys.argv[3].split()]; s = [int(x) for x in sys.argv[4].split()]
 mw, ms_ = statistics.median(w), statistics.median(s)
@@ -103,4 +104,8 @@ print(f"{'wrun pull (+unpack)':22}{mw:>10.0f}{min(w):>8}{max(w):>8}{mib / (mw / 
 print(f"{'skopeo copy (blobs)':22}{ms_:>10.0f}{min(s):>8}{max(s):>8}{mib / (ms_ / 1000):>9.1f}")
 print(f"throughput wrun / skopeo: {ms_ / mw:.2f}  (target >= 1.0)")
 print(f"second pull (nothing to download): {second} ms")
+if sys.argv[5]:
+    with open(sys.argv[5], "w") as f:
+        json.dump({"mib": mib, "layers": int(sys.argv[6]), "rounds": len(w), "wrun_ms": w,
+                   "skopeo_ms": s, "second_ms": second}, f)
 PY

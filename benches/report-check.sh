@@ -12,7 +12,8 @@ wrun=${WRUN:-$here/target/release/wrun}
 [ -x "$wrun" ] || wrun=$here/target/debug/wrun
 out=$(mktemp -d /tmp/wrun-report-check.XXXXXX)
 trap 'rm -rf "$out"' EXIT
-before=$(ls -d /tmp/wrun-report.* 2>/dev/null | sort || true)
+leftovers() { ls -d /tmp/wrun-report.* /tmp/wrun-pull-bench.* /tmp/wrun-image-costs-* 2>/dev/null | sort || true; }
+before=$(leftovers)
 fail() { echo "report-check: $*" >&2; exit 1; }
 start=$(date +%s)
 WRUN=$wrun bash "$here/benches/report.sh" --quick --out "$out" >"$out/stdout" 2>&1 ||
@@ -21,7 +22,7 @@ r=$out/report.md
 [ -s "$r" ] || fail "no report.md"
 for h in "## Start to exit of a no-op" "## CPU-bound kernel" "## Syscall-heavy loop" \
   "## create / start / delete cycle" "## Memory: nbody" "## Density: 4 idle containers" \
-  "## Targets of issue #7" "## Where the time goes"; do
+  "## Targets of issue #7" "## Where the time goes" "## Images: pull, unpack, mount"; do
   grep -qF "$h" "$r" || fail "no section '$h'"
 done
 rows=("| host /bin/true" "| wrun native (busybox" "| wrun native, 200 ms after" "| wrun wasm (exit.wasm" "| wasmtime library, no container (exit.wasm"
@@ -39,6 +40,14 @@ if command -v containerd >/dev/null; then
 else
   grep -qF "containerd rows skipped: containerd is not installed" "$r" || fail "no note that skips the containerd rows"
 fi
+if command -v docker-registry >/dev/null && command -v skopeo >/dev/null; then
+  rows+=("| wrun image pull (+ unpack)" "| skopeo copy (blobs only)" "| wrun image pull again"
+    "| unpack the busybox layer" "| import the busybox rootfs tar" "| mount an image's root filesystem")
+  targets_img=$(grep -cE "^\| (pull throughput|unpack of the busybox|rootfs from an unpacked).*\| (met|\*\*missed\*\*) \|" "$r" || true)
+  [ "$targets_img" = 3 ] || fail "the image targets have no result ($targets_img of 3)"
+else
+  grep -qF "Image rows skipped:" "$r" || fail "no note that skips the image rows"
+fi
 for row in "${rows[@]}"; do
   grep -F "$row" "$r" | grep -qE '\| \**[0-9]+\.[0-9]+\** \|' || fail "no figures in the row '$row'"
 done
@@ -50,7 +59,7 @@ for chart in "${charts[@]}"; do
   grep -qF "]($chart.svg)" "$r" || fail "$chart.svg not linked"
   python3 -c 'import sys, xml.dom.minidom as m; m.parse(sys.argv[1])' "$out/$chart.svg" || fail "$chart.svg not valid"
 done
-after=$(ls -d /tmp/wrun-report.* 2>/dev/null | sort || true)
+after=$(leftovers)
 [ "$before" = "$after" ] || fail "work dir left behind: $after"
 ns=$(sed -n 's/^report: containerd namespace //p' "$out/stdout")
 [ -z "$ns" ] || ! pgrep -f -- "-namespace $ns " >/dev/null || fail "a shim of the harness ($ns) is still running"

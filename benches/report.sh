@@ -12,12 +12,15 @@
 #   containerd:           `ctr run --rm` through containerd-shim-wrun-v1 (native, wasm) and runc.v2
 #   memory:               peak RSS of the runtime and the container cgroup's peak (nbody)
 #   density:              N idle containers at once, memory per container (also through containerd)
+#   images:               wrun image pull of a multi-layer image vs skopeo copy from a local
+#                         docker-registry, a second pull, and the store's unpack/import/mount
+#                         medians (image-costs); skipped with a note without docker-registry/skopeo
 #   profile:              perf stat of the starts and the CPU kernel, strace -T of the cgroup
 #                         attach (each skipped with a note without perf / strace)
 # A missing runc/crun/containerd skips its rows with a note; a failing wrun row fails (exit 1).
 # usage: benches/report.sh [--quick] [--rounds N] [--steps N] [--iterations N] [--density N]
 #        [--out DIR]   (--quick: 3 rounds, short kernels, 4 idle containers; make test uses it)
-# WRUN=path picks the wrun binary (default target/release/wrun); wasm-bare, peak-rss and
+# WRUN=path picks the wrun binary (default target/release/wrun); wasm-bare, peak-rss, image-costs and
 # containerd-shim-wrun-v1 are taken from the same directory (cargo builds them there).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,7 +42,7 @@ apps=$here/wasm-apps/target
 [ -x "$wrun" ] || { echo "report: $wrun missing: run make build first" >&2; exit 1; }
 wrun=$(realpath "$wrun")  # the runs start in the bundles' dirs
 bin=$(dirname "$wrun")
-for b in wasm-bare peak-rss; do
+for b in wasm-bare peak-rss image-costs; do
   [ -x "$bin/$b" ] || { echo "report: $bin/$b missing: cargo build -p wrun-benches (make bench builds it)" >&2; exit 1; }
 done
 for f in exit nbody syscalls sleep; do
@@ -154,3 +157,47 @@ WRUN_DATA_DIR=$work/data python3 -B "$here/benches/report.py" \
   --wrun "$wrun" --work "$work" --out "$out" --apps "$apps" --bin-dir "$bin" \
   --rounds "$rounds" --steps "$steps" --iterations "$iterations" --mem-steps "$mem_steps" \
   --density "$density" "${ctr_args[@]}"
+
+# The image rows: appended to the report, as they need a registry rather than containerd.
+if [ "$rounds" -le 3 ]; then pull_args=(1 2 2) cost_rounds=3; else pull_args=(5 4 32) cost_rounds=30; fi
+images_skip=
+for t in docker-registry skopeo; do
+  command -v $t >/dev/null || images_skip="$t is not installed (apt-get install $t)"
+done
+if [ -z "$images_skip" ]; then
+  echo "report: image pull (${pull_args[*]}) and image-costs ($cost_rounds rounds)"
+  IMAGE_PULL_JSON=$work/pull.json WRUN=$wrun bash "$here/benches/image-pull.sh" "${pull_args[@]}" >"$work/pull.txt" 2>&1 ||
+    { cat "$work/pull.txt" >&2; echo "report: benches/image-pull.sh failed" >&2; exit 1; }
+  "$bin/image-costs" "$cost_rounds" >"$work/costs.json"
+fi
+python3 - "$out/report.md" "$work/pull.json" "$work/costs.json" "$images_skip" <<'PY'
+import json, statistics, sys
+report, pull_f, costs_f, skip = sys.argv[1:5]
+out = ["", "## Images: pull, unpack, mount", ""]
+if skip:
+    out.append(f"Image rows skipped: {skip}.")
+else:
+    p, c = json.load(open(pull_f)), json.load(open(costs_f))
+    w, s = statistics.median(p["wrun_ms"]), statistics.median(p["skopeo_ms"])
+    ratio = s / w
+    out += [f"A {p['mib']:.1f} MiB image of {p['layers']} gzipped layers in Debian's docker-registry on "
+            f"127.0.0.1, {p['rounds']} rounds alternating; wrun's pull also unpacks every layer, "
+            "skopeo's copy only stores the blobs. Store costs: medians of "
+            f"{c['rounds']} runs on the busybox root filesystem (image-costs).", "",
+            "| run | median ms | MiB/s |", "|---|---|---|",
+            f"| wrun image pull (+ unpack) | {w:.1f} | {p['mib'] / (w / 1000):.1f} |",
+            f"| skopeo copy (blobs only) | {s:.1f} | {p['mib'] / (s / 1000):.1f} |",
+            f"| wrun image pull again (nothing to download) | {p['second_ms']:.1f} | |",
+            f"| unpack the busybox layer (safe, in-root) | {c['unpack_ms']:.2f} | |",
+            f"| import the busybox rootfs tar (hash, unpack, fsync, commit) | {c['import_ms']:.2f} | |",
+            f"| mount an image's root filesystem (overlay) | {c['mount_ms']:.3f} | |", "",
+            "| target | figure | result |", "|---|---|---|"]
+    def row(name, fig, ok):
+        out.append(f"| {name} | {fig} | {'met' if ok else '**missed**'} |")
+    row("pull throughput >= 1.0x skopeo's", f"{ratio:.2f}x", ratio >= 1.0)
+    row("unpack of the busybox image <= 30 ms", f"{c['unpack_ms']:.2f} ms", c["unpack_ms"] <= 30)
+    row("rootfs from an unpacked image <= 2 ms", f"{c['mount_ms']:.3f} ms", c["mount_ms"] <= 2)
+with open(report, "a") as f:
+    f.write("\n".join(out) + "\n")
+print("\n".join(out))
+PY

@@ -5,39 +5,15 @@
 //! Needs root (overlay mounts).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use wrun_image::archive::{self, ImportOptions};
 use wrun_image::{Reference, Store};
 
-/// A busybox root filesystem as the tests build it, tarred: (work dir, tar path).
-fn busybox_tar() -> (PathBuf, PathBuf) {
-    let work = std::env::temp_dir().join(format!("wrun-bench-image-{}", std::process::id()));
-    let rootfs = work.join("rootfs");
-    for d in ["bin", "proc", "sys", "dev", "etc", "tmp", "root"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox")).expect("busybox-static");
-    let list = Command::new("/usr/bin/busybox").arg("--list").output().unwrap();
-    for a in String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter(|a| !a.is_empty() && *a != "busybox")
-    {
-        let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a));
-    }
-    let tar = work.join("busybox.tar");
-    let st = Command::new("tar")
-        .args(["-C", rootfs.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    (work, tar)
-}
-
 fn bench(c: &mut Criterion) {
-    let (work, tar) = busybox_tar();
+    let work = std::env::temp_dir().join(format!("wrun-bench-image-{}", std::process::id()));
+    let tar = wrun_benches::busybox_tar(&work);
     let mut n = 0u64;
     c.bench_function("image: unpack the busybox layer (safe, in-root)", |b| {
         b.iter_batched(
