@@ -4,7 +4,7 @@
 //! container start that images add). Targets (issue #16): unpack ≤ 30 ms, mount ≤ 2 ms.
 //! Needs root (overlay mounts).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
