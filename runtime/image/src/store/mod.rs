@@ -441,17 +441,14 @@ impl Store {
             .ok()
             .filter(|r| r.digest.is_none() && img.tags.contains(r));
         let last_name = by_tag.is_none() || img.tags.len() <= 1;
-        if let Some((_, dir)) = self
+        if let Some((_, who)) = self
             .images_in_use()
             .into_iter()
             .find(|(d, _)| *d == img.digest)
             .filter(|_| last_name)
         {
             // As docker: an image a container uses cannot be removed, not even with --force.
-            return Err(Error::Refused(format!(
-                "image {name}: in use by the root filesystem mounted at {} (unmount it first)",
-                dir.display()
-            )));
+            return Err(Error::Refused(format!("image {name}: in use by {who}")));
         }
         match by_tag {
             Some(r) if img.tags.len() > 1 => {

@@ -115,6 +115,20 @@ impl Store {
         r.map(|()| rootfs)
     }
 
+    /// Unmount what `mount` mounted at `dir`, keeping its writes (`upper`) for a later
+    /// `mount` at the same `dir` (a stopped container keeps its changes).
+    pub fn unmount_keeping_writes(&self, dir: &Path) -> Result<()> {
+        let dir = std::path::absolute(dir).ctx(|| format!("resolve {}", dir.display()))?;
+        let rootfs = rootfs_of(&dir);
+        match nix::mount::umount2(&rootfs, nix::mount::MntFlags::empty()) {
+            Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(Error::sys(format!("unmount {}", rootfs.display()), e)),
+        }
+        let _l = self.lock(true)?;
+        let _ = fs::remove_file(record_path(self, &dir));
+        Ok(())
+    }
+
     /// Unmount what `mount` mounted at `dir` and remove its writes.
     pub fn unmount(&self, dir: &Path) -> Result<()> {
         let dir = std::path::absolute(dir).ctx(|| format!("resolve {}", dir.display()))?;
@@ -138,29 +152,77 @@ impl Store {
         Ok(())
     }
 
-    /// Manifest digests of the images mounted now, each with a mount directory. Records of
-    /// mounts that are gone (a reboot, an unmount by hand) are dropped.
-    pub fn images_in_use(&self) -> Vec<(Digest, PathBuf)> {
+    /// Record that `who` (e.g. "container web (0123abcd)") uses `img` for as long as `path`
+    /// exists: the image cannot be removed or pruned until `release(key)`. A hold whose path
+    /// is gone (a crash between the two) is dropped when next read.
+    pub fn hold(&self, img: &Image, key: &str, who: &str, path: &Path) -> Result<()> {
+        let dir = self.root().join("holds");
+        super::mkdir_private(&dir)?;
+        let _l = self.lock(true)?;
+        let f = hold_path(self, key)?;
+        super::write_atomic(
+            &f,
+            json!({"image": img.digest, "who": who, "path": path})
+                .to_string()
+                .as_bytes(),
+        )
+    }
+
+    /// Drop the hold `key` (nothing if there is none).
+    pub fn release(&self, key: &str) -> Result<()> {
+        let f = hold_path(self, key)?;
+        let _l = self.lock(true)?;
+        match fs::remove_file(&f) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(format!("remove {}", f.display()), e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The images in use now, each with who uses it: a root filesystem mounted by `mount`
+    /// ("the root filesystem mounted at DIR (unmount it first)") or a hold ("container web
+    /// (0123abcd) (remove it first)"). Records whose mount or path is gone are dropped.
+    pub fn images_in_use(&self) -> Vec<(Digest, String)> {
         let mut out = Vec::new();
-        for e in fs::read_dir(self.root().join("mounts")).into_iter().flatten().flatten() {
-            let Ok(b) = fs::read(e.path()) else { continue };
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) else {
-                continue;
-            };
-            let (Some(d), Some(dir)) = (
-                v["image"].as_str().and_then(|s| Digest::parse(s).ok()),
-                v["dir"].as_str().map(PathBuf::from),
-            ) else {
-                continue;
-            };
-            if is_mount_point(&rootfs_of(&dir)) {
-                out.push((d, dir));
-            } else {
-                let _ = fs::remove_file(e.path());
+        for (sub, is_hold) in [("mounts", false), ("holds", true)] {
+            for e in fs::read_dir(self.root().join(sub)).into_iter().flatten().flatten() {
+                if e.path().extension().is_none_or(|x| x != "json") {
+                    continue;
+                }
+                let Ok(b) = fs::read(e.path()) else { continue };
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) else {
+                    continue;
+                };
+                let Some(d) = v["image"].as_str().and_then(|s| Digest::parse(s).ok()) else {
+                    continue;
+                };
+                let (live, who) = if is_hold {
+                    let p = v["path"].as_str().map(PathBuf::from);
+                    let who = v["who"].as_str().unwrap_or("a container");
+                    (p.is_some_and(|p| p.exists()), format!("{who} (remove it first)"))
+                } else {
+                    let dir = v["dir"].as_str().map(PathBuf::from).unwrap_or_default();
+                    (
+                        is_mount_point(&rootfs_of(&dir)),
+                        format!("the root filesystem mounted at {} (unmount it first)", dir.display()),
+                    )
+                };
+                if live {
+                    out.push((d, who));
+                } else {
+                    let _ = fs::remove_file(e.path());
+                }
             }
         }
         out
     }
+}
+
+/// A hold's file: `holds/<key>.json`; the key must be a plain name.
+fn hold_path(store: &Store, key: &str) -> Result<PathBuf> {
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(Error::invalid(format!("hold key {key:?}: not a plain name")));
+    }
+    Ok(store.root().join("holds").join(format!("{key}.json")))
 }
 
 fn is_mount_point(p: &Path) -> bool {
