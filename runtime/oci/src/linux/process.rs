@@ -461,10 +461,7 @@ pub fn find_program(p: &ProcessPlan) -> Result<CString> {
         return if executable(arg0) {
             Ok(arg0.clone())
         } else {
-            Err(bad(
-                "process.args[0]",
-                format!("{name:?}: no such executable file in the container"),
-            ))
+            Err(not_found(format!("{name:?}: no such executable file in the container")))
         };
     }
     for dir in p.path_env.split(':').filter(|d| !d.is_empty()) {
@@ -473,10 +470,19 @@ pub fn find_program(p: &ProcessPlan) -> Result<CString> {
             return Ok(cand);
         }
     }
-    Err(bad(
-        "process.args[0]",
-        format!("{name:?}: executable file not found in PATH {}", p.path_env),
-    ))
+    Err(not_found(format!(
+        "{name:?}: executable file not found in PATH {}",
+        p.path_env
+    )))
+}
+
+/// args[0] not found: ENOENT, as execve would have said, so that a front end can tell it
+/// from other failures (docker's exit code 127).
+fn not_found(why: String) -> Error {
+    Error::Init {
+        msg: format!("process.args[0]: {why}"),
+        errno: Some(nix::errno::Errno::ENOENT),
+    }
 }
 
 pub fn set_no_new_privs(p: &ProcessPlan) -> Result<()> {
