@@ -2,6 +2,7 @@
 //! refuses to write (`..`, absolute paths, links out, truncated data), and the sha256 digests
 //! of image content.
 
+use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 /// What an entry is.
@@ -173,4 +174,34 @@ pub fn sha256(bytes: &[u8]) -> String {
         s.push_str(&format!("{b:02x}"));
     }
     s
+}
+
+/// An OCI archive holding a wasm artifact: config `application/vnd.wasm.config.v0+json`, one
+/// `application/wasm` layer (the module), as wasm-to-oci tools push them.
+pub fn wasm_artifact(module: &[u8], name: &str) -> Vec<u8> {
+    let config =
+        serde_json::to_vec(&json!({"architecture": "wasm", "os": "wasip1", "layerDigests": [sha256(module)]})).unwrap();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.wasm.config.v0+json",
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/wasm", "digest": sha256(module), "size": module.len(),
+                    "annotations": {"org.opencontainers.image.title": "hello.wasm"}}],
+    }))
+    .unwrap();
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&manifest),
+                       "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": name}}],
+    }))
+    .unwrap();
+    let mut t = Tarball::new();
+    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+        .file("index.json", &index);
+    t.dir("blobs").dir("blobs/sha256");
+    for b in [&config, &manifest, &module.to_vec()] {
+        t.file(&format!("blobs/sha256/{}", sha256(b).trim_start_matches("sha256:")), b);
+    }
+    t.finish()
 }

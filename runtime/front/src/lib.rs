@@ -7,4 +7,5 @@
 //! checks) goes here too. Dependencies point one way: the cli uses this crate, this crate uses
 //! the image store and the lifecycle library, never the reverse.
 
+pub mod container;
 pub mod dockerflags;

@@ -50,36 +50,6 @@ fn zstd_and_gzip_layers_unpack_to_the_same_tree() {
     }
 }
 
-/// An OCI archive holding a wasm artifact: config `application/vnd.wasm.config.v0+json`, one
-/// `application/wasm` layer (the module), as wasm-to-oci tools push them.
-pub(super) fn wasm_artifact(module: &[u8], name: &str) -> Vec<u8> {
-    let config =
-        serde_json::to_vec(&json!({"architecture": "wasm", "os": "wasip1", "layerDigests": [sha256(module)]})).unwrap();
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "artifactType": "application/vnd.wasm.config.v0+json",
-        "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/wasm", "digest": sha256(module), "size": module.len(),
-                    "annotations": {"org.opencontainers.image.title": "hello.wasm"}}],
-    }))
-    .unwrap();
-    let index = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&manifest),
-                       "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": name}}],
-    }))
-    .unwrap();
-    let mut t = Tarball::new();
-    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
-        .file("index.json", &index);
-    t.dir("blobs").dir("blobs/sha256");
-    for b in [&config, &manifest, &module.to_vec()] {
-        t.file(&format!("blobs/sha256/{}", sha256(b).trim_start_matches("sha256:")), b);
-    }
-    t.finish()
-}
-
 #[test]
 fn a_wasm_oci_artifact_imports_mounts_and_runs_as_a_wasm_container() {
     let Some(im) = Images::new() else { return };

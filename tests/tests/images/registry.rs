@@ -410,10 +410,7 @@ fn a_multi_platform_index_gives_linux_amd64_or_the_platform_asked_and_a_wasm_art
 
     // A wasm artifact pushed by wrun and pulled back into an empty store is the same module.
     let module = fs::read(wasm_app("hello")).expect("make wasm-apps builds hello.wasm");
-    let f = im.write(
-        "wasm.tar",
-        &super::formats::wasm_artifact(&module, "wrun.test/hello-wasm:1"),
-    );
+    let f = im.write("wasm.tar", &wasm_artifact(&module, "wrun.test/hello-wasm:1"));
     im.ok(&["import", f.to_str().unwrap()]);
     let dest = format!("{}/wasm/hello:1", reg.addr);
     im.ok(&["push", "-q", "wrun.test/hello-wasm:1", &dest]);

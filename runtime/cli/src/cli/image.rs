@@ -318,7 +318,7 @@ pub fn run(a: &ImageArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn parse_platform(s: &str) -> anyhow::Result<Platform> {
+pub(super) fn parse_platform(s: &str) -> anyhow::Result<Platform> {
     let parts: Vec<&str> = s.split('/').collect();
     match parts.as_slice() {
         [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {

@@ -1,5 +1,6 @@
 //! The runc-compatible command line: global flags and one subcommand per lifecycle verb.
 
+mod container;
 mod exec;
 mod features;
 mod image;
@@ -70,6 +71,8 @@ pub enum Command {
     Ps(resources::PsArgs),
     /// Stream OOM events and statistics (or print statistics once with --stats).
     Events(resources::EventsArgs),
+    /// Run and manage containers from images, as docker does: run, ls, rm, inspect.
+    Container(container::ContainerArgs),
     /// Manage images: pull, push, import, save, ls, inspect, rm, tag, prune, history, df.
     Image(image::ImageArgs),
     /// Store a registry's credentials (checked against the registry first).
@@ -87,7 +90,10 @@ pub fn main() -> i32 {
     if wrun::linux::exeseal::needs_sealing(&args) {
         wrun::linux::exeseal::ensure();
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return parse_error(e, &args),
+    };
     if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!(
             "wrun: --log {}: {e}",
@@ -108,13 +114,50 @@ pub fn main() -> i32 {
                 None => tracing::error!(kind, "{msg}"),
             }
             eprintln!("wrun: {msg}");
-            1
+            // docker's code for a `run` that failed before the container's process ran.
+            if matches!(&cli.command, Command::Container(c) if matches!(c.command, container::ContainerCommand::Run(_)))
+            {
+                125
+            } else {
+                1
+            }
         }
     }
 }
 
+/// A command line clap refuses. The runtime's verbs keep clap's report (and exit 2), as
+/// runc's users and tests know it; `wrun container ...` says it in one line and exits 125,
+/// docker's code for a bad `docker run`.
+fn parse_error(e: clap::Error, args: &[std::ffi::OsString]) -> i32 {
+    use clap::error::ErrorKind;
+    let front = args.iter().any(|a| a == "container");
+    if !front
+        || matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        )
+    {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("").trim_start_matches("error: ");
+    eprintln!("wrun: {first}");
+    125
+}
+
 /// The kind of an image store error, in the words of the library's kinds.
 fn image_error_kind(e: &anyhow::Error) -> &'static str {
+    if let Some(f) = e.downcast_ref::<wrun_front::container::Error>() {
+        use wrun_front::container::Error as F;
+        return match f {
+            F::NotFound(_) => "not_found",
+            F::Conflict(_) => "conflict",
+            F::Invalid(_) => "invalid_config",
+            F::Image(_) => "image",
+            F::Runtime(r) => r.kind().as_str(),
+            F::Io { .. } => "os",
+        };
+    }
     match e.downcast_ref::<wrun_image::Error>() {
         Some(wrun_image::Error::NotFound(_) | wrun_image::Error::NotInRegistry(_)) => "not_found",
         Some(wrun_image::Error::Reference(..)) => "invalid_config",
@@ -157,6 +200,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Resume(a) => resources::pause(cli, &a.id, false).map(|()| 0),
         Command::Ps(a) => resources::ps(cli, a).map(|()| 0),
         Command::Events(a) => resources::events(cli, a).map(|()| 0),
+        Command::Container(a) => container::run(a),
         Command::Image(a) => image::run(a),
         Command::Login(a) => image::login(a),
         Command::Logout(a) => image::logout(a),

@@ -1,0 +1,511 @@
+//! `wrun container ...`: docker's container verbs (run, ls/ps, rm, inspect) over the front
+//! end (crate wrun-front), with docker's flag names. The runtime's own verbs (`wrun run`,
+//! `wrun ps`, ...) stay runc's.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use wrun_front::container::run as life;
+use wrun_front::container::spec::RunOptions;
+use wrun_front::container::{Containers, Record, Status};
+use wrun_front::dockerflags::ResourceFlags;
+use wrun_image::registry::{self, Progress, RegistryOptions};
+use wrun_image::store::{self, Store};
+use wrun_image::Reference;
+
+#[derive(Args, Debug)]
+pub struct ContainerArgs {
+    /// The data root of images and containers [default: $WRUN_DATA_ROOT, else /var/lib/wrun].
+    #[arg(long, global = true)]
+    pub data_root: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: ContainerCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// Create and run a container from an image, in the foreground.
+    Run(Box<RunArgs>),
+    /// List containers (running ones; -a for all).
+    #[command(alias = "ps", alias = "list")]
+    Ls(LsArgs),
+    /// Remove containers (-f: kill a running one first).
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Print containers' records and configs as JSON.
+    Inspect(InspectArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    Missing,
+    Never,
+}
+
+/// docker's resource flags.
+#[derive(Args, Debug, Default)]
+pub struct ResourceArgs {
+    /// Number of CPUs (e.g. 1.5).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<u64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// Memory limit (e.g. 512m).
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap (-1: unlimited swap).
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swappiness: Option<i64>,
+    /// Accepted and ignored with a warning: the kernel has no kernel memory limit any more.
+    #[arg(long)]
+    pub kernel_memory: Option<String>,
+    #[arg(long)]
+    pub oom_kill_disable: bool,
+    /// Maximum number of processes (0 or -1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    #[arg(long, value_name = "PATH:RATE")]
+    pub device_read_bps: Vec<String>,
+    #[arg(long, value_name = "PATH:RATE")]
+    pub device_write_bps: Vec<String>,
+    #[arg(long, value_name = "PATH:IOPS")]
+    pub device_read_iops: Vec<String>,
+    #[arg(long, value_name = "PATH:IOPS")]
+    pub device_write_iops: Vec<String>,
+}
+
+impl ResourceArgs {
+    fn flags(&self) -> ResourceFlags {
+        ResourceFlags {
+            cpus: self.cpus.clone(),
+            cpu_shares: self.cpu_shares,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            cpuset_mems: self.cpuset_mems.clone(),
+            cpu_period: self.cpu_period,
+            cpu_quota: self.cpu_quota,
+            cpu_rt_period: self.cpu_rt_period,
+            cpu_rt_runtime: self.cpu_rt_runtime,
+            memory: self.memory.clone(),
+            memory_reservation: self.memory_reservation.clone(),
+            memory_swap: self.memory_swap.clone(),
+            memory_swappiness: self.memory_swappiness,
+            oom_kill_disable: self.oom_kill_disable,
+            pids_limit: self.pids_limit,
+            blkio_weight: self.blkio_weight,
+            device_read_bps: self.device_read_bps.clone(),
+            device_write_bps: self.device_write_bps.clone(),
+            device_read_iops: self.device_read_iops.clone(),
+            device_write_iops: self.device_write_iops.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background (needs the per-container monitor: not available yet).
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to take the host's value).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// user[:group] or uid[:gid], resolved in the image.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Bind a host path or a named volume: SRC:DST[:ro] (or DST for an anonymous volume).
+    #[arg(short, long = "volume", value_name = "SRC:DST[:OPTS]")]
+    pub volume: Vec<String>,
+    /// type=bind|volume|tmpfs,source=…,target=…[,readonly]
+    #[arg(long = "mount")]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs: DST[:OPTIONS].
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Override the image's ENTRYPOINT ("" clears it).
+    #[arg(long, allow_hyphen_values = true)]
+    pub entrypoint: Option<String>,
+    /// Give the container a terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Keep stdin open (without it the container's stdin is /dev/null).
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Write the container id to this file (which must not exist).
+    #[arg(long)]
+    pub cidfile: Option<PathBuf>,
+    #[arg(short, long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Seconds between the stop signal and SIGKILL (kept for `container stop`).
+    #[arg(long)]
+    pub stop_timeout: Option<u32>,
+    /// Pull the image: always, missing (default), never.
+    #[arg(long, value_enum, default_value = "missing")]
+    pub pull: PullPolicy,
+    /// The platform to pull (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<String>,
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Every capability, every device, no masked paths, /sys writable.
+    #[arg(long)]
+    pub privileged: bool,
+    /// no-new-privileges, seccomp=unconfined, apparmor=unconfined, label=disable.
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// NAME=SOFT[:HARD], e.g. nofile=1024:2048.
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// KEY=VALUE of a namespaced sysctl.
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// Network: none (loopback only; the default) or host.
+    #[arg(long, alias = "net")]
+    pub network: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i32>,
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
+    /// More groups (names resolved in the image, or gids).
+    #[arg(long)]
+    pub group_add: Vec<String>,
+    /// User namespace: only "" or host (the default) for now.
+    #[arg(long)]
+    pub userns: Option<String>,
+    #[arg(long)]
+    pub ipc: Option<String>,
+    #[arg(long)]
+    pub pid: Option<String>,
+    #[arg(long)]
+    pub uts: Option<String>,
+    /// Size of /dev/shm (default 64m).
+    #[arg(long)]
+    pub shm_size: Option<String>,
+    #[arg(long)]
+    pub storage_opt: Vec<String>,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Every container, not only running ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only the ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// `json`: a JSON object per line.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Do not cut ids and commands short.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Kill and remove a running container.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Accepted: a container's anonymous volumes always go with it.
+    #[arg(short, long)]
+    pub volumes: bool,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub names: Vec<String>,
+}
+
+impl RunArgs {
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            name: self.name.clone(),
+            env: self.env.clone(),
+            env_file: self.env_file.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            entrypoint: self.entrypoint.clone(),
+            command: self.command.clone(),
+            hostname: self.hostname.clone(),
+            tty: self.tty,
+            interactive: self.interactive,
+            read_only: self.read_only,
+            volumes: self.volume.clone(),
+            tmpfs: self.tmpfs.clone(),
+            mounts: self.mount.clone(),
+            labels: self.label.clone(),
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            security_opt: self.security_opt.clone(),
+            ulimits: self.ulimit.clone(),
+            sysctls: self.sysctl.clone(),
+            network: self.network.clone(),
+            resources: self.resources.flags(),
+            kernel_memory: self.resources.kernel_memory.clone(),
+            oom_score_adj: self.oom_score_adj,
+            cgroup_parent: self.cgroup_parent.clone(),
+            group_add: self.group_add.clone(),
+            ipc: self.ipc.clone(),
+            pid: self.pid.clone(),
+            uts: self.uts.clone(),
+            shm_size: self.shm_size.clone(),
+            stop_signal: self.stop_signal.clone(),
+            storage_opt: self.storage_opt.clone(),
+            rm: self.rm,
+        }
+    }
+}
+
+pub fn run(a: &ContainerArgs) -> anyhow::Result<i32> {
+    let root = a.data_root.clone().unwrap_or_else(store::default_data_root);
+    match &a.command {
+        ContainerCommand::Run(r) => run_container(&root, r),
+        ContainerCommand::Ls(l) => ls(&root, l).map(|()| 0),
+        ContainerCommand::Rm(r) => {
+            let (st, cs) = (Store::open(&root)?, Containers::open(&root)?);
+            let mut failed = None;
+            for n in &r.names {
+                match life::remove(&st, &cs, n, r.force) {
+                    Ok(_) => println!("{n}"),
+                    Err(e) => {
+                        // docker goes on with the others and fails at the end.
+                        eprintln!("wrun: {e}");
+                        failed = Some(e);
+                    }
+                }
+            }
+            match failed {
+                Some(e) if r.names.len() == 1 => Err(e.into()),
+                Some(_) => Ok(1),
+                None => Ok(0),
+            }
+        }
+        ContainerCommand::Inspect(i) => {
+            let cs = Containers::open(&root)?;
+            let mut out = Vec::new();
+            for n in &i.names {
+                let rec = cs.find(n)?;
+                let config: serde_json::Value = std::fs::read(cs.dir_of(&rec.id).join("config.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                let mut v = serde_json::to_value(&rec)?;
+                v["config"] = config;
+                out.push(v);
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(0)
+        }
+    }
+}
+
+fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<i32> {
+    if a.detach {
+        anyhow::bail!("-d: detached containers need the per-container monitor, which wrun does not have yet; run in the foreground");
+    }
+    if let Some(u) = a.userns.as_deref().filter(|u| !u.is_empty() && *u != "host") {
+        anyhow::bail!("--userns {u:?}: only the host's user namespace (\"host\") for now");
+    }
+    if let Some(f) = &a.cidfile {
+        if f.exists() {
+            anyhow::bail!("--cidfile {}: the file exists; remove it first", f.display());
+        }
+    }
+    let opts = a.options();
+    // Flags are checked before the image is looked for or pulled.
+    wrun_front::container::spec::check_flags(&opts)?;
+    let st = Store::open(root)?;
+    let cs = Containers::open(root)?;
+    let img = match (a.pull, st.resolve(&a.image)) {
+        (PullPolicy::Always, _) | (PullPolicy::Missing, Err(wrun_image::Error::NotFound(_))) => {
+            let r = Reference::parse(&a.image)?;
+            let platform = a.platform.as_deref().map(super::image::parse_platform).transpose()?;
+            // The pull's progress goes to stderr's place: stdout is the container's.
+            registry::pull(&st, &r, platform.as_ref(), &RegistryOptions::default(), Progress::Quiet)?
+        }
+        (PullPolicy::Never, Err(wrun_image::Error::NotFound(_))) => {
+            anyhow::bail!("image {}: not in the store, and --pull never", a.image)
+        }
+        (_, r) => r?,
+    };
+    let rec = life::create(&st, &cs, &img, &a.image, &opts)?;
+    if let Some(f) = &a.cidfile {
+        if let Err(e) = std::fs::File::create_new(f).and_then(|mut fh| fh.write_all(rec.id.as_bytes())) {
+            let _ = life::remove(&st, &cs, &rec.id, true);
+            anyhow::bail!("--cidfile {}: {e}", f.display());
+        }
+    }
+    if !a.interactive {
+        // docker's container has no stdin without -i.
+        life::stdin_from_dev_null()?;
+    }
+    match life::run_foreground(&st, &cs, rec) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            // The container exists; its process did not run: docker's 125/126/127.
+            let code = life::exit_code_of(&e);
+            tracing::error!(kind = "start", "{e}");
+            eprintln!("wrun: {e}");
+            Ok(code)
+        }
+    }
+}
+
+/// "3 seconds", "5 minutes", "2 hours", "4 days" since an RFC 3339 time.
+fn ago(t: Option<&str>) -> String {
+    let Some(secs) = t.and_then(wrun_sys::timefmt::parse_rfc3339) else {
+        return "?".into();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let d = (now - secs).max(0);
+    match d {
+        0..=1 => "Less than a second".into(),
+        2..=59 => format!("{d} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", d / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", d / 3600),
+        _ => format!("{} days", d / 86400),
+    }
+}
+
+fn status_text(r: &Record) -> String {
+    match r.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", ago(r.started_at.as_deref())),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            r.exit_code.unwrap_or(-1),
+            ago(r.finished_at.as_deref())
+        ),
+        Status::Dead => "Dead".into(),
+    }
+}
+
+fn ls(root: &std::path::Path, a: &LsArgs) -> anyhow::Result<()> {
+    let cs = Containers::open(root)?;
+    let list: Vec<Record> = cs
+        .list()?
+        .into_iter()
+        .filter(|r| a.all || r.status == Status::Running)
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if a.quiet {
+        for r in &list {
+            writeln!(out, "{}", if a.no_trunc { &r.id } else { r.short_id() })?;
+        }
+        return Ok(());
+    }
+    match a.format.as_deref() {
+        Some("json") | Some("{{json .}}") => {
+            for r in &list {
+                let mut v = serde_json::to_value(r)?;
+                v["state"] = serde_json::json!(r.status.as_str());
+                v["status_text"] = serde_json::json!(status_text(r));
+                writeln!(out, "{v}")?;
+            }
+            return Ok(());
+        }
+        Some(f) if f != "table" => anyhow::bail!("--format {f:?}: table or json"),
+        _ => {}
+    }
+    let rows: Vec<[String; 6]> = list
+        .iter()
+        .map(|r| {
+            let cmd = r.command.join(" ");
+            let cmd = if a.no_trunc || cmd.chars().count() <= 20 {
+                cmd
+            } else {
+                format!("{}…", cmd.chars().take(19).collect::<String>())
+            };
+            [
+                if a.no_trunc {
+                    r.id.clone()
+                } else {
+                    r.short_id().to_string()
+                },
+                r.image.clone(),
+                format!("\"{cmd}\""),
+                format!("{} ago", ago(Some(&r.created))),
+                status_text(r),
+                r.name.clone(),
+            ]
+        })
+        .collect();
+    let head = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"];
+    let mut w = head.map(|h| h.chars().count());
+    for row in &rows {
+        for (i, c) in row.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| -> String {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i == 5 {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<width$}   ", width = w[i]));
+            }
+        }
+        s
+    };
+    writeln!(out, "{}", line(head))?;
+    for r in &rows {
+        writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]))?;
+    }
+    Ok(())
+}

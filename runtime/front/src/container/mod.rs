@@ -1,0 +1,254 @@
+//! Front-end containers (`wrun container ...`): docker's containers, kept apart from the
+//! runtime's bundle containers. Each has an id (64 hex digits, shown as 12) and a unique name,
+//! a directory `containers/<id>/` under the data root holding its record (`container.json`),
+//! its OCI bundle (`config.json`, the image's root filesystem mounted at `rootfs/` with its
+//! writes in `upper/`) and the files it gets bound (`hostname`, `hosts`, `resolv.conf`). The
+//! runtime's state of a live one is under `runtime/` of the data root, so `wrun list` of the
+//! default root never shows them and their ids never collide with a bundle's.
+//!
+//! A container holds its image in the store (`Store::hold`) from its creation to its removal,
+//! so `wrun image rm` refuses an image a container, running or exited, was made from.
+
+mod names;
+pub mod netns;
+pub mod run;
+pub mod spec;
+pub mod user;
+
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A front-end failure: one line naming the thing and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No container by that name or id.
+    #[error("container {0}: no such container")]
+    NotFound(String),
+    /// A request that cannot be met as asked (a name in use, a running container to rm).
+    #[error("{0}")]
+    Conflict(String),
+    /// A flag or image setting that cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Image(#[from] wrun_image::Error),
+    #[error(transparent)]
+    Runtime(#[from] wrun::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+/// Where a container is in its life, as docker names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Made, its process not started yet.
+    Created,
+    /// Its process runs.
+    Running,
+    /// Its process ended (`exit_code`).
+    Exited,
+    /// Its record says running but nothing runs it any more (the CLI that ran it was killed).
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+/// What `containers/<id>/container.json` keeps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// The image id (config digest) and manifest digest.
+    pub image_id: String,
+    pub image_digest: String,
+    /// The process's argv.
+    pub command: Vec<String>,
+    pub created: String,
+    pub status: Status,
+    #[serde(default)]
+    pub pid: Option<i32>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// `--rm`: removed when its process ends.
+    #[serde(default)]
+    pub auto_remove: bool,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The stop signal (`--stop-signal`, else the image's StopSignal, else SIGTERM).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+}
+
+impl Record {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+}
+
+/// The front end's containers under a data root.
+#[derive(Debug, Clone)]
+pub struct Containers {
+    dir: PathBuf,
+    runtime_root: PathBuf,
+}
+
+/// An exclusive flock on `containers.lock`, held while names are checked and taken.
+pub struct Lock(#[allow(dead_code)] File);
+
+impl Containers {
+    /// The containers of the data root `data_root` (created on first use).
+    pub fn open(data_root: &Path) -> Result<Containers> {
+        let dir = data_root.join("containers");
+        let runtime_root = data_root.join("runtime");
+        for d in [&dir, &runtime_root] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(d)
+                .map_err(io(format!("create {}", d.display())))?;
+        }
+        Ok(Containers { dir, runtime_root })
+    }
+
+    /// The runtime state root of the live containers (the lifecycle library's `--root`).
+    pub fn runtime_root(&self) -> &Path {
+        &self.runtime_root
+    }
+
+    /// The directory (and bundle) of container `id`.
+    pub fn dir_of(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    pub fn lock(&self) -> Result<Lock> {
+        let p = self.dir.join("containers.lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io(format!("open {}", p.display())))?;
+        loop {
+            // SAFETY: flock on a valid fd.
+            match nix::errno::Errno::result(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(io(format!("lock {}", p.display()))(e.into())),
+                Ok(_) => return Ok(Lock(f)),
+            }
+        }
+    }
+
+    /// Every container's record, with the status of the live ones brought up to date.
+    pub fn list(&self) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.dir).map_err(io(format!("read {}", self.dir.display())))? {
+            let Ok(e) = e else { continue };
+            let p = e.path().join("container.json");
+            let Ok(b) = fs::read(&p) else { continue };
+            if let Ok(r) = serde_json::from_slice::<Record>(&b) {
+                out.push(self.refresh(r));
+            }
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(out)
+    }
+
+    /// The container named `name`, or whose id starts with `name` (unambiguously).
+    pub fn find(&self, name: &str) -> Result<Record> {
+        let all = self.list()?;
+        if let Some(r) = all.iter().find(|r| r.name == name || r.id == name) {
+            return Ok(r.clone());
+        }
+        let hits: Vec<&Record> = all
+            .iter()
+            .filter(|r| !name.is_empty() && r.id.starts_with(name))
+            .collect();
+        match hits.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Error::NotFound(name.to_string())),
+            many => Err(Error::Conflict(format!(
+                "container {name}: the id prefix names {} containers; give more of it",
+                many.len()
+            ))),
+        }
+    }
+
+    /// Write `r` (atomically).
+    pub fn save(&self, r: &Record) -> Result<()> {
+        let p = self.dir_of(&r.id).join("container.json");
+        let tmp = p.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(r).map_err(|e| Error::Invalid(format!("encode {}: {e}", p.display())))?;
+        fs::write(&tmp, text)
+            .and_then(|()| fs::rename(&tmp, &p))
+            .map_err(io(format!("write {}", p.display())))
+    }
+
+    /// A running record whose runtime container is gone is dead: the CLI that ran it was
+    /// killed and nothing waited for it.
+    fn refresh(&self, mut r: Record) -> Record {
+        if r.status == Status::Running {
+            let live = wrun::container::load(&self.runtime_root, &r.id)
+                .ok()
+                .and_then(|c| c.oci_state().map(|s| s.status))
+                .is_some_and(|s| s != "stopped");
+            if !live {
+                r.status = Status::Dead;
+            }
+        }
+        r
+    }
+
+    /// A name for a container that was given none, unused among `taken`.
+    pub fn generate_name(&self, taken: &[Record]) -> String {
+        names::generate(|n| taken.iter().any(|r| r.name == n))
+    }
+}
+
+/// A new container id: 32 random bytes in hex.
+pub fn new_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .map_err(io("read /dev/urandom"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// A name docker would take: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn valid_name(n: &str) -> bool {
+    let mut b = n.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && n.len() <= 128
+}
+
+use std::os::unix::fs::DirBuilderExt;

@@ -1,0 +1,79 @@
+//! A container's network namespace, made by the front end before the container: a new
+//! namespace with its loopback up (docker's `none`), kept alive by a bind mount of its nsfs
+//! file at `containers/<id>/netns`, and given to the runtime as the config's network namespace
+//! path. This is where the bridge (CNI) will plug in: a plugin gets the same path.
+
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use super::{io, Error, Result};
+
+fn sys(what: &str) -> impl FnOnce(nix::errno::Errno) -> Error + '_ {
+    move |e| io(what)(e.into())
+}
+
+/// Bring `lo` up in the calling thread's network namespace.
+fn loopback_up() -> Result<()> {
+    // SAFETY: a plain socket(2) call; the fd is owned at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(sys("socket for the loopback")(nix::errno::Errno::last()));
+    }
+    // SAFETY: fd is a new socket.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; zeroed is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(sys("read the loopback's flags")(nix::errno::Errno::last()));
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(sys("bring the loopback up")(nix::errno::Errno::last()));
+        }
+    }
+    Ok(())
+}
+
+/// Make a new network namespace with `lo` up and pin it at `path` (a new file).
+pub fn create(path: &Path) -> Result<()> {
+    fs::File::create_new(path).map_err(io(format!("create {}", path.display())))?;
+    let p = path.to_path_buf();
+    // In a thread of its own: unshare(CLONE_NEWNET) moves only the calling thread, which then
+    // ends; the namespace lives on in the bind mount.
+    let r = std::thread::spawn(move || -> Result<()> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(sys("unshare the network namespace"))?;
+        loopback_up()?;
+        nix::mount::mount(
+            Some("/proc/thread-self/ns/net"),
+            &p,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| io(format!("pin the network namespace at {}", p.display()))(e.into()))
+    })
+    .join()
+    .unwrap_or_else(|_| Err(Error::Invalid("the network namespace thread panicked".into())));
+    if r.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    r
+}
+
+/// Unpin (and so end, once nothing is in it) the namespace at `path`, and remove the file.
+pub fn remove(path: &Path) -> Result<()> {
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(io(format!("unmount {}", path.display()))(e.into())),
+    }
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(format!("remove {}", path.display()))(e)),
+        _ => Ok(()),
+    }
+}

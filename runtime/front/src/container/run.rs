@@ -1,0 +1,310 @@
+//! The life of a front-end container: made (record, image hold, root filesystem, config),
+//! run in the foreground by the lifecycle library, and removed. Every failure on the way
+//! removes what was made before it: no record, hold, mount or directory is left.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use wrun_image::store::{Image, Store};
+
+use super::spec::{self, EtcFiles, RunOptions, Source, UserMount};
+use super::{io, Containers, Error, Record, Result, Status};
+
+const WASM_VARIANT: &str = "module.wasm.image/variant";
+
+fn now() -> String {
+    wrun_sys::timefmt::now()
+}
+
+fn mkdir(p: &Path, mode: u32) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(p)
+        .map_err(io(format!("create {}", p.display())))
+}
+
+/// Make container for `img` (named `image` by the user) as `o` asks; returns its record
+/// (status created). The name is taken under the containers lock.
+pub fn create(store: &Store, cs: &Containers, img: &Image, image: &str, o: &RunOptions) -> Result<Record> {
+    for w in spec::check_flags(o)? {
+        eprintln!("wrun: warning: {w}");
+    }
+    let cfg = img.config["config"].clone();
+    let id = super::new_id()?;
+    let dir = cs.dir_of(&id);
+    let rec = {
+        let _l = cs.lock()?;
+        let all = cs.list()?;
+        let name = match &o.name {
+            Some(n) => {
+                if let Some(other) = all.iter().find(|r| &r.name == n) {
+                    return Err(Error::Conflict(format!(
+                        "container name {n:?} is already in use by container {}; remove or rename that container",
+                        other.short_id()
+                    )));
+                }
+                n.clone()
+            }
+            None => cs.generate_name(&all),
+        };
+        mkdir(&dir, 0o700)?;
+        let stop_signal = o
+            .stop_signal
+            .clone()
+            .or_else(|| cfg["StopSignal"].as_str().map(str::to_string));
+        let rec = Record {
+            id: id.clone(),
+            name,
+            image: image.to_string(),
+            image_id: img.id.to_string(),
+            image_digest: img.digest.to_string(),
+            command: vec![],
+            created: now(),
+            status: Status::Created,
+            pid: None,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            auto_remove: o.rm,
+            labels: o
+                .labels
+                .iter()
+                .map(|l| match l.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (l.clone(), String::new()),
+                })
+                .collect(),
+            stop_signal,
+        };
+        if let Err(e) = cs.save(&rec) {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        rec
+    };
+    let mut rec = rec;
+    match fill(store, cs, img, o, &mut rec) {
+        Ok(()) => Ok(rec),
+        Err(e) => {
+            let _ = remove_made(store, cs, &rec);
+            Err(e)
+        }
+    }
+}
+
+/// Everything after the record: the hold, the rootfs, the volumes, the config.
+fn fill(store: &Store, cs: &Containers, img: &Image, o: &RunOptions, rec: &mut Record) -> Result<()> {
+    let r = (|| -> Result<Vec<String>> {
+        let dir = cs.dir_of(&rec.id);
+        let who = format!("container {} ({})", rec.name, rec.short_id());
+        store.hold(img, &rec.id, &who, &dir)?;
+        let cfg = &img.config["config"];
+        let mounts = spec::user_mounts(cfg, o)?;
+        let host_net = o.network.as_deref() == Some("host");
+        let netns = (!host_net).then(|| dir.join("netns"));
+        if let Some(p) = &netns {
+            super::netns::create(p)?;
+        }
+        let rootfs = store.mount(img, &dir)?;
+        let hostname = spec::hostname(o, &rec.id);
+        let etc = EtcFiles {
+            hostname: dir.join("hostname"),
+            hosts: dir.join("hosts"),
+            resolv: dir.join("resolv.conf"),
+        };
+        let hosts = if host_net {
+            fs::read_to_string("/etc/hosts").unwrap_or_else(|_| spec::hosts_file(&hostname))
+        } else {
+            spec::hosts_file(&hostname)
+        };
+        for (p, text) in [
+            (&etc.hostname, format!("{hostname}\n")),
+            (&etc.hosts, hosts),
+            (&etc.resolv, spec::resolv_conf(host_net)),
+        ] {
+            fs::write(p, text).map_err(io(format!("write {}", p.display())))?;
+        }
+        let mut resolved = Vec::new();
+        for (n, m) in mounts.into_iter().enumerate() {
+            let src = match &m {
+                UserMount::Bind {
+                    src: Source::Host(p), ..
+                } => Some(p.clone()),
+                UserMount::Bind {
+                    src: Source::Named(v), ..
+                } => {
+                    let d = volume_dir(store.root(), v);
+                    mkdir(&d, 0o755)?;
+                    Some(d)
+                }
+                UserMount::Bind {
+                    src: Source::Anonymous, ..
+                } => {
+                    let d = dir.join("volumes").join(n.to_string());
+                    mkdir(&d, 0o755)?;
+                    Some(d)
+                }
+                UserMount::Tmpfs { .. } => None,
+            };
+            resolved.push((m, src));
+        }
+        let wasm_default = img
+            .manifest
+            .layers
+            .iter()
+            .find(|l| l.media_type.starts_with("application/wasm") || l.media_type.contains("wasm.content.layer"))
+            .map(|l| format!("/{}", wrun_image::archive::wasm_file_name(l)));
+        let mut annotations = BTreeMap::new();
+        let variant = img
+            .manifest
+            .annotations
+            .get(WASM_VARIANT)
+            .cloned()
+            .or_else(|| cfg["Labels"][WASM_VARIANT].as_str().map(str::to_string));
+        if let Some(v) = variant {
+            annotations.insert(WASM_VARIANT.to_string(), v);
+        }
+        let config = spec::build(
+            o,
+            &spec::Inputs {
+                id: &rec.id,
+                image_config: cfg,
+                wasm_default: wasm_default.as_deref(),
+                annotations,
+                rootfs: &rootfs,
+                etc: &etc,
+                mounts: &resolved,
+                netns: netns.as_deref(),
+            },
+        )?;
+        let p = dir.join("config.json");
+        let text = serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(format!("encode the config: {e}")))?;
+        fs::write(&p, text).map_err(io(format!("write {}", p.display())))?;
+        Ok(config["process"]["args"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .unwrap_or_default())
+    })();
+    rec.command = r?;
+    cs.save(rec)
+}
+
+/// A named volume's directory.
+pub fn volume_dir(data_root: &Path, name: &str) -> PathBuf {
+    data_root.join("volumes").join(name).join("_data")
+}
+
+/// Run a created container in the foreground (stdio is the caller's; with a terminal, the
+/// caller's terminal) and wait for it; returns its exit status (128+N for a signal). The
+/// record follows: running, then exited with the code; `--rm` removes it.
+pub fn run_foreground(store: &Store, cs: &Containers, mut rec: Record) -> Result<i32> {
+    let dir = cs.dir_of(&rec.id);
+    rec.status = Status::Running;
+    rec.started_at = Some(now());
+    cs.save(&rec)?;
+    let opts = wrun::container::CreateOptions {
+        root: cs.runtime_root().to_path_buf(),
+        id: rec.id.clone(),
+        bundle: dir.clone(),
+        pid_file: None,
+        console_socket: None,
+        preserve_fds: 0,
+        no_pivot: false,
+        no_new_keyring: false,
+    };
+    let r = wrun::container::run(&opts, false).map_err(Error::from);
+    match &r {
+        Ok(code) => {
+            rec.status = Status::Exited;
+            rec.exit_code = Some(*code);
+        }
+        // As docker: a container whose process could not start stays created, with the code
+        // `run` exits with.
+        Err(e) => {
+            rec.status = Status::Created;
+            rec.exit_code = Some(exit_code_of(e));
+        }
+    }
+    rec.finished_at = Some(now());
+    // The root filesystem is unmounted and the network namespace ended as the process ends;
+    // the writes stay with the container until it is removed.
+    let _ = store.unmount_keeping_writes(&dir);
+    let _ = super::netns::remove(&dir.join("netns"));
+    if rec.auto_remove {
+        remove_made(store, cs, &rec)?;
+    } else {
+        cs.save(&rec)?;
+    }
+    r
+}
+
+/// docker's exit code for a `run` that failed: 127 when the command was not found, 126 when
+/// it could not be executed, 125 for anything else.
+pub fn exit_code_of(e: &Error) -> i32 {
+    use nix::errno::Errno;
+    match e {
+        Error::Runtime(r) => match r.errno() {
+            Some(Errno::ENOENT) => 127,
+            Some(Errno::EACCES | Errno::ENOEXEC | Errno::EPERM | Errno::EISDIR) => 126,
+            _ => 125,
+        },
+        _ => 125,
+    }
+}
+
+/// Make /dev/null this process's stdin (what a container run without `-i` reads).
+pub fn stdin_from_dev_null() -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let null = fs::File::open("/dev/null").map_err(io("open /dev/null"))?;
+    nix::unistd::dup2(null.as_raw_fd(), 0).map_err(|e| io("make /dev/null stdin")(e.into()))?;
+    Ok(())
+}
+
+/// Remove container `name`: refused while it runs unless `force` (then it is killed first).
+pub fn remove(store: &Store, cs: &Containers, name: &str, force: bool) -> Result<Record> {
+    let rec = cs.find(name)?;
+    let live = wrun::container::load(cs.runtime_root(), &rec.id).is_ok();
+    if live {
+        if !force && rec.status == Status::Running {
+            return Err(Error::Conflict(format!(
+                "container {} is running: stop it first or use rm -f",
+                rec.name
+            )));
+        }
+        let _ = wrun::container::kill(cs.runtime_root(), &rec.id, libc::SIGKILL, true);
+        wrun::container::delete(cs.runtime_root(), &rec.id, true)?;
+    }
+    remove_made(store, cs, &rec)?;
+    Ok(rec)
+}
+
+/// Undo `create`: the rootfs mount and its writes, the anonymous volumes, the directory,
+/// the hold.
+fn remove_made(store: &Store, cs: &Containers, rec: &Record) -> Result<()> {
+    let dir = cs.dir_of(&rec.id);
+    super::netns::remove(&dir.join("netns"))?;
+    match store.unmount(&dir) {
+        Ok(()) | Err(wrun_image::Error::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Never a recursive removal through a mount: it would delete what the mount shows.
+    if let Ok(text) = fs::read_to_string("/proc/self/mountinfo") {
+        if let Some(m) = wrun_sys::mountinfo::parse(&text)
+            .iter()
+            .find(|m| Path::new(&m.mountpoint).starts_with(&dir))
+        {
+            return Err(Error::Conflict(format!(
+                "container {}: {} is still mounted; unmount it and remove the container again",
+                rec.name, m.mountpoint
+            )));
+        }
+    }
+    if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(io(format!("remove {}", dir.display())))?;
+    }
+    store.release(&rec.id)?;
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! docker's runtime flags, each observed from inside the container.
+
+use super::*;
+
+/// A shell line that prints a cgroup file of either layout: `V1` under the v1 controller's
+/// mount, else `V2` of the unified hierarchy.
+fn cg(ctrl: &str, v1: &str, v2: &str) -> String {
+    format!("cat /sys/fs/cgroup/{ctrl}/{v1} 2>/dev/null || cat /sys/fs/cgroup/{v2}")
+}
+
+#[test]
+fn resource_flags_reach_the_cgroup() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:res", &["CMD [\"sh\"]"]);
+    let script = [
+        cg("memory", "memory.limit_in_bytes", "memory.max"),
+        cg("pids", "pids.max", "pids.max"),
+        cg("cpu", "cpu.cfs_quota_us", "cpu.max"),
+    ]
+    .join("; ");
+    let out = f.run_ok(&[
+        "-m",
+        "64m",
+        "--pids-limit",
+        "20",
+        "--cpus",
+        "0.5",
+        "bb:res",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], "67108864", "{out}");
+    assert_eq!(l[1], "20", "{out}");
+    assert!(l[2] == "50000" || l[2] == "50000 100000", "{out}");
+    // A memory limit is enforced: a process that takes more is killed (docker's 137).
+    let o = f.container(&[
+        "run",
+        "--rm",
+        "-m",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "bb:res",
+        "sh",
+        "-c",
+        "head -c 64m /dev/zero | tail > /dev/null",
+    ]);
+    assert_ne!(o.status.code(), Some(0), "64 MiB through tail under a 16 MiB limit");
+    f.assert_nothing_left();
+}
+
+#[test]
+fn process_flags_are_seen_by_the_process() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:proc", &["CMD [\"sh\"]"]);
+    let sh = |flags: &[&str], script: &str| -> String {
+        let mut a: Vec<&str> = flags.to_vec();
+        a.extend_from_slice(&["bb:proc", "sh", "-c", script]);
+        f.run_ok(&a)
+    };
+    assert_eq!(
+        sh(&["--ulimit", "nofile=100:200"], "ulimit -Sn; ulimit -Hn").trim(),
+        "100\n200"
+    );
+    let out = sh(
+        &["--cap-drop", "ALL", "--cap-add", "net_admin"],
+        "grep CapBnd /proc/self/status",
+    );
+    assert_eq!(out.trim(), "CapBnd:\t0000000000001000");
+    let out = sh(
+        &["--privileged"],
+        "grep CapBnd /proc/self/status; grep ' /sys ' /proc/mounts",
+    );
+    let bnd = u64::from_str_radix(out.lines().next().unwrap().trim_start_matches("CapBnd:\t"), 16).unwrap();
+    assert!(bnd & (1 << 21) != 0, "CAP_SYS_ADMIN with --privileged: {out}");
+    assert!(out.lines().nth(1).unwrap().contains(" rw,"), "/sys writable: {out}");
+    assert_eq!(sh(&[], "grep NoNewPrivs /proc/self/status").trim(), "NoNewPrivs:\t0");
+    let out = sh(
+        &["--security-opt", "no-new-privileges"],
+        "grep NoNewPrivs /proc/self/status",
+    );
+    assert_eq!(out.trim(), "NoNewPrivs:\t1");
+    assert_eq!(
+        sh(&["--oom-score-adj", "500"], "cat /proc/self/oom_score_adj").trim(),
+        "500"
+    );
+    assert_eq!(sh(&["--hostname", "h1"], "hostname").trim(), "h1");
+    assert_eq!(sh(&["--group-add", "wheel", "-u", "1000"], "id -G").trim(), "1000 10");
+    let out = sh(
+        &["--sysctl", "net.ipv4.ip_forward=1"],
+        "cat /proc/sys/net/ipv4/ip_forward",
+    );
+    assert_eq!(out.trim(), "1");
+    assert_eq!(sh(&[], "echo $$").trim(), "1", "its own pid namespace");
+    assert_ne!(sh(&["--pid", "host"], "echo $$").trim(), "1", "--pid host");
+    let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
+    let out = sh(&["--network", "host"], "ls /sys/class/net | wc -l");
+    assert_eq!(
+        out.trim(),
+        host_links.to_string(),
+        "--network host sees the host's interfaces"
+    );
+    let out = sh(&["--shm-size", "2m"], "df -k /dev/shm | tail -n1");
+    assert_eq!(out.split_whitespace().nth(1), Some("2048"), "{out}");
+    let env = f.work.join("env");
+    std::fs::write(&env, "# a comment\nFROM_FILE=yes\n").unwrap();
+    assert_eq!(
+        sh(&["--env-file", env.to_str().unwrap()], "echo $FROM_FILE").trim(),
+        "yes"
+    );
+    // --kernel-memory is accepted with a warning (the kernel has no such limit any more).
+    let o = f.container(&["run", "--rm", "--kernel-memory", "50m", "bb:proc", "true"]);
+    assert_ok(&o, "--kernel-memory");
+    assert!(stderr(&o).contains("warning: --kernel-memory"), "{}", stderr(&o));
+    f.assert_nothing_left();
+}
+
+#[test]
+fn filesystem_flags_read_only_tmpfs_binds_and_volumes() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:fs", &["CMD [\"sh\"]"]);
+    let host = f.work.join("shared");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("in"), "from-host\n").unwrap();
+    let h = host.to_str().unwrap();
+    let out = f.run_ok(&[
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "bb:fs",
+        "sh",
+        "-c",
+        "(touch /x) 2>/dev/null && echo root-writable; echo ok > /scratch/f && cat /scratch/f; grep ' /scratch ' /proc/mounts",
+    ]);
+    assert!(!out.contains("root-writable"), "{out}");
+    assert!(out.contains("ok\n") && out.contains("noexec"), "{out}");
+    // A read-only bind: readable, not writable; a writable one writes to the host.
+    let out = f.run_ok(&[
+        "-v",
+        &format!("{h}:/data:ro"),
+        "bb:fs",
+        "sh",
+        "-c",
+        "cat /data/in; (echo x > /data/new) 2>/dev/null && echo wrote; true",
+    ]);
+    assert_eq!(out, "from-host\n");
+    f.run_ok(&[
+        "--mount",
+        &format!("type=bind,source={h},target=/data"),
+        "bb:fs",
+        "sh",
+        "-c",
+        "echo back > /data/out",
+    ]);
+    assert_eq!(std::fs::read_to_string(host.join("out")).unwrap(), "back\n");
+    // A named volume outlives the container that wrote it; the next one reads it.
+    f.run_ok(&["-v", "vol1:/v", "bb:fs", "sh", "-c", "echo kept > /v/f"]);
+    assert_eq!(f.run_ok(&["-v", "vol1:/v", "bb:fs", "cat", "/v/f"]), "kept\n");
+    assert!(f.data.join("volumes/vol1/_data/f").exists());
+    // A --mount tmpfs with a size.
+    let out = f.run_ok(&[
+        "--mount",
+        "type=tmpfs,target=/t,tmpfs-size=1m",
+        "bb:fs",
+        "sh",
+        "-c",
+        "df -k /t | tail -n1",
+    ]);
+    assert_eq!(out.split_whitespace().nth(1), Some("1024"), "{out}");
+    f.assert_nothing_left();
+}
