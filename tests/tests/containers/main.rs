@@ -361,3 +361,33 @@ fn a_wasm_image_runs_through_the_same_command() {
     assert!(out.lines().any(|l| l == "argv[1]=an-arg"), "{out}");
     f.assert_nothing_left();
 }
+
+/// CVE-2019-5736 through the front end: a container that sees `wrun container run` (here
+/// with the host's pid namespace and CAP_SYS_PTRACE, the most a user can give it) reaches
+/// only a sealed, read-only view of the runtime's binary, never the host's file.
+#[test]
+fn container_run_runs_from_a_sealed_binary_the_container_cannot_write() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:seal", &["CMD [\"sh\"]"]);
+    let bin = fs::canonicalize(f.rt.bin()).unwrap();
+    let md = fs::metadata(&bin).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let host = format!("{}:{}", md.dev(), md.ino());
+    let out = f.run_ok(&[
+        "--pid",
+        "host",
+        "--cap-add",
+        "SYS_PTRACE",
+        "bb:seal",
+        "sh",
+        "-c",
+        "stat -L -c %d:%i /proc/$PPID/exe; (exec 3>>/proc/$PPID/exe) 2>/dev/null && echo WRITABLE; true",
+    ]);
+    let seen = out.lines().next().unwrap_or("");
+    assert!(
+        !seen.is_empty() && seen != host,
+        "the container reached the host binary {} ({host}): {out}",
+        bin.display()
+    );
+    assert!(!out.contains("WRITABLE"), "{out}");
+}

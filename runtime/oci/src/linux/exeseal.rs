@@ -8,7 +8,8 @@
 //! handle can reopen it for writing once we have exited, and replace the runtime the host runs
 //! next.
 //!
-//! So the verbs that make such processes (`create`, `run`, `exec`) first re-exec from a view
+//! So the verbs that make such processes (`create`, `run`, `exec`, and the front end's
+//! `container run|start|restart|exec|create`) first re-exec from a view
 //! of the binary that cannot be written through: a read-only overlay of its directory, mounted
 //! detached (fsopen + fsmount: it is in no mount table, and goes away with the last process
 //! that runs from it). An overlay without an upper layer has no way to write to its lower
@@ -34,13 +35,23 @@ const SEALED_ENV: &str = "_WRUN_EXE_SEALED";
 /// Whether a command line (without the program name) names a verb whose processes a
 /// container can see: `create`, `run` or `exec`, found past the global flags and their values.
 pub fn needs_sealing(args: &[std::ffi::OsString]) -> bool {
-    const WITH_VALUE: [&str; 3] = ["--root", "--log", "--log-format"];
+    const WITH_VALUE: [&str; 4] = ["--root", "--log", "--log-format", "--data-root"];
     let mut it = args.iter().map(|a| a.to_str().unwrap_or(""));
+    let mut front = false;
     while let Some(a) = it.next() {
         if WITH_VALUE.contains(&a) {
             it.next();
         } else if !a.starts_with('-') {
-            return matches!(a, "create" | "run" | "exec");
+            // The front end's `container` verbs that start containers or processes in them.
+            if !front && a == "container" {
+                front = true;
+                continue;
+            }
+            return if front {
+                matches!(a, "run" | "start" | "restart" | "exec" | "create")
+            } else {
+                matches!(a, "create" | "run" | "exec")
+            };
         }
     }
     false
@@ -254,6 +265,10 @@ mod tests {
         assert!(needs_sealing(&args("--root=/r --debug exec id sh")));
         assert!(!needs_sealing(&args("--log run state id")));
         assert!(!needs_sealing(&args("--help")));
+        assert!(needs_sealing(&args("container --data-root /d run --rm img")));
+        assert!(needs_sealing(&args("--debug container run img")));
+        assert!(!needs_sealing(&args("container ls -a")));
+        assert!(!needs_sealing(&args("container --data-root run ls")));
     }
 
     #[test]
