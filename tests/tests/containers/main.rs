@@ -4,6 +4,7 @@
 //! one line, docker's exit code 125, and leave nothing: no container record, mount, network
 //! namespace, cgroup or image hold.
 
+mod detached;
 mod flags;
 
 use std::fs;
@@ -337,7 +338,7 @@ fn bad_input_is_one_line_exit_125_and_leaves_nothing() {
     f.refused(&["--no-such-flag", "bb:bad", "true"], "--no-such-flag");
     f.refused(&["-w", "relative", "bb:bad", "true"], "-w");
     f.refused(&["--entrypoint", "", "bb:bad"], "no command");
-    f.refused(&["-d", "bb:bad", "true"], "-d");
+    f.refused(&["--restart", "always", "bb:bad", "true"], "needs a detached container");
     // A command that is not there: docker's 127, and the container stays (created), as
     // docker's does.
     let o = f.container(&["run", "--rm", "bb:bad", "no-such-command"]);

@@ -9,6 +9,8 @@
 //! A container holds its image in the store (`Store::hold`) from its creation to its removal,
 //! so `wrun image rm` refuses an image a container, running or exited, was made from.
 
+pub mod logs;
+pub mod monitor;
 mod names;
 pub mod netns;
 pub mod run;
@@ -62,6 +64,8 @@ pub enum Status {
     Running,
     /// Its process ended (`exit_code`).
     Exited,
+    /// Between two runs of a restart policy.
+    Restarting,
     /// Its record says running but nothing runs it any more (the CLI that ran it was killed).
     Dead,
 }
@@ -72,6 +76,7 @@ impl Status {
             Status::Created => "created",
             Status::Running => "running",
             Status::Exited => "exited",
+            Status::Restarting => "restarting",
             Status::Dead => "dead",
         }
     }
@@ -107,6 +112,72 @@ pub struct Record {
     /// The stop signal (`--stop-signal`, else the image's StopSignal, else SIGTERM).
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// Seconds `stop` waits after the stop signal before SIGKILL (`--stop-timeout`, else 10).
+    #[serde(default)]
+    pub stop_timeout: Option<u32>,
+    /// `--restart`.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// How many times the policy restarted it.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// `--log-opt` of its json-file log (detached containers).
+    #[serde(default)]
+    pub log_opts: logs::LogOpts,
+    /// The pid of the monitor of a detached container (None in the foreground).
+    #[serde(default)]
+    pub monitor_pid: Option<i32>,
+    /// `stop`/`kill` asked for it to end: no restart policy brings it back.
+    #[serde(default)]
+    pub stop_requested: bool,
+    /// `rm -f` is removing it: the monitor leaves the cleanup to rm.
+    #[serde(default)]
+    pub remove_requested: bool,
+}
+
+/// docker's `--restart` policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    OnFailure {
+        /// At most this many restarts (None: no limit).
+        max: Option<u32>,
+    },
+    Always,
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// `no`, `on-failure[:N]`, `always`, `unless-stopped`.
+    pub fn parse(s: &str) -> Result<RestartPolicy> {
+        let bad = |why: &str| Error::Invalid(format!("--restart {s:?}: {why}"));
+        Ok(match s.split_once(':') {
+            None if s == "no" => RestartPolicy::No,
+            None if s == "always" => RestartPolicy::Always,
+            None if s == "unless-stopped" => RestartPolicy::UnlessStopped,
+            None if s == "on-failure" => RestartPolicy::OnFailure { max: None },
+            Some(("on-failure", n)) => RestartPolicy::OnFailure {
+                max: Some(n.parse().map_err(|_| bad("the count must be a number"))?),
+            },
+            Some((_, _)) => return Err(bad("only on-failure takes a count")),
+            None => return Err(bad("no, on-failure[:N], always or unless-stopped")),
+        })
+    }
+
+    /// Whether a run that ended with `code` is run again, after `count` restarts and
+    /// `stopped` (a `stop` or `kill` by a user).
+    pub fn restarts(self, code: i32, count: u32, stopped: bool) -> bool {
+        if stopped {
+            return false;
+        }
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::OnFailure { max } => code != 0 && max.is_none_or(|m| count < m),
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        }
+    }
 }
 
 impl Record {
@@ -203,25 +274,54 @@ impl Containers {
         }
     }
 
+    /// The record of container `id` (a full id), as it is on disk.
+    pub fn load(&self, id: &str) -> Result<Record> {
+        let p = self.dir_of(id).join("container.json");
+        let b = fs::read(&p).map_err(|_| Error::NotFound(id.to_string()))?;
+        serde_json::from_slice(&b).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))
+    }
+
+    /// Change the record of `id` under the lock (the monitor and the CLI both write it).
+    pub fn update(&self, id: &str, f: impl FnOnce(&mut Record)) -> Result<Record> {
+        let _l = self.lock()?;
+        let mut r = self.load(id)?;
+        f(&mut r);
+        self.save(&r)?;
+        Ok(r)
+    }
+
     /// Write `r` (atomically).
     pub fn save(&self, r: &Record) -> Result<()> {
         let p = self.dir_of(&r.id).join("container.json");
-        let tmp = p.with_extension("json.tmp");
+        let tmp = p.with_extension(format!("json.{}.tmp", std::process::id()));
         let text = serde_json::to_vec_pretty(r).map_err(|e| Error::Invalid(format!("encode {}: {e}", p.display())))?;
         fs::write(&tmp, text)
             .and_then(|()| fs::rename(&tmp, &p))
             .map_err(io(format!("write {}", p.display())))
     }
 
-    /// A running record whose runtime container is gone is dead: the CLI that ran it was
-    /// killed and nothing waited for it.
+    /// The status of the runtime's container `id` ("running", "paused", ...), if it exists.
+    pub fn runtime_status(&self, id: &str) -> Option<&'static str> {
+        wrun::container::load(&self.runtime_root, id)
+            .ok()
+            .and_then(|c| c.oci_state().map(|s| s.status))
+    }
+
+    /// The pid of the container's init while it runs.
+    pub fn init_pid(&self, id: &str) -> Option<i32> {
+        wrun::container::load(&self.runtime_root, id)
+            .ok()
+            .and_then(|c| c.oci_state().map(|s| s.pid))
+            .filter(|p| *p > 0)
+    }
+
+    /// A running or restarting record is checked against what runs: with no runtime
+    /// container and no monitor left, it is dead (the CLI or monitor that ran it was killed).
     fn refresh(&self, mut r: Record) -> Record {
-        if r.status == Status::Running {
-            let live = wrun::container::load(&self.runtime_root, &r.id)
-                .ok()
-                .and_then(|c| c.oci_state().map(|s| s.status))
-                .is_some_and(|s| s != "stopped");
-            if !live {
+        if matches!(r.status, Status::Running | Status::Restarting) {
+            let live = self.runtime_status(&r.id).is_some_and(|s| s != "stopped");
+            let monitor = r.monitor_pid.is_some_and(|p| monitor::alive(p, &r.id));
+            if !live && !monitor {
                 r.status = Status::Dead;
             }
         }

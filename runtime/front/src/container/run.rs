@@ -78,6 +78,18 @@ pub fn create(store: &Store, cs: &Containers, img: &Image, image: &str, o: &RunO
                 })
                 .collect(),
             stop_signal,
+            stop_timeout: o.stop_timeout,
+            restart: o
+                .restart
+                .as_deref()
+                .map(super::RestartPolicy::parse)
+                .transpose()?
+                .unwrap_or_default(),
+            restart_count: 0,
+            log_opts: super::logs::LogOpts::parse(&o.log_opts)?,
+            monitor_pid: None,
+            stop_requested: false,
+            remove_requested: false,
         };
         if let Err(e) = cs.save(&rec) {
             let _ = fs::remove_dir_all(&dir);
@@ -197,46 +209,100 @@ pub fn volume_dir(data_root: &Path, name: &str) -> PathBuf {
     data_root.join("volumes").join(name).join("_data")
 }
 
-/// Run a created container in the foreground (stdio is the caller's; with a terminal, the
-/// caller's terminal) and wait for it; returns its exit status (128+N for a signal). The
-/// record follows: running, then exited with the code; `--rm` removes it.
-pub fn run_foreground(store: &Store, cs: &Containers, mut rec: Record) -> Result<i32> {
-    let dir = cs.dir_of(&rec.id);
-    rec.status = Status::Running;
-    rec.started_at = Some(now());
-    cs.save(&rec)?;
-    let opts = wrun::container::CreateOptions {
+/// What the lifecycle library is given to run container `rec`.
+fn create_options(cs: &Containers, rec: &Record) -> wrun::container::CreateOptions {
+    wrun::container::CreateOptions {
         root: cs.runtime_root().to_path_buf(),
         id: rec.id.clone(),
-        bundle: dir.clone(),
+        bundle: cs.dir_of(&rec.id),
         pid_file: None,
         console_socket: None,
         preserve_fds: 0,
         no_pivot: false,
         no_new_keyring: false,
-    };
-    let r = wrun::container::run(&opts, false).map_err(Error::from);
-    match &r {
-        Ok(code) => {
-            rec.status = Status::Exited;
-            rec.exit_code = Some(*code);
-        }
-        // As docker: a container whose process could not start stays created, with the code
-        // `run` exits with.
-        Err(e) => {
-            rec.status = Status::Created;
-            rec.exit_code = Some(exit_code_of(e));
+    }
+}
+
+/// The network namespace file the container's config names, if it has one of its own.
+fn netns_of(cs: &Containers, rec: &Record) -> Option<PathBuf> {
+    let b = fs::read(cs.dir_of(&rec.id).join("config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&b).ok()?;
+    v["linux"]["namespaces"]
+        .as_array()?
+        .iter()
+        .find(|n| n["type"] == "network")
+        .and_then(|n| n["path"].as_str().map(PathBuf::from))
+}
+
+fn is_mounted(p: &Path) -> bool {
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| {
+            wrun_sys::mountinfo::parse(&t)
+                .iter()
+                .any(|m| Path::new(&m.mountpoint) == p)
+        })
+        .unwrap_or(false)
+}
+
+/// Make what a run of `rec` needs and a past run took down: its root filesystem (with the
+/// writes it kept) and its network namespace.
+pub fn prepare_to_run(store: &Store, cs: &Containers, rec: &Record) -> Result<()> {
+    let dir = cs.dir_of(&rec.id);
+    if !is_mounted(&wrun_image::store::mount::rootfs_of(&dir)) {
+        let img = store.resolve(&rec.image_id)?;
+        store.mount(&img, &dir)?;
+    }
+    if let Some(ns) = netns_of(cs, rec) {
+        if !is_mounted(&ns) {
+            let _ = fs::remove_file(&ns);
+            super::netns::create(&ns)?;
         }
     }
-    rec.finished_at = Some(now());
-    // The root filesystem is unmounted and the network namespace ended as the process ends;
-    // the writes stay with the container until it is removed.
+    Ok(())
+}
+
+/// One run of the container, in this process's stdio; its exit status (128+N for a signal).
+pub fn run_once(cs: &Containers, rec: &Record) -> Result<i32> {
+    Ok(wrun::container::run(&create_options(cs, rec), false)?)
+}
+
+/// Take down what `prepare_to_run` made, keeping the writes.
+pub fn after_run(store: &Store, cs: &Containers, rec: &Record) {
+    let dir = cs.dir_of(&rec.id);
     let _ = store.unmount_keeping_writes(&dir);
     let _ = super::netns::remove(&dir.join("netns"));
+}
+
+/// Run a created container in the foreground (stdio is the caller's; with a terminal, the
+/// caller's terminal) and wait for it; returns its exit status (128+N for a signal). The
+/// record follows: running, then exited with the code; `--rm` removes it.
+pub fn run_foreground(store: &Store, cs: &Containers, rec: Record) -> Result<i32> {
+    let rec = cs.update(&rec.id, |r| {
+        r.status = Status::Running;
+        r.started_at = Some(now());
+    })?;
+    let r = run_once(cs, &rec);
+    // `rm -f` from elsewhere may have removed it meanwhile: then there is nothing to record.
+    let Ok(rec) = cs.update(&rec.id, |rec| {
+        match &r {
+            Ok(code) => {
+                rec.status = Status::Exited;
+                rec.exit_code = Some(*code);
+            }
+            // As docker: a container whose process could not start stays created, with the
+            // code `run` exits with.
+            Err(e) => {
+                rec.status = Status::Created;
+                rec.exit_code = Some(exit_code_of(e));
+            }
+        }
+        rec.finished_at = Some(now());
+    }) else {
+        return r;
+    };
+    after_run(store, cs, &rec);
     if rec.auto_remove {
         remove_made(store, cs, &rec)?;
-    } else {
-        cs.save(&rec)?;
     }
     r
 }
@@ -263,18 +329,31 @@ pub fn stdin_from_dev_null() -> Result<()> {
     Ok(())
 }
 
-/// Remove container `name`: refused while it runs unless `force` (then it is killed first).
+/// Remove container `name`: refused while it runs unless `force` (then it is killed first,
+/// and its monitor is waited for).
 pub fn remove(store: &Store, cs: &Containers, name: &str, force: bool) -> Result<Record> {
     let rec = cs.find(name)?;
-    let live = wrun::container::load(cs.runtime_root(), &rec.id).is_ok();
-    if live {
-        if !force && rec.status == Status::Running {
-            return Err(Error::Conflict(format!(
-                "container {} is running: stop it first or use rm -f",
-                rec.name
-            )));
-        }
+    if matches!(rec.status, Status::Running | Status::Restarting) && !force {
+        return Err(Error::Conflict(format!(
+            "container {} is {}: stop it first or use rm -f",
+            rec.name,
+            rec.status.as_str()
+        )));
+    }
+    let rec = cs.update(&rec.id, |r| {
+        r.remove_requested = true;
+        r.stop_requested = true;
+    })?;
+    if cs.runtime_status(&rec.id).is_some() {
         let _ = wrun::container::kill(cs.runtime_root(), &rec.id, libc::SIGKILL, true);
+    }
+    if let Some(pid) = rec.monitor_pid.filter(|p| super::monitor::alive(*p, &rec.id)) {
+        if !super::monitor::wait_gone(pid, &rec.id, std::time::Duration::from_secs(10)) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            super::monitor::wait_gone(pid, &rec.id, std::time::Duration::from_secs(5));
+        }
+    }
+    if cs.runtime_status(&rec.id).is_some() {
         wrun::container::delete(cs.runtime_root(), &rec.id, true)?;
     }
     remove_made(store, cs, &rec)?;
@@ -283,7 +362,7 @@ pub fn remove(store: &Store, cs: &Containers, name: &str, force: bool) -> Result
 
 /// Undo `create`: the rootfs mount and its writes, the anonymous volumes, the directory,
 /// the hold.
-fn remove_made(store: &Store, cs: &Containers, rec: &Record) -> Result<()> {
+pub fn remove_made(store: &Store, cs: &Containers, rec: &Record) -> Result<()> {
     let dir = cs.dir_of(&rec.id);
     super::netns::remove(&dir.join("netns"))?;
     match store.unmount(&dir) {

@@ -48,7 +48,7 @@ pub fn needs_sealing(args: &[std::ffi::OsString]) -> bool {
                 continue;
             }
             return if front {
-                matches!(a, "run" | "start" | "restart" | "exec" | "create")
+                matches!(a, "run" | "start" | "restart" | "exec" | "create" | "monitor")
             } else {
                 matches!(a, "create" | "run" | "exec")
             };

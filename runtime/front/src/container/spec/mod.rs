@@ -64,6 +64,11 @@ pub struct RunOptions {
     pub stop_signal: Option<String>,
     pub storage_opt: Vec<String>,
     pub rm: bool,
+    pub stop_timeout: Option<u32>,
+    /// `--restart` (checked by `check_flags`).
+    pub restart: Option<String>,
+    /// `--log-opt KEY=VALUE`.
+    pub log_opts: Vec<String>,
 }
 
 /// `KEY=VALUE` lines of `--env-file` (comments and blank lines skipped; a bare `KEY` takes the
@@ -333,6 +338,14 @@ pub fn check_flags(o: &RunOptions) -> Result<Vec<String>> {
     if let Some(sig) = &o.stop_signal {
         wrun_sys::signal::parse(sig).map_err(|e| Error::Invalid(format!("--stop-signal {sig:?}: {e}")))?;
     }
+    let restart = o.restart.as_deref().map(super::RestartPolicy::parse).transpose()?;
+    if o.rm && restart.is_some_and(|r| r != super::RestartPolicy::No) {
+        return Err(Error::Invalid(format!(
+            "--rm and --restart {}: conflicting options (a removed container cannot be restarted)",
+            o.restart.as_deref().unwrap_or("")
+        )));
+    }
+    super::logs::LogOpts::parse(&o.log_opts)?;
     capabilities(o)?;
     dockerflags::to_resources(&o.resources).map_err(|e| Error::Invalid(e.to_string()))?;
     Ok(warnings)

@@ -6,9 +6,15 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
+
+mod list;
+mod manage;
+
+use list::ls;
+use manage::{each, logs, start, stop, wait_stopped};
 use wrun_front::container::run as life;
 use wrun_front::container::spec::RunOptions;
-use wrun_front::container::{Containers, Record, Status};
+use wrun_front::container::Containers;
 use wrun_front::dockerflags::ResourceFlags;
 use wrun_image::registry::{self, Progress, RegistryOptions};
 use wrun_image::store::{self, Store};
@@ -35,6 +41,70 @@ pub enum ContainerCommand {
     Rm(RmArgs),
     /// Print containers' records and configs as JSON.
     Inspect(InspectArgs),
+    /// Start created or stopped containers (in the background, under a monitor).
+    Start(NamesArgs),
+    /// Stop running containers: the stop signal, then SIGKILL after the timeout.
+    Stop(StopArgs),
+    /// Stop and start containers again.
+    Restart(StopArgs),
+    /// Send a signal to running containers (default SIGKILL).
+    Kill(KillArgs),
+    /// Wait for containers to stop; print their exit codes.
+    Wait(NamesArgs),
+    /// Print a container's output (detached containers).
+    Logs(LogsArgs),
+    /// The per-container monitor (started by run -d and start; not for users).
+    #[command(hide = true)]
+    Monitor(MonitorArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct NamesArgs {
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Seconds to wait after the stop signal before SIGKILL [default: the container's
+    /// --stop-timeout, else 10].
+    #[arg(short = 't', long = "time", alias = "timeout")]
+    pub time: Option<u32>,
+    /// The signal to stop with [default: the container's stop signal, else SIGTERM].
+    #[arg(short = 's', long)]
+    pub signal: Option<String>,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    #[arg(short = 's', long, default_value = "SIGKILL")]
+    pub signal: String,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Keep printing what the container writes until it stops.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines ("all" for every line).
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Prefix each line with its time.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    #[arg(value_name = "CONTAINER")]
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct MonitorArgs {
+    #[arg(long)]
+    pub ready_fd: Option<i32>,
+    pub id: String,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -130,9 +200,15 @@ pub struct RunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
-    /// Run in the background (needs the per-container monitor: not available yet).
+    /// Run in the background under a monitor; print the container's id.
     #[arg(short, long)]
     pub detach: bool,
+    /// Restart policy: no, on-failure[:N], always, unless-stopped (needs -d).
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// json-file log options: max-size=SIZE, max-file=N.
+    #[arg(long)]
+    pub log_opt: Vec<String>,
     #[arg(long)]
     pub name: Option<String>,
     /// Set an environment variable (KEY=VALUE, or KEY to take the host's value).
@@ -303,6 +379,9 @@ impl RunArgs {
             stop_signal: self.stop_signal.clone(),
             storage_opt: self.storage_opt.clone(),
             rm: self.rm,
+            stop_timeout: self.stop_timeout,
+            restart: self.restart.clone(),
+            log_opts: self.log_opt.clone(),
         }
     }
 }
@@ -314,23 +393,44 @@ pub fn run(a: &ContainerArgs) -> anyhow::Result<i32> {
         ContainerCommand::Ls(l) => ls(&root, l).map(|()| 0),
         ContainerCommand::Rm(r) => {
             let (st, cs) = (Store::open(&root)?, Containers::open(&root)?);
-            let mut failed = None;
-            for n in &r.names {
-                match life::remove(&st, &cs, n, r.force) {
-                    Ok(_) => println!("{n}"),
-                    Err(e) => {
-                        // docker goes on with the others and fails at the end.
-                        eprintln!("wrun: {e}");
-                        failed = Some(e);
-                    }
-                }
-            }
-            match failed {
-                Some(e) if r.names.len() == 1 => Err(e.into()),
-                Some(_) => Ok(1),
-                None => Ok(0),
-            }
+            each(&r.names, |n| {
+                life::remove(&st, &cs, n, r.force).map(|_| ()).map_err(Into::into)
+            })
         }
+        ContainerCommand::Start(n) => each(&n.names, |name| start(&root, &Containers::open(&root)?, name)),
+        ContainerCommand::Stop(a) => each(&a.names, |name| {
+            let cs = Containers::open(&root)?;
+            stop(&cs, name, a.time, a.signal.as_deref())
+        }),
+        ContainerCommand::Restart(a) => each(&a.names, |name| {
+            let cs = Containers::open(&root)?;
+            stop(&cs, name, a.time, a.signal.as_deref())?;
+            start(&root, &cs, name)
+        }),
+        ContainerCommand::Kill(a) => {
+            let sig = wrun_sys::signal::parse(&a.signal)?;
+            each(&a.names, |name| {
+                let cs = Containers::open(&root)?;
+                let rec = cs.find(name)?;
+                if cs.runtime_status(&rec.id).is_none_or(|s| s == "stopped") {
+                    anyhow::bail!("container {name} is not running");
+                }
+                cs.update(&rec.id, |r| r.stop_requested = true)?;
+                wrun::container::kill(cs.runtime_root(), &rec.id, sig, false)?;
+                Ok(())
+            })
+        }
+        ContainerCommand::Wait(n) => {
+            let cs = Containers::open(&root)?;
+            for name in &n.names {
+                let rec = cs.find(name)?;
+                let rec = wait_stopped(&cs, &rec.id, None);
+                println!("{}", rec.exit_code.unwrap_or(-1));
+            }
+            Ok(0)
+        }
+        ContainerCommand::Logs(l) => logs(&root, l).map(|()| 0),
+        ContainerCommand::Monitor(m) => Ok(wrun_front::container::monitor::main(&root, &m.id, m.ready_fd)),
         ContainerCommand::Inspect(i) => {
             let cs = Containers::open(&root)?;
             let mut out = Vec::new();
@@ -351,8 +451,11 @@ pub fn run(a: &ContainerArgs) -> anyhow::Result<i32> {
 }
 
 fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<i32> {
-    if a.detach {
-        anyhow::bail!("-d: detached containers need the per-container monitor, which wrun does not have yet; run in the foreground");
+    if a.restart.as_deref().is_some_and(|r| r != "no") && !a.detach {
+        anyhow::bail!("--restart: a restart policy needs a detached container (-d) and its monitor");
+    }
+    if a.detach && a.tty && a.interactive {
+        anyhow::bail!("-d with -it: attaching to a detached container is not available yet; drop -i");
     }
     if let Some(u) = a.userns.as_deref().filter(|u| !u.is_empty() && *u != "host") {
         anyhow::bail!("--userns {u:?}: only the host's user namespace (\"host\") for now");
@@ -386,6 +489,19 @@ fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<i32> {
             anyhow::bail!("--cidfile {}: {e}", f.display());
         }
     }
+    if a.detach {
+        return Ok(match wrun_front::container::monitor::spawn(root, &rec) {
+            Ok(()) => {
+                println!("{}", rec.id);
+                0
+            }
+            Err((code, msg)) => {
+                tracing::error!(kind = "start", "{msg}");
+                eprintln!("wrun: {msg}");
+                code
+            }
+        });
+    }
     if !a.interactive {
         // docker's container has no stdin without -i.
         life::stdin_from_dev_null()?;
@@ -400,112 +516,4 @@ fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<i32> {
             Ok(code)
         }
     }
-}
-
-/// "3 seconds", "5 minutes", "2 hours", "4 days" since an RFC 3339 time.
-fn ago(t: Option<&str>) -> String {
-    let Some(secs) = t.and_then(wrun_sys::timefmt::parse_rfc3339) else {
-        return "?".into();
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let d = (now - secs).max(0);
-    match d {
-        0..=1 => "Less than a second".into(),
-        2..=59 => format!("{d} seconds"),
-        60..=119 => "About a minute".into(),
-        120..=3599 => format!("{} minutes", d / 60),
-        3600..=7199 => "About an hour".into(),
-        7200..=172_799 => format!("{} hours", d / 3600),
-        _ => format!("{} days", d / 86400),
-    }
-}
-
-fn status_text(r: &Record) -> String {
-    match r.status {
-        Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", ago(r.started_at.as_deref())),
-        Status::Exited => format!(
-            "Exited ({}) {} ago",
-            r.exit_code.unwrap_or(-1),
-            ago(r.finished_at.as_deref())
-        ),
-        Status::Dead => "Dead".into(),
-    }
-}
-
-fn ls(root: &std::path::Path, a: &LsArgs) -> anyhow::Result<()> {
-    let cs = Containers::open(root)?;
-    let list: Vec<Record> = cs
-        .list()?
-        .into_iter()
-        .filter(|r| a.all || r.status == Status::Running)
-        .collect();
-    let mut out = std::io::stdout().lock();
-    if a.quiet {
-        for r in &list {
-            writeln!(out, "{}", if a.no_trunc { &r.id } else { r.short_id() })?;
-        }
-        return Ok(());
-    }
-    match a.format.as_deref() {
-        Some("json") | Some("{{json .}}") => {
-            for r in &list {
-                let mut v = serde_json::to_value(r)?;
-                v["state"] = serde_json::json!(r.status.as_str());
-                v["status_text"] = serde_json::json!(status_text(r));
-                writeln!(out, "{v}")?;
-            }
-            return Ok(());
-        }
-        Some(f) if f != "table" => anyhow::bail!("--format {f:?}: table or json"),
-        _ => {}
-    }
-    let rows: Vec<[String; 6]> = list
-        .iter()
-        .map(|r| {
-            let cmd = r.command.join(" ");
-            let cmd = if a.no_trunc || cmd.chars().count() <= 20 {
-                cmd
-            } else {
-                format!("{}…", cmd.chars().take(19).collect::<String>())
-            };
-            [
-                if a.no_trunc {
-                    r.id.clone()
-                } else {
-                    r.short_id().to_string()
-                },
-                r.image.clone(),
-                format!("\"{cmd}\""),
-                format!("{} ago", ago(Some(&r.created))),
-                status_text(r),
-                r.name.clone(),
-            ]
-        })
-        .collect();
-    let head = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"];
-    let mut w = head.map(|h| h.chars().count());
-    for row in &rows {
-        for (i, c) in row.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: [&str; 6]| -> String {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i == 5 {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<width$}   ", width = w[i]));
-            }
-        }
-        s
-    };
-    writeln!(out, "{}", line(head))?;
-    for r in &rows {
-        writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]))?;
-    }
-    Ok(())
 }

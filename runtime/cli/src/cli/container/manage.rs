@@ -1,0 +1,133 @@
+//! The verbs that act on existing containers: start, stop, restart, kill, wait, logs.
+
+use std::io::Write;
+
+use wrun_front::container::{Containers, Record, Status};
+
+use super::LogsArgs;
+
+/// `f` for each name; its name printed on success, the errors on stderr (docker goes on with
+/// the others and fails at the end).
+pub(super) fn each(names: &[String], f: impl Fn(&str) -> anyhow::Result<()>) -> anyhow::Result<i32> {
+    let mut failed = None;
+    for n in names {
+        match f(n) {
+            Ok(()) => println!("{n}"),
+            Err(e) if names.len() == 1 => return Err(e),
+            Err(e) => {
+                eprintln!("wrun: {e:#}");
+                failed = Some(e);
+            }
+        }
+    }
+    Ok(if failed.is_some() { 1 } else { 0 })
+}
+
+pub(super) fn running(cs: &Containers, id: &str) -> bool {
+    cs.runtime_status(id).is_some_and(|s| s != "stopped")
+}
+
+/// Wait until container `id` is neither running nor restarting (and its monitor has recorded
+/// it), up to `timeout`; returns its record.
+pub(super) fn wait_stopped(cs: &Containers, id: &str, timeout: Option<std::time::Duration>) -> Record {
+    let t = std::time::Instant::now();
+    loop {
+        let rec = cs.find(id).ok();
+        let settled = rec
+            .as_ref()
+            .is_none_or(|r| !matches!(r.status, Status::Running | Status::Restarting));
+        if settled {
+            if let Some(r) = rec {
+                return r;
+            }
+        }
+        if timeout.is_some_and(|d| t.elapsed() > d) {
+            if let Some(r) = rec {
+                return r;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// docker's stop: the stop signal, up to `time` seconds, then SIGKILL; no restart policy
+/// brings it back.
+pub(super) fn stop(cs: &Containers, name: &str, time: Option<u32>, signal: Option<&str>) -> anyhow::Result<()> {
+    let rec = cs.find(name)?;
+    let rec = cs.update(&rec.id, |r| r.stop_requested = true)?;
+    if !running(cs, &rec.id) {
+        return Ok(());
+    }
+    let sig = signal.or(rec.stop_signal.as_deref()).unwrap_or("SIGTERM");
+    let sig = wrun_sys::signal::parse(sig)?;
+    let _ = wrun::container::kill(cs.runtime_root(), &rec.id, sig, false);
+    let grace = std::time::Duration::from_secs(time.or(rec.stop_timeout).unwrap_or(10) as u64);
+    let t = std::time::Instant::now();
+    while running(cs, &rec.id) && t.elapsed() < grace {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if running(cs, &rec.id) {
+        let _ = wrun::container::kill(cs.runtime_root(), &rec.id, wrun_sys::signal::parse("SIGKILL")?, true);
+    }
+    wait_stopped(cs, &rec.id, Some(std::time::Duration::from_secs(10)));
+    Ok(())
+}
+
+/// Start a created or stopped container under a monitor (a running one is left alone).
+pub(super) fn start(root: &std::path::Path, cs: &Containers, name: &str) -> anyhow::Result<()> {
+    let rec = cs.find(name)?;
+    if matches!(rec.status, Status::Running | Status::Restarting) {
+        return Ok(());
+    }
+    let rec = cs.update(&rec.id, |r| {
+        r.stop_requested = false;
+        r.auto_remove = r.auto_remove && r.restart == wrun_front::container::RestartPolicy::No;
+    })?;
+    wrun_front::container::monitor::spawn(root, &rec).map_err(|(_, msg)| anyhow::anyhow!("{msg}"))
+}
+
+pub(super) fn logs(root: &std::path::Path, a: &LogsArgs) -> anyhow::Result<()> {
+    use wrun_front::container::logs as l;
+    let cs = Containers::open(root)?;
+    let rec = cs.find(&a.name)?;
+    let path = l::path(&cs.dir_of(&rec.id), &rec.id);
+    let mut all = l::read_all(&path, rec.log_opts.max_file.unwrap_or(1));
+    if a.tail != "all" {
+        let n: usize = a
+            .tail
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--tail {:?}: a number or \"all\"", a.tail))?;
+        all.drain(..all.len().saturating_sub(n));
+    }
+    let show = |e: &l::Entry| {
+        let line = if a.timestamps {
+            format!("{} {}", e.time, e.log)
+        } else {
+            e.log.clone()
+        };
+        if e.stream == "stderr" {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        } else {
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(line.as_bytes());
+            let _ = o.flush();
+        }
+    };
+    all.iter().for_each(show);
+    if !a.follow {
+        return Ok(());
+    }
+    let mut off = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    loop {
+        let live = cs
+            .find(&rec.id)
+            .is_ok_and(|r| matches!(r.status, Status::Running | Status::Restarting));
+        let (new, next) = l::read_from(&path, off);
+        new.iter().for_each(show);
+        off = next;
+        if !live {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,234 @@
+//! A container's output in docker's json-file format: one JSON object per line,
+//! `{"log":"text\n","stream":"stdout","time":"RFC 3339"}`, in `containers/<id>/<id>-json.log`,
+//! rotated at `--log-opt max-size` into `.1`, `.2`, ... keeping `max-file` files in all.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Error, Result};
+
+/// `--log-opt` of the json-file driver.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogOpts {
+    /// Rotate when the file passes this many bytes (None: never).
+    pub max_size: Option<u64>,
+    /// Files kept in all, the live one included (at least 1).
+    pub max_file: Option<u32>,
+}
+
+impl LogOpts {
+    /// Parse `--log-opt KEY=VALUE` values (max-size, max-file).
+    pub fn parse(opts: &[String]) -> Result<LogOpts> {
+        let mut o = LogOpts::default();
+        for kv in opts {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| Error::Invalid(format!("--log-opt {kv:?}: not KEY=VALUE")))?;
+            match k {
+                "max-size" => {
+                    let n = crate::dockerflags::parse_size(v)
+                        .map_err(|e| Error::Invalid(format!("--log-opt max-size {v:?}: {e}")))?;
+                    if n <= 0 {
+                        return Err(Error::Invalid(format!("--log-opt max-size {v:?}: must be more than 0")));
+                    }
+                    o.max_size = Some(n as u64);
+                }
+                "max-file" => {
+                    let n: u32 = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| Error::Invalid(format!("--log-opt max-file {v:?}: a number, at least 1")))?;
+                    o.max_file = Some(n);
+                }
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "--log-opt {k:?}: unknown option (max-size, max-file)"
+                    )))
+                }
+            }
+        }
+        if o.max_file.is_some_and(|n| n > 1) && o.max_size.is_none() {
+            return Err(Error::Invalid("--log-opt max-file: needs max-size".into()));
+        }
+        Ok(o)
+    }
+}
+
+/// One log entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub log: String,
+    pub stream: String,
+    pub time: String,
+}
+
+/// The log file of container `id` in `dir`.
+pub fn path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}-json.log"))
+}
+
+/// The writer the monitor's stream threads share.
+pub struct Writer {
+    path: PathBuf,
+    opts: LogOpts,
+    file: File,
+    size: u64,
+}
+
+impl Writer {
+    pub fn open(path: &Path, opts: LogOpts) -> Result<Arc<Mutex<Writer>>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(super::io(format!("open {}", path.display())))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Arc::new(Mutex::new(Writer {
+            path: path.to_path_buf(),
+            opts,
+            file,
+            size,
+        })))
+    }
+
+    fn write(&mut self, e: &Entry) {
+        let mut line = serde_json::to_vec(e).unwrap_or_default();
+        line.push(b'\n');
+        if let Some(max) = self.opts.max_size {
+            if self.size > 0 && self.size + line.len() as u64 > max {
+                self.rotate();
+            }
+        }
+        if self.file.write_all(&line).is_ok() {
+            self.size += line.len() as u64;
+        }
+    }
+
+    /// FILE → FILE.1 → FILE.2 ...; the oldest beyond max-file goes.
+    fn rotate(&mut self) {
+        let keep = self.opts.max_file.unwrap_or(1);
+        let name = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        if keep <= 1 {
+            let _ = self.file.set_len(0);
+        } else {
+            let _ = fs::remove_file(name(keep - 1));
+            for n in (1..keep - 1).rev() {
+                let _ = fs::rename(name(n), name(n + 1));
+            }
+            let _ = fs::rename(&self.path, name(1));
+            if let Ok(f) = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&self.path)
+            {
+                self.file = f;
+            }
+        }
+        self.size = 0;
+    }
+}
+
+/// Copy `from` (a stream of the container) into the log as `stream` entries, a line each
+/// (a line longer than 16 KiB is cut into entries, as docker's), until it ends.
+pub fn pump(from: impl Read, stream: &'static str, w: Arc<Mutex<Writer>>) {
+    let mut r = BufReader::with_capacity(16 << 10, from);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match (&mut r).take(16 << 10).read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let e = Entry {
+                    log: String::from_utf8_lossy(&buf).into_owned(),
+                    stream: stream.to_string(),
+                    time: wrun_sys::timefmt::now(),
+                };
+                if let Ok(mut w) = w.lock() {
+                    w.write(&e);
+                }
+            }
+        }
+    }
+}
+
+/// Every entry of the log, oldest first (rotated files included).
+pub fn read_all(path: &Path, max_file: u32) -> Vec<Entry> {
+    let mut files: Vec<PathBuf> = (1..max_file.max(1))
+        .rev()
+        .map(|n| PathBuf::from(format!("{}.{n}", path.display())))
+        .collect();
+    files.push(path.to_path_buf());
+    let mut out = Vec::new();
+    for f in files {
+        let Ok(fh) = File::open(&f) else { continue };
+        for line in BufReader::new(fh).lines().map_while(std::result::Result::ok) {
+            if let Ok(e) = serde_json::from_str::<Entry>(&line) {
+                out.push(e);
+            }
+        }
+    }
+    out
+}
+
+/// Entries appended to the live file after byte `from`; returns them and the new offset.
+pub fn read_from(path: &Path, from: u64) -> (Vec<Entry>, u64) {
+    let Ok(mut f) = File::open(path) else {
+        return (vec![], from);
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    // Rotated under us: start the new file from its beginning.
+    let start = if len < from { 0 } else { from };
+    let _ = std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start));
+    let mut text = Vec::new();
+    let _ = f.read_to_end(&mut text);
+    // Only whole lines; a line being written is read next time.
+    let whole = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let out = text[..whole]
+        .split(|b| *b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<Entry>(l).ok())
+        .collect();
+    (out, start + whole as u64)
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_become_entries_and_rotation_keeps_max_file_files() {
+        let dir = std::env::temp_dir().join(format!("wrun-front-logs-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = path(&dir, "c1");
+        let opts = LogOpts::parse(&["max-size=200".into(), "max-file=3".into()]).unwrap();
+        let w = Writer::open(&p, opts).unwrap();
+        let text: String = (0..20).map(|i| format!("line {i}\n")).collect();
+        pump(text.as_bytes(), "stdout", w.clone());
+        pump(&b"no newline at the end"[..], "stderr", w);
+        let all = read_all(&p, 3);
+        assert!(p.with_extension("log.2").exists() || PathBuf::from(format!("{}.2", p.display())).exists());
+        assert!(!PathBuf::from(format!("{}.3", p.display())).exists(), "at most 3 files");
+        let last = all.last().unwrap();
+        assert_eq!(
+            (last.log.as_str(), last.stream.as_str()),
+            ("no newline at the end", "stderr")
+        );
+        assert!(all.len() < 21, "the oldest entries were rotated away");
+        assert!(all.iter().any(|e| e.log == "line 19\n"));
+        let (tail, off) = read_from(&p, 0);
+        assert_eq!(tail.last().unwrap().stream, "stderr");
+        assert_eq!(off, fs::metadata(&p).unwrap().len());
+        let _ = fs::remove_dir_all(&dir);
+        for bad in ["max-size=0", "max-size=x", "max-file=0", "colour=red", "max-file=3"] {
+            assert!(LogOpts::parse(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+}

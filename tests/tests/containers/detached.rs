@@ -1,0 +1,258 @@
+//! Detached containers (`run -d`) and their monitor: logs, stop, kill, start, wait, restart
+//! policies, and `rm -f` of a running one leaving nothing.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// `run -d ARGS`: the full id it prints.
+fn detach(f: &Front, args: &[&str]) -> String {
+    let mut full = vec!["run", "-d"];
+    full.extend_from_slice(args);
+    let o = f.container(&full);
+    assert_ok(&o, &format!("wrun container {}", full.join(" ")));
+    let id = stdout(&o).trim().to_string();
+    assert_eq!(id.len(), 64, "run -d prints the id: {id:?}");
+    id
+}
+
+fn logs(f: &Front, name: &str) -> String {
+    let o = f.container(&["logs", name]);
+    assert_ok(&o, "logs");
+    stdout(&o) + &stderr(&o)
+}
+
+#[track_caller]
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn status(f: &Front, name: &str) -> String {
+    inspect(f, name)["status"].as_str().unwrap_or("").to_string()
+}
+
+/// Container `id`'s cgroup directories, found by name under /sys/fs/cgroup.
+fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let o = run_cmd(
+        Command::new("find").args(["/sys/fs/cgroup", "-maxdepth", "7", "-type", "d", "-name", id]),
+        None,
+    );
+    stdout(&o).lines().map(PathBuf::from).collect()
+}
+
+#[test]
+fn a_detached_container_logs_follows_stops_starts_and_waits() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:d", &["CMD [\"sh\"]"]);
+    // Counts its runs in its own root filesystem (kept between runs), then ticks until TERM,
+    // which it answers by exiting 0 (a shell as pid 1 ignores TERM unless it traps it).
+    let script = "n=$(cat /runs 2>/dev/null || echo 0); n=$((n+1)); echo $n > /runs; echo run $n; echo to-stderr >&2; \
+                  trap 'echo got-term; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done";
+    let id = detach(&f, &["--name", "ticker", "bb:d", "sh", "-c", script]);
+    let ls = stdout(&f.container(&["ls"]));
+    assert!(
+        ls.lines().any(|l| l.starts_with(&id[..12]) && l.contains("Up ")),
+        "{ls}"
+    );
+    // The monitor: its own session, outliving the CLI that started it.
+    let mon = inspect(&f, "ticker")["monitor_pid"].as_i64().expect("a monitor pid") as i32;
+    let sid = fs::read_to_string(format!("/proc/{mon}/stat")).unwrap();
+    assert_eq!(
+        sid.split_whitespace().nth(5),
+        Some(mon.to_string().as_str()),
+        "the monitor leads its session"
+    );
+    // logs -f follows the live container until it stops.
+    let follow =
+        f.rt.spawn(&["container", "--data-root", f.data_root(), "logs", "-f", "ticker"]);
+    wait_until("ticks in the log", Duration::from_secs(10), || {
+        logs(&f, "ticker").contains("tick 3")
+    });
+    let o = f.container(&["logs", "--tail", "1", "ticker"]);
+    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
+    assert!(
+        stderr(&f.container(&["logs", "ticker"])).contains("to-stderr"),
+        "stderr is its own stream"
+    );
+    let t = stdout(&f.container(&["logs", "-t", "--tail", "1", "ticker"]));
+    assert!(t.starts_with("20") && t.contains("Z tick"), "{t}");
+    // stop: TERM, answered at once.
+    let t0 = Instant::now();
+    assert_ok(&f.container(&["stop", "-t", "10", "ticker"]), "stop");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "TERM was enough: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(status(&f, "ticker"), "exited");
+    assert_eq!(inspect(&f, "ticker")["exit_code"], 0);
+    let followed = follow.wait_timeout(Duration::from_secs(10));
+    assert!(
+        stdout(&followed).contains("got-term"),
+        "logs -f saw the end: {}",
+        stdout(&followed)
+    );
+    assert_eq!(stdout(&f.container(&["wait", "ticker"])).trim(), "0");
+    // start: again, with the writes of the first run.
+    assert_ok(&f.container(&["start", "ticker"]), "start");
+    wait_until("the second run", Duration::from_secs(10), || {
+        logs(&f, "ticker").contains("run 2")
+    });
+    assert_eq!(status(&f, "ticker"), "running");
+    // kill: the signal the user names.
+    assert_ok(&f.container(&["kill", "-s", "TERM", "ticker"]), "kill");
+    assert_eq!(stdout(&f.container(&["wait", "ticker"])).trim(), "0");
+    assert_ok(&f.container(&["rm", "ticker"]), "rm");
+    assert!(cgroup_dirs(&id).is_empty(), "cgroups left: {:?}", cgroup_dirs(&id));
+    f.assert_nothing_left();
+}
+
+#[test]
+fn stop_sends_the_stop_signal_then_sigkill_after_the_timeout() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:stop", &["CMD [\"sh\"]"]);
+    // A pid 1 shell without a trap ignores TERM: only the SIGKILL after -t ends it (137).
+    detach(
+        &f,
+        &[
+            "--name",
+            "stubborn",
+            "bb:stop",
+            "sh",
+            "-c",
+            "while true; do sleep 0.1; done",
+        ],
+    );
+    let t0 = Instant::now();
+    assert_ok(&f.container(&["stop", "-t", "1", "stubborn"]), "stop");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "SIGKILL came before the timeout: {took:?}"
+    );
+    assert_eq!(inspect(&f, "stubborn")["exit_code"], 137);
+    // --stop-signal: the one the container asked for.
+    detach(
+        &f,
+        &[
+            "--name",
+            "usr1",
+            "--stop-signal",
+            "SIGUSR1",
+            "bb:stop",
+            "sh",
+            "-c",
+            "trap 'exit 42' USR1; while true; do sleep 0.1; done",
+        ],
+    );
+    assert_ok(&f.container(&["stop", "usr1"]), "stop with the container's stop signal");
+    assert_eq!(inspect(&f, "usr1")["exit_code"], 42);
+    assert_ok(&f.container(&["rm", "stubborn", "usr1"]), "rm both");
+    f.assert_nothing_left();
+}
+
+#[test]
+fn restart_policies_restart_as_docker_and_stop_ends_them() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:restart", &["CMD [\"sh\"]"]);
+    detach(
+        &f,
+        &[
+            "--name",
+            "flaky",
+            "--restart",
+            "on-failure:2",
+            "bb:restart",
+            "sh",
+            "-c",
+            "echo run; exit 3",
+        ],
+    );
+    wait_until("on-failure:2 to give up", Duration::from_secs(20), || {
+        let v = inspect(&f, "flaky");
+        v["status"] == "exited" && v["restart_count"] == 2
+    });
+    assert_eq!(
+        logs(&f, "flaky").matches("run\n").count(),
+        3,
+        "the first run and two restarts"
+    );
+    detach(&f, &["--name", "fine", "--restart", "on-failure", "bb:restart", "true"]);
+    wait_until("a clean exit", Duration::from_secs(10), || {
+        status(&f, "fine") == "exited"
+    });
+    assert_eq!(inspect(&f, "fine")["restart_count"], 0, "exit 0 is not a failure");
+    detach(
+        &f,
+        &[
+            "--name",
+            "forever",
+            "--restart",
+            "always",
+            "bb:restart",
+            "sh",
+            "-c",
+            "echo up; sleep 0.2",
+        ],
+    );
+    wait_until("always to restart", Duration::from_secs(20), || {
+        inspect(&f, "forever")["restart_count"].as_u64().unwrap_or(0) >= 2
+    });
+    assert_ok(&f.container(&["stop", "-t", "1", "forever"]), "stop");
+    let count = inspect(&f, "forever")["restart_count"].clone();
+    std::thread::sleep(Duration::from_millis(800));
+    let v = inspect(&f, "forever");
+    assert_eq!(v["restart_count"], count, "stopped: no more restarts");
+    assert_eq!(v["status"], "exited");
+    f.refused_keeping(
+        &["--rm", "-d", "--restart", "always", "bb:restart", "true"],
+        "conflicting",
+    );
+    f.refused_keeping(&["--restart", "sometimes", "-d", "bb:restart", "true"], "--restart");
+    f.refused_keeping(&["--log-opt", "max-size=0", "-d", "bb:restart", "true"], "max-size");
+    assert_ok(&f.container(&["rm", "flaky", "fine", "forever"]), "rm");
+    f.assert_nothing_left();
+}
+
+#[test]
+fn rm_f_of_a_running_container_leaves_nothing_and_rm_d_removes_itself() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:rmf", &["CMD [\"sh\"]"]);
+    let id = detach(&f, &["--name", "busy", "bb:rmf", "sleep", "1000"]);
+    let mon = inspect(&f, "busy")["monitor_pid"].as_i64().unwrap() as i32;
+    assert!(!cgroup_dirs(&id).is_empty(), "a running container has its cgroup");
+    let o = f.container(&["rm", "busy"]);
+    assert!(!o.status.success() && stderr(&o).contains("running"), "{}", stderr(&o));
+    assert_ok(&f.container(&["rm", "-f", "busy"]), "rm -f");
+    // Gone, or a zombie of whatever reaper it was handed to once its CLI exited.
+    let state = fs::read_to_string(format!("/proc/{mon}/stat")).unwrap_or_default();
+    let state = state
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .next()
+        .unwrap_or("");
+    assert!(
+        state.is_empty() || state == "Z",
+        "the monitor {mon} still runs ({state})"
+    );
+    assert!(cgroup_dirs(&id).is_empty(), "cgroups left: {:?}", cgroup_dirs(&id));
+    f.assert_nothing_left();
+    // --rm -d: the monitor removes the container when it ends.
+    detach(&f, &["--rm", "--name", "brief", "bb:rmf", "true"]);
+    wait_until("the --rm container to go", Duration::from_secs(10), || {
+        !stdout(&f.container(&["ls", "-a"])).contains("brief")
+    });
+    f.assert_nothing_left();
+    // A detached start failure: docker's 127 from run -d, the container left created.
+    let o = f.container(&["run", "-d", "--name", "nocmd", "bb:rmf", "no-such-command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert_eq!(status(&f, "nocmd"), "created");
+    assert_ok(&f.container(&["rm", "nocmd"]), "rm");
+    f.assert_nothing_left();
+}
