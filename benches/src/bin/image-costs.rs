@@ -1,7 +1,8 @@
 //! The image store's costs for the comparison report (benches/report.sh), as medians of
 //! ROUNDS runs each on the busybox root filesystem: unpacking its layer tar safely, importing
 //! it as an image (hash, stage, unpack, commit; fsyncs included), and mounting an image's root
-//! filesystem as an overlay (the part of a container start that images add). Prints one JSON
+//! filesystem as an overlay (the part of a container start that images add), with GNU tar's
+//! extraction of the same tar alternating as the reference. Prints one JSON
 //! object of milliseconds. Needs root (overlay mounts). usage: image-costs [ROUNDS]
 
 use std::time::Instant;
@@ -26,13 +27,27 @@ fn main() {
         .max(1);
     let work = std::env::temp_dir().join(format!("wrun-image-costs-{}", std::process::id()));
     let tar = wrun_benches::busybox_tar(&work);
-    let (mut unpack, mut import, mut mount) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut unpack, mut import, mut mount, mut tar_x) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Alternating with GNU tar extracting the same file: the reference that says how fast
+    // this machine's filesystem is in the same minute.
     for i in 0..rounds {
         let d = work.join(format!("unpack-{i}"));
         std::fs::create_dir_all(&d).unwrap();
         let t = Instant::now();
         wrun_image::unpack::unpack_layer(std::fs::File::open(&tar).unwrap(), &d).unwrap();
         unpack.push(ms(t));
+        std::fs::remove_dir_all(&d).unwrap();
+        std::fs::create_dir_all(&d).unwrap();
+        let t = Instant::now();
+        let st = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&d)
+            .arg("-xf")
+            .arg(&tar)
+            .status()
+            .unwrap();
+        tar_x.push(ms(t));
+        assert!(st.success());
         std::fs::remove_dir_all(&d).unwrap();
     }
     let opts = ImportOptions {
@@ -58,8 +73,9 @@ fn main() {
     }
     std::fs::remove_dir_all(&work).unwrap();
     println!(
-        "{{\"rounds\": {rounds}, \"unpack_ms\": {:.2}, \"import_ms\": {:.2}, \"mount_ms\": {:.3}}}",
+        "{{\"rounds\": {rounds}, \"unpack_ms\": {:.2}, \"tar_ms\": {:.2}, \"import_ms\": {:.2}, \"mount_ms\": {:.3}}}",
         median(unpack),
+        median(tar_x),
         median(import),
         median(mount)
     );
