@@ -47,8 +47,10 @@ fn line<'a>(text: &'a str, key_at: usize, key: &str) -> Option<Vec<&'a str>> {
         .find(|f| f.get(key_at) == Some(&key))
 }
 
+/// A uid or gid: at most 2^31-1, as docker's. A larger one (4294967295 is -1) would reach
+/// setresuid(2) as "leave it unchanged", and the process would stay root.
 fn number(s: &str) -> Option<u32> {
-    s.parse().ok()
+    s.parse().ok().filter(|n| *n <= i32::MAX as u32)
 }
 
 /// Resolve `spec` (`user[:group]`; empty means root) in `rootfs`.
@@ -73,6 +75,8 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
             ),
             None => (uid, 0, None, None),
         }
+    } else if u.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::Invalid(format!("user {u:?}: a uid must be at most 2147483647")));
     } else {
         let f = line(&passwd, 0, u)
             .ok_or_else(|| Error::Invalid(format!("user {u:?}: no such user in the image's /etc/passwd")))?;
@@ -117,6 +121,9 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
 pub fn resolve_group(group: &str, g: &str) -> Result<u32> {
     if let Some(id) = number(g) {
         return Ok(id);
+    }
+    if g.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::Invalid(format!("group {g:?}: a gid must be at most 2147483647")));
     }
     line(group, 0, g)
         .and_then(|f| f.get(2).and_then(|s| number(s)))
@@ -199,6 +206,20 @@ mod tests {
             resolve_groups(&d.0, &["audio".into(), "5".into()]).unwrap(),
             vec![29, 5]
         );
+    }
+
+    #[test]
+    fn ids_past_2_31_are_refused_wherever_they_come_from() {
+        let d = rootfs();
+        std::fs::write(
+            d.0.join("etc/passwd"),
+            "nobody:x:4294967295:4294967295::/:/bin/sh\nbig:x:1000:4294967295::/:/bin/sh\n",
+        )
+        .unwrap();
+        assert!(resolve(&d.0, "nobody").is_err(), "uid -1 from the image's passwd");
+        assert!(resolve(&d.0, "4294967295").is_err(), "uid -1 from the flag");
+        assert_eq!(resolve(&d.0, "big").unwrap().gid, 0, "an out-of-range gid is not taken");
+        assert!(resolve(&d.0, "1000:4294967295").is_err(), "gid -1 from the flag");
     }
 
     #[test]

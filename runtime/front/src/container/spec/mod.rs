@@ -17,6 +17,7 @@ use crate::dockerflags::{self, ResourceFlags};
 
 mod caps;
 mod mounts;
+mod seccomp;
 
 use caps::capabilities;
 pub use caps::DOCKER_CAPS;
@@ -83,14 +84,18 @@ fn env_file(p: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
+const IMAGE_ENV: &str = "the image's Env";
+
 /// The environment: the image's, then --env-file, then -e (a later KEY replaces an earlier);
-/// `KEY` alone takes the host's value or is left out. PATH, HOSTNAME (and TERM with -t) as
-/// docker adds them.
+/// `KEY` alone in a flag takes the host's value or is left out; in the image it is left out
+/// (an image naming `AWS_SECRET_ACCESS_KEY` must not get the host's). PATH, HOSTNAME (and
+/// TERM with -t) as docker adds them.
 fn environment(image_env: &[String], o: &RunOptions, hostname: &str) -> Result<Vec<String>> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |kv: &str, flag: &str| -> Result<()> {
         let (k, v) = match kv.split_once('=') {
             Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None if flag == IMAGE_ENV => (kv.to_string(), None),
             None => (kv.to_string(), std::env::var(kv).ok()),
         };
         if k.is_empty() || k.contains('\0') {
@@ -103,7 +108,7 @@ fn environment(image_env: &[String], o: &RunOptions, hostname: &str) -> Result<V
         Ok(())
     };
     for kv in image_env {
-        set(kv, "the image's Env")?;
+        set(kv, IMAGE_ENV)?;
     }
     for f in &o.env_file {
         for kv in env_file(f)? {
@@ -492,6 +497,13 @@ pub fn build(o: &RunOptions, i: &Inputs) -> Result<Value> {
             "/sys/devices/virtual/powercap"
         ]);
         linux["readonlyPaths"] = json!(["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]);
+    }
+    let unconfined = o
+        .security_opt
+        .iter()
+        .any(|s| s == "seccomp=unconfined" || s == "seccomp:unconfined");
+    if !o.privileged && !unconfined {
+        linux["seccomp"] = seccomp::default_profile(&caps);
     }
     if !o.sysctls.is_empty() {
         let m: BTreeMap<&str, &str> = o.sysctls.iter().filter_map(|s| s.split_once('=')).collect();

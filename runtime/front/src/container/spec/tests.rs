@@ -60,7 +60,18 @@ fn environment_is_the_images_then_env_files_then_flags() {
         tty: true,
         ..opts()
     };
-    let env = environment(&["PATH=/bin".into(), "A=image".into(), "B=image".into()], &o, "h1").unwrap();
+    std::env::set_var("WRUN_FRONT_TEST_SECRET", "host-secret");
+    let env = environment(
+        &[
+            "PATH=/bin".into(),
+            "A=image".into(),
+            "B=image".into(),
+            "WRUN_FRONT_TEST_SECRET".into(),
+        ],
+        &o,
+        "h1",
+    )
+    .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(
         env,
@@ -72,7 +83,8 @@ fn environment_is_the_images_then_env_files_then_flags() {
             "C=flag",
             "WRUN_FRONT_TEST_HOST=host-value",
             "TERM=xterm"
-        ]
+        ],
+        "a bare KEY in the image's Env does not take the host's value"
     );
     let e = environment(
         &[],
