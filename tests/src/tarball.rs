@@ -205,3 +205,41 @@ pub fn wasm_artifact(module: &[u8], name: &str) -> Vec<u8> {
     }
     t.finish()
 }
+
+/// An OCI archive of one image: `layers` (uncompressed tars, bottom first) and the image
+/// config `config` (its `rootfs` is filled in), named `name`. For images whose config says
+/// what `wrun image import --change` cannot (a bare `Env` name, a hostile StopSignal).
+pub fn image_archive(layers: &[Vec<u8>], mut config: serde_json::Value, name: &str) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
+    config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
+    if config.get("architecture").is_none() {
+        config["architecture"] = json!("amd64");
+        config["os"] = json!("linux");
+    }
+    let config = serde_json::to_vec(&config).unwrap();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": layers.iter().map(|l| json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(l), "size": l.len()
+        })).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&manifest),
+                       "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": name}}],
+    }))
+    .unwrap();
+    let mut t = Tarball::new();
+    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+        .file("index.json", &index);
+    t.dir("blobs").dir("blobs/sha256");
+    let mut blobs = vec![config, manifest];
+    blobs.extend(layers.iter().cloned());
+    for b in &blobs {
+        t.file(&format!("blobs/sha256/{}", sha256(b).trim_start_matches("sha256:")), b);
+    }
+    t.finish()
+}

@@ -6,6 +6,7 @@
 
 mod detached;
 mod flags;
+mod hostile;
 
 use std::fs;
 use std::path::PathBuf;

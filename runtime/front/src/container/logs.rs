@@ -158,26 +158,51 @@ pub fn pump(from: impl Read, stream: &'static str, w: Arc<Mutex<Writer>>) {
     }
 }
 
-/// Every entry of the log, oldest first (rotated files included).
-pub fn read_all(path: &Path, max_file: u32) -> Vec<Entry> {
-    let mut files: Vec<PathBuf> = (1..max_file.max(1))
+/// Every entry of the log, oldest first (rotated files included), handed to `f` one at a
+/// time (a log may be far larger than memory). Returns the offset in the live file after the
+/// last whole line read, where `read_from` goes on.
+pub fn for_each(path: &Path, max_file: u32, mut f: impl FnMut(Entry)) -> u64 {
+    let rotated = (1..max_file.max(1))
         .rev()
-        .map(|n| PathBuf::from(format!("{}.{n}", path.display())))
-        .collect();
-    files.push(path.to_path_buf());
-    let mut out = Vec::new();
-    for f in files {
-        let Ok(fh) = File::open(&f) else { continue };
-        for line in BufReader::new(fh).lines().map_while(std::result::Result::ok) {
-            if let Ok(e) = serde_json::from_str::<Entry>(&line) {
-                out.push(e);
+        .map(|n| PathBuf::from(format!("{}.{n}", path.display())));
+    for p in rotated {
+        if let Ok(fh) = File::open(&p) {
+            for line in BufReader::new(fh).lines().map_while(std::result::Result::ok) {
+                if let Ok(e) = serde_json::from_str::<Entry>(&line) {
+                    f(e);
+                }
             }
         }
     }
+    let Ok(fh) = File::open(path) else { return 0 };
+    let mut r = BufReader::new(fh);
+    let mut off = 0u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return off,
+            // A line still being written is left for `read_from`.
+            Ok(_) if line.last() != Some(&b'\n') => return off,
+            Ok(n) => {
+                off += n as u64;
+                if let Ok(e) = serde_json::from_slice::<Entry>(&line) {
+                    f(e);
+                }
+            }
+        }
+    }
+}
+
+/// Every entry (`for_each` into a list): for tests and small logs.
+pub fn read_all(path: &Path, max_file: u32) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for_each(path, max_file, |e| out.push(e));
     out
 }
 
-/// Entries appended to the live file after byte `from`; returns them and the new offset.
+/// Entries appended to the live file after byte `from` (at most 1 MiB of them); returns them
+/// and the new offset.
 pub fn read_from(path: &Path, from: u64) -> (Vec<Entry>, u64) {
     let Ok(mut f) = File::open(path) else {
         return (vec![], from);
@@ -187,7 +212,7 @@ pub fn read_from(path: &Path, from: u64) -> (Vec<Entry>, u64) {
     let start = if len < from { 0 } else { from };
     let _ = std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start));
     let mut text = Vec::new();
-    let _ = f.read_to_end(&mut text);
+    let _ = (&mut f).take(1 << 20).read_to_end(&mut text);
     // Only whole lines; a line being written is read next time.
     let whole = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     let out = text[..whole]

@@ -276,6 +276,10 @@ impl Containers {
 
     /// The record of container `id` (a full id), as it is on disk.
     pub fn load(&self, id: &str) -> Result<Record> {
+        // A full id only: 64 hex digits, never a path.
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::NotFound(id.to_string()));
+        }
         let p = self.dir_of(id).join("container.json");
         let b = fs::read(&p).map_err(|_| Error::NotFound(id.to_string()))?;
         serde_json::from_slice(&b).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,7 +45,7 @@ pub fn wait_gone(pid: i32, id: &str, timeout: Duration) -> bool {
 /// it says the container runs. Returns the exit code docker gives a failed start with the
 /// message, if it failed.
 pub fn spawn(data_root: &Path, rec: &Record) -> std::result::Result<(), (i32, String)> {
-    let (r, w) = nix::unistd::pipe().map_err(|e| (125, format!("pipe: {e}")))?;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| (125, format!("pipe: {e}")))?;
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.arg("container")
         .arg("--data-root")
@@ -115,9 +116,47 @@ pub fn main(data_root: &Path, id: &str, ready_fd: Option<i32>) -> i32 {
     }
 }
 
+/// `containers/<id>/monitor.lock`: held by a container's monitor for its whole life.
+fn lock_file(cs: &Containers, id: &str) -> Result<File> {
+    let p = cs.dir_of(id).join("monitor.lock");
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&p)
+        .map_err(super::io(format!("open {}", p.display())))
+}
+
+fn try_lock(f: &File) -> bool {
+    // SAFETY: flock on a valid fd.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Wait, up to `timeout`, until no monitor of `id` is left (one that is finishing a run it
+/// was stopped in); false if one still holds its lock.
+pub fn wait_no_monitor(cs: &Containers, id: &str, timeout: Duration) -> Result<bool> {
+    let f = lock_file(cs, id)?;
+    let t = Instant::now();
+    while !try_lock(&f) {
+        if t.elapsed() > timeout {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(true)
+}
+
 fn monitor(data_root: &Path, id: &str, ready: &Arc<Ready>) -> Result<()> {
     let st = Store::open(data_root)?;
     let cs = Containers::open(data_root)?;
+    // One monitor per container: a second `start` racing the first finds it here.
+    let lock = lock_file(&cs, id)?;
+    if !try_lock(&lock) {
+        return Err(super::Error::Conflict(format!(
+            "container {id}: already running under a monitor"
+        )));
+    }
     let me = std::process::id() as i32;
     let rec = cs.update(id, |r| r.monitor_pid = Some(me))?;
     let dir = cs.dir_of(id);
@@ -134,14 +173,27 @@ fn monitor(data_root: &Path, id: &str, ready: &Arc<Ready>) -> Result<()> {
         }
         // Its root filesystem and network namespace, made again for a restart.
         run::prepare_to_run(&st, &cs, &rec)?;
-        let (out_r, out_w) = nix::unistd::pipe().map_err(|e| super::io("pipe")(e.into()))?;
-        let (err_r, err_w) = nix::unistd::pipe().map_err(|e| super::io("pipe")(e.into()))?;
-        let (res_r, res_w) = nix::unistd::pipe().map_err(|e| super::io("pipe")(e.into()))?;
-        cs.update(id, |r| {
-            r.status = Status::Running;
-            r.started_at = Some(wrun_sys::timefmt::now());
-            r.exit_code = None;
+        let (out_r, out_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| super::io("pipe")(e.into()))?;
+        let (err_r, err_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| super::io("pipe")(e.into()))?;
+        let (res_r, res_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| super::io("pipe")(e.into()))?;
+        // Checked again under the lock that `stop` and `rm -f` write through: a stop that came
+        // after the check above is not lost.
+        let rec = cs.update(id, |r| {
+            if !(r.stop_requested || r.remove_requested) {
+                r.status = Status::Running;
+                r.started_at = Some(wrun_sys::timefmt::now());
+                r.exit_code = None;
+            } else if r.status == Status::Restarting {
+                r.status = Status::Exited;
+            }
         })?;
+        if rec.stop_requested || rec.remove_requested {
+            run::after_run(&st, &cs, &rec);
+            break;
+        }
         // The lifecycle library clones the container's init only from a single-threaded
         // process: the run is a child forked while this process has no other thread; it
         // writes its result ("N", or "err CODE MESSAGE") to `res`.
@@ -246,7 +298,12 @@ fn monitor(data_root: &Path, id: &str, ready: &Arc<Ready>) -> Result<()> {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    let rec = cs.update(id, |r| r.monitor_pid = None)?;
+    // Only our own pid is cleared: a monitor `start` made after us keeps its.
+    let rec = cs.update(id, |r| {
+        if r.monitor_pid == Some(me) {
+            r.monitor_pid = None;
+        }
+    })?;
     if rec.auto_remove && !rec.remove_requested {
         run::remove_made(&st, &cs, &rec)?;
     }

@@ -51,10 +51,17 @@ pub fn create(store: &Store, cs: &Containers, img: &Image, image: &str, o: &RunO
             None => cs.generate_name(&all),
         };
         mkdir(&dir, 0o700)?;
-        let stop_signal = o
-            .stop_signal
-            .clone()
-            .or_else(|| cfg["StopSignal"].as_str().map(str::to_string));
+        // The image's StopSignal is checked like the flag; one that does not parse is not
+        // kept (stop would fail on it every time), SIGTERM is used instead.
+        let stop_signal = o.stop_signal.clone().or_else(|| {
+            let s = cfg["StopSignal"].as_str()?;
+            if wrun_sys::signal::parse(s).is_ok() {
+                Some(s.to_string())
+            } else {
+                eprintln!("wrun: warning: the image's StopSignal {s:?} is not a signal; SIGTERM is used");
+                None
+            }
+        });
         let rec = Record {
             id: id.clone(),
             name,
@@ -360,6 +367,28 @@ pub fn remove(store: &Store, cs: &Containers, name: &str, force: bool) -> Result
     Ok(rec)
 }
 
+/// Remove a container's directory. Its writes are the container's to shape: a chain of
+/// thousands of nested directories makes std's removal (an fd per level) fail with EMFILE, so
+/// coreutils' `rm`, which walks any depth, finishes what it could not. Neither follows
+/// symlinks; `--one-file-system` keeps `rm` off anything mounted below.
+fn remove_tree(dir: &Path) -> Result<()> {
+    let first = match fs::remove_dir_all(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let ok = std::process::Command::new("rm")
+        .args(["-rf", "--one-file-system", "--"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok && !dir.exists() {
+        Ok(())
+    } else {
+        Err(io(format!("remove {}", dir.display()))(first))
+    }
+}
+
 /// Undo `create`: the rootfs mount and its writes, the anonymous volumes, the directory,
 /// the hold.
 pub fn remove_made(store: &Store, cs: &Containers, rec: &Record) -> Result<()> {
@@ -382,7 +411,7 @@ pub fn remove_made(store: &Store, cs: &Containers, rec: &Record) -> Result<()> {
         }
     }
     if dir.exists() {
-        fs::remove_dir_all(&dir).map_err(io(format!("remove {}", dir.display())))?;
+        remove_tree(&dir)?;
     }
     store.release(&rec.id)?;
     Ok(())

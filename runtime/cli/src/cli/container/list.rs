@@ -74,7 +74,20 @@ pub(super) fn ls(root: &std::path::Path, a: &LsArgs) -> anyhow::Result<()> {
     let rows: Vec<[String; 6]> = list
         .iter()
         .map(|r| {
-            let cmd = r.command.join(" ");
+            // The image chose it: its control characters are shown escaped, never sent to
+            // the terminal.
+            let cmd: String = r
+                .command
+                .join(" ")
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect();
             let cmd = if a.no_trunc || cmd.chars().count() <= 20 {
                 cmd
             } else {

@@ -79,8 +79,14 @@ pub(super) fn start(root: &std::path::Path, cs: &Containers, name: &str) -> anyh
     if matches!(rec.status, Status::Running | Status::Restarting) {
         return Ok(());
     }
+    // A monitor still finishing the run it was stopped in is waited for: two would share
+    // the root filesystem and the record.
+    if !wrun_front::container::monitor::wait_no_monitor(cs, &rec.id, std::time::Duration::from_secs(10))? {
+        anyhow::bail!("container {name}: its monitor is still finishing the last run; try again");
+    }
     let rec = cs.update(&rec.id, |r| {
         r.stop_requested = false;
+        r.restart_count = 0;
         r.auto_remove = r.auto_remove && r.restart == wrun_front::container::RestartPolicy::No;
     })?;
     wrun_front::container::monitor::spawn(root, &rec).map_err(|(_, msg)| anyhow::anyhow!("{msg}"))
@@ -91,14 +97,13 @@ pub(super) fn logs(root: &std::path::Path, a: &LogsArgs) -> anyhow::Result<()> {
     let cs = Containers::open(root)?;
     let rec = cs.find(&a.name)?;
     let path = l::path(&cs.dir_of(&rec.id), &rec.id);
-    let mut all = l::read_all(&path, rec.log_opts.max_file.unwrap_or(1));
-    if a.tail != "all" {
-        let n: usize = a
-            .tail
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--tail {:?}: a number or \"all\"", a.tail))?;
-        all.drain(..all.len().saturating_sub(n));
-    }
+    let tail: Option<usize> = match a.tail.as_str() {
+        "all" => None,
+        t => Some(
+            t.parse()
+                .map_err(|_| anyhow::anyhow!("--tail {t:?}: a number or \"all\""))?,
+        ),
+    };
     let show = |e: &l::Entry| {
         let line = if a.timestamps {
             format!("{} {}", e.time, e.log)
@@ -113,18 +118,36 @@ pub(super) fn logs(root: &std::path::Path, a: &LogsArgs) -> anyhow::Result<()> {
             let _ = o.flush();
         }
     };
-    all.iter().for_each(show);
+    // Streamed: only the last N entries are held for --tail N, never the whole log.
+    let mut last = std::collections::VecDeque::new();
+    let mut off = l::for_each(&path, rec.log_opts.max_file.unwrap_or(1), |e| match tail {
+        None => show(&e),
+        Some(0) => {}
+        Some(n) => {
+            if last.len() == n {
+                last.pop_front();
+            }
+            last.push_back(e);
+        }
+    });
+    last.iter().for_each(show);
     if !a.follow {
         return Ok(());
     }
-    let mut off = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     loop {
         let live = cs
             .find(&rec.id)
             .is_ok_and(|r| matches!(r.status, Status::Running | Status::Restarting));
-        let (new, next) = l::read_from(&path, off);
-        new.iter().for_each(show);
-        off = next;
+        // Everything there is now, 1 MiB at a time.
+        loop {
+            let (new, next) = l::read_from(&path, off);
+            new.iter().for_each(show);
+            let more = next != off;
+            off = next;
+            if !more {
+                break;
+            }
+        }
         if !live {
             return Ok(());
         }

@@ -388,6 +388,10 @@ impl RunArgs {
 
 pub fn run(a: &ContainerArgs) -> anyhow::Result<i32> {
     let root = a.data_root.clone().unwrap_or_else(store::default_data_root);
+    // The real path: mounts are found in mountinfo by the path the kernel shows, which a
+    // symlink or a relative data root would not match.
+    std::fs::create_dir_all(&root).map_err(|e| anyhow::anyhow!("data root {}: {e}", root.display()))?;
+    let root = std::fs::canonicalize(&root).map_err(|e| anyhow::anyhow!("data root {}: {e}", root.display()))?;
     match &a.command {
         ContainerCommand::Run(r) => run_container(&root, r),
         ContainerCommand::Ls(l) => ls(&root, l).map(|()| 0),
