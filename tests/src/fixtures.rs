@@ -142,7 +142,7 @@ impl Default for NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Spawned::spawn(Command::new("ip").args(["netns", "del", &self.name]), None).try_wait_timeout(TIMEOUT);
+        let _ = Spawned::spawn(Command::new("ip").args(["netns", "del", &self.name]), None).try_wait_timeout(timeout());
     }
 }
 
@@ -180,7 +180,7 @@ impl Drop for DummyLink {
     fn drop(&mut self) {
         if self.on_host() {
             let _ =
-                Spawned::spawn(Command::new("ip").args(["link", "del", &self.name]), None).try_wait_timeout(TIMEOUT);
+                Spawned::spawn(Command::new("ip").args(["link", "del", &self.name]), None).try_wait_timeout(timeout());
         }
     }
 }

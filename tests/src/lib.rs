@@ -6,7 +6,7 @@
 //! directory, its own bundle(s) under /tmp and unique container ids, so the
 //! tests can run in parallel. Drop guards delete every container a test
 //! created and remove every directory and mount it made, even when it fails.
-//! Every spawned command is bounded by [`TIMEOUT`]; a command that hangs is
+//! Every spawned command is bounded by [`timeout`]; a command that hangs is
 //! killed by its PID and the test fails.
 
 mod bundle;
@@ -40,8 +40,18 @@ use std::sync::{Mutex, OnceLock};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-/// Upper bound for any single command the tests spawn.
-pub const TIMEOUT: Duration = Duration::from_secs(20);
+/// Upper bound for any single command the tests spawn: 20 s, or `$WRUN_TEST_TIMEOUT` seconds
+/// (the cgroup-v2 set runs in a user-mode-linux guest, several times slower than the host).
+pub fn timeout() -> Duration {
+    static T: OnceLock<Duration> = OnceLock::new();
+    *T.get_or_init(|| {
+        let secs = std::env::var("WRUN_TEST_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20);
+        Duration::from_secs(secs)
+    })
+}
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 

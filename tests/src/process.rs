@@ -185,7 +185,7 @@ impl Spawned {
     }
 
     pub fn wait(self) -> Output {
-        self.wait_timeout(TIMEOUT)
+        self.wait_timeout(timeout())
     }
 }
 
@@ -200,7 +200,7 @@ impl Drop for Spawned {
     }
 }
 
-/// Runs a command to completion (bounded by [`TIMEOUT`]).
+/// Runs a command to completion (bounded by [`timeout`]).
 pub fn run_cmd(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
     Spawned::spawn(cmd, stdin).wait()
 }

@@ -112,7 +112,7 @@ impl Runtime {
         c
     }
 
-    /// Runs the runtime with `args`, bounded by [`TIMEOUT`].
+    /// Runs the runtime with `args`, bounded by [`timeout`].
     pub fn exec(&self, args: &[&str]) -> Output {
         run_cmd(&mut self.command(args), None)
     }
@@ -242,12 +242,12 @@ impl Drop for Runtime {
                 continue;
             }
             let pid = Spawned::spawn(&mut self.command(&["state", &id]), None)
-                .try_wait_timeout(TIMEOUT)
+                .try_wait_timeout(timeout())
                 .ok()
                 .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
                 .and_then(|v| v["pid"].as_i64())
                 .unwrap_or(0);
-            let r = Spawned::spawn(&mut self.command(&["delete", "--force", &id]), None).try_wait_timeout(TIMEOUT);
+            let r = Spawned::spawn(&mut self.command(&["delete", "--force", &id]), None).try_wait_timeout(timeout());
             let deleted = matches!(r, Ok(ref o) if o.status.success());
             if !deleted && pid_alive(pid) {
                 // The container's init, which this test created.

@@ -23,7 +23,7 @@ fn container_output_comes_through_the_console_socket() {
         &rt.create_with(&id, &b, &["--console-socket", sock_path.to_str().unwrap()]),
         "create --console-socket",
     );
-    let master = sock.recv_master(TIMEOUT);
+    let master = sock.recv_master(timeout());
     assert_ok(&rt.start(&id), "start");
     let out = read_pty(&master, Duration::from_secs(10), Some("the-end"));
     assert!(
@@ -46,7 +46,7 @@ fn input_written_to_the_master_reaches_the_container() {
         &rt.create_with(&id, &b, &["--console-socket", sock_path.to_str().unwrap()]),
         "create --console-socket",
     );
-    let master = sock.recv_master(TIMEOUT);
+    let master = sock.recv_master(timeout());
     assert_ok(&rt.start(&id), "start");
     let line = b"typed-text\n";
     let n = unsafe { libc::write(master.as_raw_fd(), line.as_ptr() as *const libc::c_void, line.len()) };
@@ -66,7 +66,7 @@ fn run_detach_sends_the_master_to_the_console_socket() {
         &rt.run_with(&id, &b, &["--detach", "--console-socket", sock_path.to_str().unwrap()]),
         "run --detach --console-socket",
     );
-    let master = sock.recv_master(TIMEOUT);
+    let master = sock.recv_master(timeout());
     let out = read_pty(&master, Duration::from_secs(10), Some("detached-hello"));
     assert!(out.contains("detached-hello"), "{out}");
     assert_eq!(rt.status(&id).as_deref(), Some("running"));

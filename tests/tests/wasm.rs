@@ -174,7 +174,7 @@ fn a_guests_stdio_goes_through_the_console_socket() {
         &rt.create_with(&id, &b, &["--console-socket", sock_path.to_str().unwrap()]),
         "create --console-socket",
     );
-    let master = sock.recv_master(TIMEOUT);
+    let master = sock.recv_master(timeout());
     assert_ok(&rt.start(&id), "start");
     let out = read_pty(&master, Duration::from_secs(10), Some("cwd="));
     assert!(out.contains("argv[1]=on-a-tty"), "{out}");

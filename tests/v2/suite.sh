@@ -19,6 +19,9 @@
 # (Debian's, or sid's where Debian's does not boot on this CPU); if none boots, the set is
 # reported as skipped with the reason.
 set -euo pipefail
+# The guest is user-mode Linux: several times slower than the host (a wasm module compiles
+# in seconds there). Each command the tests spawn gets 60 s rather than 20.
+export WRUN_TEST_TIMEOUT=60
 cd "$(dirname "$0")/../.."
 
 if [ "${1:-}" != --in-guest ]; then

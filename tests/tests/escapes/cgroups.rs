@@ -165,7 +165,7 @@ fn an_existing_busy_cgroup_survives_create_and_delete_with_its_process() {
     let exists = dir.is_dir();
     // Clean up: our sleep, then every directory of that name the runtime may have made.
     kill_pid(pid, libc::SIGKILL);
-    let _ = sleeper.try_wait_timeout(TIMEOUT);
+    let _ = sleeper.try_wait_timeout(timeout());
     let ours = cgroups_named(&name);
     rmdir_all(ours);
     assert!(
