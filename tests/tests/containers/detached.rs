@@ -256,3 +256,64 @@ fn rm_f_of_a_running_container_leaves_nothing_and_rm_d_removes_itself() {
     assert_ok(&f.container(&["rm", "nocmd"]), "rm");
     f.assert_nothing_left();
 }
+
+#[test]
+fn exec_runs_in_the_running_container_with_its_settings_and_docker_flags() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:exec", &["CMD [\"sh\"]", "ENV FROM_IMAGE=yes"]);
+    detach(
+        &f,
+        &["--name", "target", "-e", "FROM_RUN=1", "bb:exec", "sleep", "1000"],
+    );
+    let ex = |args: &[&str]| {
+        let mut full = vec!["exec"];
+        full.extend_from_slice(args);
+        f.container(&full)
+    };
+    // The container's namespaces and env; -e adds; -w; -u resolved in the container.
+    let o = ex(&[
+        "-e",
+        "EXTRA=2",
+        "-w",
+        "/tmp",
+        "target",
+        "sh",
+        "-c",
+        "echo $FROM_IMAGE $FROM_RUN $EXTRA; pwd; cat /proc/1/cmdline | tr '\\0' ' '",
+    ]);
+    assert_ok(&o, "exec");
+    let out = stdout(&o);
+    assert_eq!(out.lines().next(), Some("yes 1 2"), "{out}");
+    assert_eq!(out.lines().nth(1), Some("/tmp"));
+    assert!(
+        out.lines().nth(2).unwrap_or("").starts_with("sleep 1000"),
+        "pid 1 is the container's: {out}"
+    );
+    let o = ex(&["-u", "app", "target", "id"]);
+    assert!(stdout(&o).starts_with("uid=1000(app) gid=1000(app)"), "{}", stdout(&o));
+    // The container's seccomp filter and capabilities apply to the exec too.
+    let o = ex(&["target", "grep", "-E", "Seccomp:|CapBnd", "/proc/self/status"]);
+    assert!(
+        stdout(&o).contains("Seccomp:\t2") && stdout(&o).contains("a80425fb"),
+        "{}",
+        stdout(&o)
+    );
+    // Its exit code; 127 for a command that is not there; a stopped container refuses.
+    assert_eq!(ex(&["target", "sh", "-c", "exit 5"]).status.code(), Some(5));
+    assert_eq!(ex(&["target", "no-such-command"]).status.code(), Some(127));
+    // stdin only with -i.
+    let o = f.rt.exec_stdin(
+        &["container", "--data-root", f.data_root(), "exec", "-i", "target", "cat"],
+        b"fed\n",
+    );
+    assert_eq!(stdout(&o), "fed\n");
+    assert_ok(&f.container(&["stop", "-t", "1", "target"]), "stop");
+    let o = ex(&["target", "true"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("not running"),
+        "{}",
+        stderr(&o)
+    );
+    assert_ok(&f.container(&["rm", "target"]), "rm");
+    f.assert_nothing_left();
+}

@@ -9,6 +9,7 @@
 //! A container holds its image in the store (`Store::hold`) from its creation to its removal,
 //! so `wrun image rm` refuses an image a container, running or exited, was made from.
 
+pub mod exec;
 pub mod logs;
 pub mod monitor;
 mod names;

@@ -41,6 +41,8 @@ pub enum ContainerCommand {
     Rm(RmArgs),
     /// Print containers' records and configs as JSON.
     Inspect(InspectArgs),
+    /// Run a command in a running container.
+    Exec(ExecArgs),
     /// Start created or stopped containers (in the background, under a monitor).
     Start(NamesArgs),
     /// Stop running containers: the stop signal, then SIGKILL after the timeout.
@@ -56,6 +58,40 @@ pub enum ContainerCommand {
     /// The per-container monitor (started by run -d and start; not for users).
     #[command(hide = true)]
     Monitor(MonitorArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Run in the background.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Give the process a terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// user[:group] or uid[:gid], resolved in the container.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Every capability for this process.
+    #[arg(long)]
+    pub privileged: bool,
+    #[arg(value_name = "CONTAINER")]
+    pub name: String,
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -400,6 +436,31 @@ pub fn run(a: &ContainerArgs) -> anyhow::Result<i32> {
             each(&r.names, |n| {
                 life::remove(&st, &cs, n, r.force).map(|_| ()).map_err(Into::into)
             })
+        }
+        ContainerCommand::Exec(e) => {
+            let cs = Containers::open(&root)?;
+            if !e.interactive {
+                life::stdin_from_dev_null()?;
+            }
+            let req = wrun_front::container::exec::ExecRequest {
+                command: e.command.clone(),
+                env: e.env.clone(),
+                env_file: e.env_file.clone(),
+                user: e.user.clone(),
+                workdir: e.workdir.clone(),
+                tty: e.tty,
+                detach: e.detach,
+                privileged: e.privileged,
+            };
+            match wrun_front::container::exec::exec(&cs, &e.name, &req) {
+                Ok(code) => Ok(code),
+                // docker's codes for a command that is not there or cannot run.
+                Err(err @ wrun_front::container::Error::Runtime(_)) if life::exit_code_of(&err) != 125 => {
+                    eprintln!("wrun: {err}");
+                    Ok(life::exit_code_of(&err))
+                }
+                Err(err) => Err(err.into()),
+            }
         }
         ContainerCommand::Start(n) => each(&n.names, |name| start(&root, &Containers::open(&root)?, name)),
         ContainerCommand::Stop(a) => each(&a.names, |name| {

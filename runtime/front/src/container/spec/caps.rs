@@ -69,7 +69,7 @@ const ALL_CAPS: [&str; 41] = [
 
 /// The capabilities in this process's bounding set: what "ALL" can give (a host without
 /// CAP_SYS_RESOURCE cannot hand it to a container).
-fn own_caps() -> Vec<&'static str> {
+pub(super) fn own_caps() -> Vec<&'static str> {
     let bnd = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

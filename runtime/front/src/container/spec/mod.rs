@@ -86,6 +86,17 @@ fn env_file(p: &Path) -> Result<Vec<String>> {
 
 const IMAGE_ENV: &str = "the image's Env";
 
+/// The environment of `container exec`: the container's (already resolved, so taken as the
+/// image's: no host lookups), then the exec's --env-file and -e.
+pub fn exec_environment(container_env: &[String], o: &RunOptions, hostname: &str) -> Result<Vec<String>> {
+    environment(container_env, o, hostname)
+}
+
+/// Every capability this process can give (`exec --privileged`).
+pub fn all_caps() -> Vec<&'static str> {
+    caps::own_caps()
+}
+
 /// The environment: the image's, then --env-file, then -e (a later KEY replaces an earlier);
 /// `KEY` alone in a flag takes the host's value or is left out; in the image it is left out
 /// (an image naming `AWS_SECRET_ACCESS_KEY` must not get the host's). PATH, HOSTNAME (and

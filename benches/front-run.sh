@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `wrun container run --rm IMAGE true` against `podman run --rm` of the same image (Debian's
+# podman, with crun and with runc), alternating, one round at a time; then `wrun container ps`
+# with N detached containers. Prints medians, min/max and the ratios (targets, issue #17:
+# wrun <= 0.5x podman's median; ps with 50 containers <= 20 ms).
+# usage: benches/front-run.sh [ROUNDS] [CONTAINERS]   (default 20 50)
+# Everything lives in a temp dir (podman's storage too: --root/--runroot) and is removed.
+set -euo pipefail
+rounds=${1:-20} n=${2:-50}
+here=$(cd "$(dirname "$0")/.." && pwd)
+wrun=${WRUN:-$here/target/release/wrun}
+[ -x "$wrun" ] || { echo "front-run: $wrun missing: run make build first" >&2; exit 1; }
+work=$(mktemp -d /tmp/wrun-front-bench.XXXXXX)
+data=$work/data
+pod() { podman --root "$work/podman" --runroot "$work/podman-run" --cgroup-manager cgroupfs \
+  --events-backend file --storage-driver overlay "$@"; }
+cleanup() {
+  for i in $(seq "$n"); do "$wrun" container --data-root "$data" rm -f "ps$i" >/dev/null 2>&1 || true; done
+  if command -v podman >/dev/null; then
+    pod rm -af >/dev/null 2>&1 || true
+    pod rmi -af >/dev/null 2>&1 || true
+  fi
+  findmnt -rn -o TARGET | grep "^$work" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+WRUN=$wrun "$here/tests/busybox-bundle.sh" "$work/bundle" true >/dev/null
+tar -C "$work/bundle/rootfs" -cf "$work/busybox.tar" .
+"$wrun" image --data-root "$data" import -q "$work/busybox.tar" --name bench/busybox:1 >/dev/null
+have_podman=
+if command -v podman >/dev/null; then
+  pod import -q "$work/busybox.tar" bench/busybox:1 >/dev/null && have_podman=1
+fi
+ms() { python3 -c 'import time; print(time.monotonic_ns() // 1000)'; }
+declare -A t
+runs=(wrun)
+[ -n "$have_podman" ] && runs+=(podman-crun podman-runc)
+ulim=(--ulimit nofile=20000:20000 --ulimit nproc=32768:32768)
+for r in $(seq "$rounds"); do
+  for who in "${runs[@]}"; do
+    t0=$(ms)
+    case $who in
+      wrun) "$wrun" container --data-root "$data" run --rm bench/busybox:1 true ;;
+      podman-crun) pod --runtime crun run --rm --network none "${ulim[@]}" bench/busybox:1 true ;;
+      podman-runc) pod --runtime runc run --rm --network none "${ulim[@]}" bench/busybox:1 true ;;
+    esac
+    t1=$(ms)
+    t[$who]+="$((t1 - t0)) "
+  done
+done
+for i in $(seq "$n"); do "$wrun" container --data-root "$data" run -d --name "ps$i" bench/busybox:1 sleep 1000 >/dev/null; done
+ps_t=
+for r in $(seq "$rounds"); do
+  t0=$(ms); "$wrun" container --data-root "$data" ps >/dev/null; t1=$(ms); ps_t+="$((t1 - t0)) "
+done
+python3 - "$rounds" "$n" "${t[wrun]}" "${t[podman-crun]:-}" "${t[podman-runc]:-}" "$ps_t" <<'PY'
+import statistics, sys
+rounds, n = sys.argv[1], sys.argv[2]
+def row(name, s):
+    v = [int(x) / 1000 for x in s.split()]
+    if not v: return None
+    m = statistics.median(v)
+    print(f"{name:40}{m:>10.1f}{min(v):>9.1f}{max(v):>9.1f}")
+    return m
+print(f"{rounds} rounds, alternating; milliseconds")
+print(f"{'':40}{'median':>10}{'min':>9}{'max':>9}")
+w = row("wrun container run --rm busybox true", sys.argv[3])
+c = row("podman (crun) run --rm busybox true", sys.argv[4])
+r = row("podman (runc) run --rm busybox true", sys.argv[5])
+if c: print(f"wrun / podman-crun: {w / c:.2f}  (target <= 0.5)")
+if r: print(f"wrun / podman-runc: {w / r:.2f}  (target <= 0.5)")
+if not c: print("podman rows skipped: podman is not installed (apt-get install podman)")
+p = row(f"wrun container ps, {n} running", sys.argv[6])
+print(f"ps with {n} containers: {p:.1f} ms (target <= 20)")
+PY
