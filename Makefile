@@ -1,5 +1,5 @@
 # The two entry points of the README, plus benchmarks. Everything runs as root.
-.PHONY: deps wasm-apps build demo test test-v2 bench bench-start bench-wasm bench-cri
+.PHONY: deps wasm-apps build demo test test-v2 bench bench-start bench-wasm bench-cri bench-front
 
 deps:
 	bash .ci/deps
@@ -63,3 +63,9 @@ bench-wasm: build
 # and the shim's memory for a two-container pod.
 bench-cri: build
 	bash benches/cri-pod.sh
+
+# The front end (issue #17): `wrun container run --rm IMAGE true` vs `podman run --rm` of the
+# same image with crun and with runc (Debian's podman: apt-get install podman), alternating, and
+# `wrun container ps` with 50 running containers.
+bench-front: build
+	bash benches/front-run.sh
