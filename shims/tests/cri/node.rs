@@ -139,8 +139,18 @@ state = "{d}/state"
         while !sock.exists() && up.elapsed() < Duration::from_secs(20) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        // An error here drops `daemon`, which stops containerd.
-        let cri = Cri::connect(&sock).map_err(|e| format!("{e}\n{}", log_tail(dir)))?;
+        // The socket file exists from bind(2), before containerd listens on it: connecting
+        // then is refused ("transport error"), so it is retried for a while. An error here
+        // drops `daemon`, which stops containerd.
+        let cri = loop {
+            match Cri::connect(&sock) {
+                Ok(c) => break c,
+                Err(e) if up.elapsed() >= Duration::from_secs(20) => {
+                    return Err(format!("{e}\n{}", log_tail(dir)));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
         let mut node = Node {
             dir: dir.to_path_buf(),
             cni_name: bridge.clone(),
