@@ -176,20 +176,10 @@ pub fn sha256(bytes: &[u8]) -> String {
     s
 }
 
-/// An OCI archive holding a wasm artifact: config `application/vnd.wasm.config.v0+json`, one
-/// `application/wasm` layer (the module), as wasm-to-oci tools push them.
-pub fn wasm_artifact(module: &[u8], name: &str) -> Vec<u8> {
-    let config =
-        serde_json::to_vec(&json!({"architecture": "wasm", "os": "wasip1", "layerDigests": [sha256(module)]})).unwrap();
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "artifactType": "application/vnd.wasm.config.v0+json",
-        "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/wasm", "digest": sha256(module), "size": module.len(),
-                    "annotations": {"org.opencontainers.image.title": "hello.wasm"}}],
-    }))
-    .unwrap();
+/// An OCI archive (an image layout as a tar) of one manifest, named `name` in its index, with
+/// `blobs` (the manifest's config and layers) beside it.
+fn layout_archive(manifest: &serde_json::Value, blobs: &[&[u8]], name: &str) -> Vec<u8> {
+    let manifest = serde_json::to_vec(manifest).unwrap();
     let index = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&manifest),
@@ -200,10 +190,26 @@ pub fn wasm_artifact(module: &[u8], name: &str) -> Vec<u8> {
     t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
         .file("index.json", &index);
     t.dir("blobs").dir("blobs/sha256");
-    for b in [&config, &manifest, &module.to_vec()] {
+    for b in blobs.iter().copied().chain([manifest.as_slice()]) {
         t.file(&format!("blobs/sha256/{}", sha256(b).trim_start_matches("sha256:")), b);
     }
     t.finish()
+}
+
+/// An OCI archive holding a wasm artifact: config `application/vnd.wasm.config.v0+json`, one
+/// `application/wasm` layer (the module), as wasm-to-oci tools push them.
+pub fn wasm_artifact(module: &[u8], name: &str) -> Vec<u8> {
+    let config =
+        serde_json::to_vec(&json!({"architecture": "wasm", "os": "wasip1", "layerDigests": [sha256(module)]})).unwrap();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.wasm.config.v0+json",
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/wasm", "digest": sha256(module), "size": module.len(),
+                    "annotations": {"org.opencontainers.image.title": "hello.wasm"}}],
+    });
+    layout_archive(&manifest, &[&config, module], name)
 }
 
 /// An OCI archive of one image: `layers` (uncompressed tars, bottom first) and the image
@@ -217,29 +223,15 @@ pub fn image_archive(layers: &[Vec<u8>], mut config: serde_json::Value, name: &s
         config["os"] = json!("linux");
     }
     let config = serde_json::to_vec(&config).unwrap();
-    let manifest = serde_json::to_vec(&json!({
+    let manifest = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
         "layers": layers.iter().map(|l| json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(l), "size": l.len()
         })).collect::<Vec<_>>(),
-    }))
-    .unwrap();
-    let index = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&manifest),
-                       "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": name}}],
-    }))
-    .unwrap();
-    let mut t = Tarball::new();
-    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
-        .file("index.json", &index);
-    t.dir("blobs").dir("blobs/sha256");
-    let mut blobs = vec![config, manifest];
-    blobs.extend(layers.iter().cloned());
-    for b in &blobs {
-        t.file(&format!("blobs/sha256/{}", sha256(b).trim_start_matches("sha256:")), b);
-    }
-    t.finish()
+    });
+    let mut blobs: Vec<&[u8]> = vec![&config];
+    blobs.extend(layers.iter().map(Vec::as_slice));
+    layout_archive(&manifest, &blobs, name)
 }

@@ -302,10 +302,7 @@ fn exec_runs_in_the_running_container_with_its_settings_and_docker_flags() {
     assert_eq!(ex(&["target", "sh", "-c", "exit 5"]).status.code(), Some(5));
     assert_eq!(ex(&["target", "no-such-command"]).status.code(), Some(127));
     // stdin only with -i.
-    let o = f.rt.exec_stdin(
-        &["container", "--data-root", f.data_root(), "exec", "-i", "target", "cat"],
-        b"fed\n",
-    );
+    let o = f.container_stdin(&["exec", "-i", "target", "cat"], b"fed\n");
     assert_eq!(stdout(&o), "fed\n");
     assert_ok(&f.container(&["stop", "-t", "1", "target"]), "stop");
     let o = ex(&["target", "true"]);

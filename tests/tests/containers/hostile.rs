@@ -158,3 +158,28 @@ fn a_symlinked_data_root_leaves_nothing_mounted() {
     assert_ok(&run(&["rm", "-f", "via-link"]), "rm -f");
     f.assert_nothing_left();
 }
+
+#[test]
+fn an_images_volumes_and_workdir_cannot_reach_outside_the_container() {
+    let Some(f) = Front::new() else { return };
+    let layer = f.busybox_layer(&[]);
+    // A VOLUME that climbs out is not mounted; one that stays in is an anonymous volume of the
+    // container's own directory. A relative WorkingDir is refused in one line.
+    f.import_config(
+        "hostile/vol:1",
+        layer.clone(),
+        serde_json::json!({"Volumes": {"/../../../../wrun-escape": {}, "/data": {}}, "Cmd": ["sh", "-c", "echo x > /data/f && echo ok"]}),
+    );
+    assert_eq!(f.run_ok(&["hostile/vol:1"]).trim(), "ok");
+    assert!(
+        !std::path::Path::new("/wrun-escape").exists(),
+        "a directory was made on the host"
+    );
+    f.import_config(
+        "hostile/wd:1",
+        layer,
+        serde_json::json!({"WorkingDir": "relative/dir", "Cmd": ["true"]}),
+    );
+    f.refused(&["hostile/wd:1"], "working directory");
+    f.assert_nothing_left();
+}

@@ -53,6 +53,13 @@ impl Front {
         self.rt.exec(&full)
     }
 
+    /// `wrun container ARGS` with `input` on its stdin.
+    fn container_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut full = vec!["container", "--data-root", self.data_root()];
+        full.extend_from_slice(args);
+        self.rt.exec_stdin(&full, input)
+    }
+
     /// `container run --rm ARGS`: its stdout; it must exit 0.
     fn run_ok(&self, args: &[&str]) -> String {
         let mut full = vec!["run", "--rm"];
@@ -203,32 +210,9 @@ fn the_config_comes_from_the_image_and_the_flags_as_dockers_does() {
     let o = f.container(&["run", "--rm", "wrun.test/app:1", "exit 7"]);
     assert_eq!(o.status.code(), Some(7));
     // No -i: stdin is /dev/null; -i: it is ours.
-    let o = f.rt.exec_stdin(
-        &[
-            "container",
-            "--data-root",
-            f.data_root(),
-            "run",
-            "--rm",
-            "wrun.test/app:1",
-            "cat",
-        ],
-        b"typed\n",
-    );
+    let o = f.container_stdin(&["run", "--rm", "wrun.test/app:1", "cat"], b"typed\n");
     assert_eq!(stdout(&o), "");
-    let o = f.rt.exec_stdin(
-        &[
-            "container",
-            "--data-root",
-            f.data_root(),
-            "run",
-            "--rm",
-            "-i",
-            "wrun.test/app:1",
-            "cat",
-        ],
-        b"typed\n",
-    );
+    let o = f.container_stdin(&["run", "--rm", "-i", "wrun.test/app:1", "cat"], b"typed\n");
     assert_eq!(stdout(&o), "typed\n");
     f.assert_nothing_left();
 }
