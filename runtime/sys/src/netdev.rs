@@ -1,12 +1,14 @@
-//! `linux.netDevices`: move a host network interface into the container's network namespace,
-//! renamed when asked, with one rtnetlink RTM_NEWLINK request (move and rename together, so
-//! a name clash cannot leave the device half-moved).
+//! Network interfaces over rtnetlink. `linux.netDevices`: move a host interface into the
+//! container's network namespace, renamed when asked, with one RTM_NEWLINK request (move and
+//! rename together, so a name clash cannot leave the device half-moved). The front end's
+//! networks: delete a bridge (RTM_DELLINK) when its network is removed.
 
 use std::ffi::CString;
 
 use crate::{Error, Result};
 
 const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
@@ -54,15 +56,16 @@ pub fn valid_name(n: &str) -> bool {
         && !n.contains(char::is_whitespace)
 }
 
-/// Move host interface `name` into the network namespace of `pid`, renaming it to `new_name`.
-pub fn move_to(name: &str, pid: i32, new_name: Option<&str>) -> Result<()> {
-    let what = || format!("linux.netDevices: move {name} into the container");
-    let cname = CString::new(name).map_err(|_| Error::Invalid(what()))?;
+/// The index of interface `name` in the calling thread's network namespace (None: no such one).
+pub fn index_of(name: &str) -> Option<i32> {
+    let cname = CString::new(name).ok()?;
     // SAFETY: valid C string.
     let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    if index == 0 {
-        return Err(Error::io(what(), std::io::Error::last_os_error()));
-    }
+    (index != 0).then_some(index as i32)
+}
+
+/// Send one rtnetlink request and read its acknowledgement.
+fn request(req: &[u8], what: impl Fn() -> String) -> Result<()> {
     // SAFETY: plain socket(2).
     let fd = unsafe {
         libc::socket(
@@ -77,7 +80,6 @@ pub fn move_to(name: &str, pid: i32, new_name: Option<&str>) -> Result<()> {
     // SAFETY: we own the new fd.
     let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-    let req = move_request(index as i32, pid, new_name, 1);
     // SAFETY: zeroed sockaddr_nl is valid; kernel is pid 0.
     let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     addr.nl_family = libc::AF_NETLINK as u16;
@@ -107,6 +109,34 @@ pub fn move_to(name: &str, pid: i32, new_name: Option<&str>) -> Result<()> {
         return Err(Error::io(what(), std::io::Error::from_raw_os_error(-err)));
     }
     Ok(())
+}
+
+/// Move host interface `name` into the network namespace of `pid`, renaming it to `new_name`.
+pub fn move_to(name: &str, pid: i32, new_name: Option<&str>) -> Result<()> {
+    let what = || format!("linux.netDevices: move {name} into the container");
+    let index = index_of(name).ok_or_else(|| Error::io(what(), std::io::Error::from_raw_os_error(libc::ENODEV)))?;
+    request(&move_request(index, pid, new_name, 1), what)
+}
+
+/// Delete interface `name` of the calling thread's network namespace (a bridge, with the
+/// ports still on it let go). Ok when there is no such interface.
+pub fn delete(name: &str) -> Result<()> {
+    let Some(index) = index_of(name) else { return Ok(()) };
+    let mut b = Vec::with_capacity(32);
+    b.extend_from_slice(&[0u8; 16]);
+    b.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+    b.extend_from_slice(&index.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    let len = b.len() as u32;
+    b[0..4].copy_from_slice(&len.to_ne_bytes());
+    b[4..6].copy_from_slice(&RTM_DELLINK.to_ne_bytes());
+    b[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    b[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    match request(&b, || format!("delete network interface {name}")) {
+        Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+        r => r,
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod exec;
 mod features;
 mod image;
 mod lifecycle;
+mod network;
 mod resources;
 mod spec_cmd;
 
@@ -75,6 +76,8 @@ pub enum Command {
     Container(container::ContainerArgs),
     /// Manage images: pull, push, import, save, ls, inspect, rm, tag, prune, history, df.
     Image(image::ImageArgs),
+    /// Manage the bridge networks of containers: create, ls, inspect, rm, prune.
+    Network(network::NetworkArgs),
     /// Store a registry's credentials (checked against the registry first).
     Login(image::LoginArgs),
     /// Remove a registry's credentials.
@@ -150,7 +153,7 @@ fn image_error_kind(e: &anyhow::Error) -> &'static str {
     if let Some(f) = e.downcast_ref::<wrun_front::container::Error>() {
         use wrun_front::container::Error as F;
         return match f {
-            F::NotFound(_) => "not_found",
+            F::NotFound(_) | F::NoSuchNetwork(_) => "not_found",
             F::Conflict(_) => "conflict",
             F::Invalid(_) => "invalid_config",
             F::Image(_) => "image",
@@ -202,6 +205,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Events(a) => resources::events(cli, a).map(|()| 0),
         Command::Container(a) => container::run(a),
         Command::Image(a) => image::run(a),
+        Command::Network(a) => network::run(a),
         Command::Login(a) => image::login(a),
         Command::Logout(a) => image::logout(a),
     }

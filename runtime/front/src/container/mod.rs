@@ -30,6 +30,9 @@ pub enum Error {
     /// No container by that name or id.
     #[error("container {0}: no such container")]
     NotFound(String),
+    /// No network by that name or id.
+    #[error("network {0}: no such network")]
+    NoSuchNetwork(String),
     /// A request that cannot be met as asked (a name in use, a running container to rm).
     #[error("{0}")]
     Conflict(String),
@@ -134,6 +137,16 @@ pub struct Record {
     /// `rm -f` is removing it: the monitor leaves the cleanup to rm.
     #[serde(default)]
     pub remove_requested: bool,
+    /// `--network`: none, host, or a network's name (None: a record from before networks,
+    /// loopback only).
+    #[serde(default)]
+    pub network: Option<String>,
+    /// The ports it publishes, as asked (a host port of 0 is chosen at each start).
+    #[serde(default)]
+    pub ports: Vec<crate::network::ports::PortMapping>,
+    /// `--add-host` entries: (name, address or "host-gateway").
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, String)>,
 }
 
 /// docker's `--restart` policies.
@@ -197,6 +210,26 @@ pub struct Containers {
 /// An exclusive flock on `containers.lock`, held while names are checked and taken.
 pub struct Lock(#[allow(dead_code)] File);
 
+impl Lock {
+    /// Wait for an exclusive flock on the file `p` (made if missing).
+    pub fn take(p: &Path) -> Result<Lock> {
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(p)
+            .map_err(io(format!("open {}", p.display())))?;
+        loop {
+            // SAFETY: flock on a valid fd.
+            match nix::errno::Errno::result(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(io(format!("lock {}", p.display()))(e.into())),
+                Ok(_) => return Ok(Lock(f)),
+            }
+        }
+    }
+}
+
 impl Containers {
     /// The containers of the data root `data_root` (created on first use).
     pub fn open(data_root: &Path) -> Result<Containers> {
@@ -212,6 +245,11 @@ impl Containers {
         Ok(Containers { dir, runtime_root })
     }
 
+    /// The data root these containers are under.
+    pub fn data_root(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
+    }
+
     /// The runtime state root of the live containers (the lifecycle library's `--root`).
     pub fn runtime_root(&self) -> &Path {
         &self.runtime_root
@@ -223,21 +261,7 @@ impl Containers {
     }
 
     pub fn lock(&self) -> Result<Lock> {
-        let p = self.dir.join("containers.lock");
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(io(format!("open {}", p.display())))?;
-        loop {
-            // SAFETY: flock on a valid fd.
-            match nix::errno::Errno::result(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(io(format!("lock {}", p.display()))(e.into())),
-                Ok(_) => return Ok(Lock(f)),
-            }
-        }
+        Lock::take(&self.dir.join("containers.lock"))
     }
 
     /// Every container's record, with the status of the live ones brought up to date.
