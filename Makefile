@@ -35,7 +35,9 @@ demo: build
 # (test-v2). Each step runs even when an earlier one failed; the target fails if any did.
 test: deps wasm-apps
 	cargo build --workspace
+	bash tests/host-net.sh save
 	status=0; cargo test --workspace --no-fail-fast || status=$$?; \
+	bash tests/host-net.sh restore || status=1; \
 	WRUN=target/debug/wrun bash benches/report-check.sh || status=1; \
 	bash tests/v2/suite.sh || status=1; exit $$status
 

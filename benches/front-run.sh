@@ -36,16 +36,19 @@ fi
 # would add tens of ms to every sample).
 ms() { local t=${EPOCHREALTIME/./}; echo "${t#0}"; }
 declare -A t
-runs=(wrun)
-[ -n "$have_podman" ] && runs+=(podman-crun podman-runc)
+runs=(wrun wrun-none)
+[ -n "$have_podman" ] && runs+=(podman-crun podman-runc podman-crun-none podman-runc-none)
 ulim=(--ulimit nofile=20000:20000 --ulimit nproc=32768:32768)
 for r in $(seq "$rounds"); do
   for who in "${runs[@]}"; do
     t0=$(ms)
     case $who in
       wrun) "$wrun" container --data-root "$data" run --rm bench/busybox:1 true ;;
-      podman-crun) pod --runtime "$here/tests/crun-hybrid.sh" run --rm --network none "${ulim[@]}" bench/busybox:1 true ;;
-      podman-runc) pod --runtime runc run --rm --network none "${ulim[@]}" bench/busybox:1 true ;;
+      wrun-none) "$wrun" container --data-root "$data" run --rm --network none bench/busybox:1 true ;;
+      podman-crun) pod --runtime "$here/tests/crun-hybrid.sh" run --rm "${ulim[@]}" bench/busybox:1 true ;;
+      podman-runc) pod --runtime runc run --rm "${ulim[@]}" bench/busybox:1 true ;;
+      podman-crun-none) pod --runtime "$here/tests/crun-hybrid.sh" run --rm --network none "${ulim[@]}" bench/busybox:1 true ;;
+      podman-runc-none) pod --runtime runc run --rm --network none "${ulim[@]}" bench/busybox:1 true ;;
     esac
     t1=$(ms)
     t[$who]+="$((t1 - t0)) "
@@ -56,7 +59,8 @@ ps_t=
 for r in $(seq "$rounds"); do
   t0=$(ms); "$wrun" container --data-root "$data" ps >/dev/null; t1=$(ms); ps_t+="$((t1 - t0)) "
 done
-python3 - "$rounds" "$n" "${t[wrun]}" "${t[podman-crun]:-}" "${t[podman-runc]:-}" "$ps_t" <<'PY'
+python3 - "$rounds" "$n" "${t[wrun]}" "${t[podman-crun]:-}" "${t[podman-runc]:-}" "$ps_t" \
+  "${t[wrun-none]}" "${t[podman-crun-none]:-}" "${t[podman-runc-none]:-}" <<'PY'
 import statistics, sys
 rounds, n = sys.argv[1], sys.argv[2]
 def row(name, s):
@@ -67,11 +71,16 @@ def row(name, s):
     return m
 print(f"{rounds} rounds, alternating; milliseconds")
 print(f"{'':40}{'median':>10}{'min':>9}{'max':>9}")
+print("-- each one's default network (wrun: the CNI bridge; podman: its own bridge)")
 w = row("wrun container run --rm busybox true", sys.argv[3])
 c = row("podman (crun) run --rm busybox true", sys.argv[4])
 r = row("podman (runc) run --rm busybox true", sys.argv[5])
-if c: print(f"wrun / podman-crun: {w / c:.2f}  (target <= 0.5)")
-if r: print(f"wrun / podman-runc: {w / r:.2f}  (target <= 0.5)")
+print("-- --network none (loopback only)")
+wn = row("wrun ... --network none", sys.argv[7])
+cn = row("podman (crun) ... --network none", sys.argv[8])
+rn = row("podman (runc) ... --network none", sys.argv[9])
+for a, b, what in [(w, c, "podman-crun"), (w, r, "podman-runc"), (wn, cn, "podman-crun, none"), (wn, rn, "podman-runc, none")]:
+    if a and b: print(f"wrun / {what}: {a / b:.2f}  (target <= 0.5)")
 if not c: print("podman rows skipped: podman is not installed (apt-get install podman)")
 p = row(f"wrun container ps, {n} running", sys.argv[6])
 print(f"ps with {n} containers: {p:.1f} ms (target <= 20)")

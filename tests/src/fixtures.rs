@@ -207,3 +207,14 @@ pub fn assert_clean(root: &Path, id: &str, bundle: &Path) {
         processes_rooted_in(bundle)
     );
 }
+
+/// The interfaces enslaved to host bridge `bridge` (the host ends of its containers' veths).
+pub fn bridge_ports(bridge: &str) -> Vec<String> {
+    fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -210,13 +210,7 @@ state = "{d}/state"
 
     /// The host interfaces enslaved to the node's bridge (one veth per running pod).
     pub fn bridge_ports(&self) -> Vec<String> {
-        fs::read_dir(format!("/sys/class/net/{}/brif", self.bridge))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
+        wrun_tests::bridge_ports(&self.bridge)
     }
 
     pub fn bridge_exists(&self) -> bool {

@@ -7,6 +7,7 @@
 mod detached;
 mod flags;
 mod hostile;
+mod network;
 
 use std::fs;
 use std::path::PathBuf;
@@ -53,6 +54,12 @@ impl Front {
         self.rt.exec(&full)
     }
 
+    fn network(&self, args: &[&str]) -> Output {
+        let mut full = vec!["network", "--data-root", self.data_root()];
+        full.extend_from_slice(args);
+        self.rt.exec(&full)
+    }
+
     /// `wrun container ARGS` with `input` on its stdin.
     fn container_stdin(&self, args: &[&str], input: &[u8]) -> Output {
         let mut full = vec!["container", "--data-root", self.data_root()];
@@ -82,6 +89,14 @@ impl Front {
         assert!(e.contains(want), "{want:?} not in {e}");
         self.assert_nothing_left();
         e
+    }
+
+    /// `rm -f` every container of the data root (what a failed test left running).
+    fn remove_all_containers(&self) {
+        let o = self.container(&["ls", "-aq", "--no-trunc"]);
+        for id in stdout(&o).split_whitespace() {
+            let _ = self.container(&["rm", "-f", id]);
+        }
     }
 
     /// No container, hold, mount or network namespace is left under the data root.
@@ -135,6 +150,16 @@ impl Front {
             args.extend_from_slice(&["--change", c]);
         }
         assert_ok(&self.image(&args), "import busybox");
+    }
+}
+
+impl Drop for Front {
+    /// A test that failed half-way must not leave its containers running, or their networks'
+    /// addresses and rules on the host, once its data root is gone.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.remove_all_containers();
+        }
     }
 }
 
@@ -196,14 +221,23 @@ fn the_config_comes_from_the_image_and_the_flags_as_dockers_does() {
         f.run_ok(&["-u", "4242:77", "wrun.test/app:1", "id -u; id -g"]).trim(),
         "4242\n77"
     );
-    // docker's default capability set (bounding a80425fb), loopback up, no other interface.
+    // docker's default capability set (bounding a80425fb); with --network none, loopback up
+    // and no other interface.
     let out = f.run_ok(&[
+        "--network",
+        "none",
         "wrun.test/app:1",
         "grep CapBnd /proc/self/status; ip -o link | wc -l; ip -o link",
     ]);
     assert!(out.contains("CapBnd:\t00000000a80425fb"), "{out}");
     assert!(
         out.lines().nth(1) == Some("1") && out.contains("lo:") && out.contains("UP"),
+        "{out}"
+    );
+    // docker's default network: the bridge (wrun0, 10.90.0.0/16), an address and a route out.
+    let out = f.run_ok(&["wrun.test/app:1", "ip -o -4 addr show eth0; ip route"]);
+    assert!(
+        out.contains("inet 10.90.") && out.contains("default via 10.90.0.1"),
         "{out}"
     );
     // The exit code is the container's.
@@ -313,7 +347,10 @@ fn bad_input_is_one_line_exit_125_and_leaves_nothing() {
     f.refused(&["-u", "app:nogroup", "bb:bad", "true"], "nogroup");
     f.refused(&["-v", "/no/such/host/dir:/d", "bb:bad", "true"], "/no/such/host/dir");
     f.refused(&["-v", "/tmp:relative", "bb:bad", "true"], "-v");
-    f.refused(&["--network", "bridge", "bb:bad", "true"], "--network");
+    f.refused(
+        &["--network", "no-such-net", "bb:bad", "true"],
+        "network no-such-net: no such network",
+    );
     f.refused(&["--ulimit", "nofile=10:5", "bb:bad", "true"], "--ulimit");
     f.refused(&["--cap-add", "WIZARDRY", "bb:bad", "true"], "--cap-add");
     f.refused(&["-m", "1k", "bb:bad", "true"], "-m");

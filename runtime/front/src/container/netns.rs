@@ -77,3 +77,61 @@ pub fn remove(path: &Path) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+/// Whether `rec` has a network namespace of its own connected to a network (not none/host).
+pub fn on_a_network(rec: &super::Record) -> Option<&str> {
+    rec.network.as_deref().filter(|n| !matches!(*n, "none" | "host"))
+}
+
+/// Connect `rec`'s pinned namespace to its network (the CNI chain), its ports checked and
+/// taken under the networks lock, and write its /etc/hosts with the address it got. A stale
+/// attachment of an earlier run is taken down first.
+pub fn connect(cs: &super::Containers, rec: &super::Record) -> Result<Option<crate::network::cni::Attachment>> {
+    use crate::network::{cni, ports, Networks};
+    let Some(name) = on_a_network(rec) else { return Ok(None) };
+    let dir = cs.dir_of(&rec.id);
+    let ns = dir.join("netns");
+    let nets = Networks::open(cs.data_root())?;
+    let n = nets.find(name)?;
+    let _l = nets.lock()?;
+    cni::detach(&dir, &rec.id, &ns)?;
+    let mut others = Vec::new();
+    if !rec.ports.is_empty() {
+        for other in cs.list()?.iter().filter(|o| o.id != rec.id) {
+            if let Some(a) = cni::attachment(&cs.dir_of(&other.id)) {
+                others.extend(a.ports.into_iter().map(|p| (p, other.name.clone())));
+            }
+        }
+    }
+    let ports = ports::reserve(&rec.ports, &others)?;
+    let a = cni::attach(&dir, &rec.id, &ns, &n, &ports)?;
+    let own = a.address().and_then(|(ip, _, _)| ip.parse().ok());
+    let hostname = fs::read_to_string(dir.join("hostname")).unwrap_or_default();
+    let extra: Vec<(String, String)> = rec
+        .extra_hosts
+        .iter()
+        .map(|(h, ip)| {
+            (
+                h.clone(),
+                if ip == "host-gateway" {
+                    n.gateway.to_string()
+                } else {
+                    ip.clone()
+                },
+            )
+        })
+        .collect();
+    let hosts = dir.join("hosts");
+    let text = super::spec::hosts_file(hostname.trim(), own, &extra);
+    if let Err(e) = fs::write(&hosts, text) {
+        let _ = cni::detach(&dir, &rec.id, &ns);
+        return Err(io(format!("write {}", hosts.display()))(e));
+    }
+    Ok(Some(a))
+}
+
+/// Take `rec` off its network (a no-op when it is on none).
+pub fn disconnect(cs: &super::Containers, rec: &super::Record) -> Result<()> {
+    let dir = cs.dir_of(&rec.id);
+    crate::network::cni::detach(&dir, &rec.id, &dir.join("netns"))
+}

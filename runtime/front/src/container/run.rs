@@ -33,6 +33,17 @@ pub fn create(store: &Store, cs: &Containers, img: &Image, image: &str, o: &RunO
         eprintln!("wrun: warning: {w}");
     }
     let cfg = img.config["config"].clone();
+    let mut ports = Vec::new();
+    for p in &o.publish {
+        ports.extend(crate::network::ports::parse(p)?);
+    }
+    if o.publish_all {
+        ports.extend(crate::network::ports::exposed(&cfg));
+    }
+    if let Some(n) = o.network.as_deref().filter(|n| !matches!(*n, "none" | "host")) {
+        // Named before anything is made: a network that does not exist is a one-line refusal.
+        crate::network::Networks::open(cs.data_root())?.find(n)?;
+    }
     let id = super::new_id()?;
     let dir = cs.dir_of(&id);
     let rec = {
@@ -97,6 +108,14 @@ pub fn create(store: &Store, cs: &Containers, img: &Image, image: &str, o: &RunO
             monitor_pid: None,
             stop_requested: false,
             remove_requested: false,
+            network: Some(o.network.clone().unwrap_or_else(|| crate::network::DEFAULT.to_string())),
+            ports,
+            extra_hosts: o
+                .add_host
+                .iter()
+                .filter_map(|h| spec::add_host(h).ok())
+                .map(|(n, ip)| (n, ip.map_or_else(|| "host-gateway".to_string(), |ip| ip.to_string())))
+                .collect(),
         };
         if let Err(e) = cs.save(&rec) {
             let _ = fs::remove_dir_all(&dir);
@@ -134,18 +153,24 @@ fn fill(store: &Store, cs: &Containers, img: &Image, o: &RunOptions, rec: &mut R
             hosts: dir.join("hosts"),
             resolv: dir.join("resolv.conf"),
         };
+        let extra: Vec<(String, String)> = rec.extra_hosts.clone();
         let hosts = if host_net {
-            fs::read_to_string("/etc/hosts").unwrap_or_else(|_| spec::hosts_file(&hostname))
+            let mut h = fs::read_to_string("/etc/hosts").unwrap_or_else(|_| spec::hosts_file(&hostname, None, &[]));
+            for (n, ip) in &extra {
+                h.push_str(&format!("{ip}\t{n}\n"));
+            }
+            h
         } else {
-            spec::hosts_file(&hostname)
+            spec::hosts_file(&hostname, None, &extra)
         };
         for (p, text) in [
             (&etc.hostname, format!("{hostname}\n")),
             (&etc.hosts, hosts),
-            (&etc.resolv, spec::resolv_conf(host_net)),
+            (&etc.resolv, spec::resolv_conf(host_net, o)),
         ] {
             fs::write(p, text).map_err(io(format!("write {}", p.display())))?;
         }
+        super::netns::connect(cs, rec)?;
         let mut resolved = Vec::new();
         for (n, m) in mounts.into_iter().enumerate() {
             let src = match &m {
@@ -264,6 +289,9 @@ pub fn prepare_to_run(store: &Store, cs: &Containers, rec: &Record) -> Result<()
             let _ = fs::remove_file(&ns);
             super::netns::create(&ns)?;
         }
+        if crate::network::cni::attachment(&dir).is_none() {
+            super::netns::connect(cs, rec)?;
+        }
     }
     Ok(())
 }
@@ -277,7 +305,9 @@ pub fn run_once(cs: &Containers, rec: &Record) -> Result<i32> {
 pub fn after_run(store: &Store, cs: &Containers, rec: &Record) {
     let dir = cs.dir_of(&rec.id);
     let _ = store.unmount_keeping_writes(&dir);
-    let _ = super::netns::remove(&dir.join("netns"));
+    if super::netns::disconnect(cs, rec).is_ok() {
+        let _ = super::netns::remove(&dir.join("netns"));
+    }
 }
 
 /// Run a created container in the foreground (stdio is the caller's; with a terminal, the
@@ -393,6 +423,14 @@ fn remove_tree(dir: &Path) -> Result<()> {
 /// the hold.
 pub fn remove_made(store: &Store, cs: &Containers, rec: &Record) -> Result<()> {
     let dir = cs.dir_of(&rec.id);
+    // The CNI plugins' DEL first: it needs the namespace, and a failure keeps the container
+    // (and what its network holds on the host) for another try.
+    super::netns::disconnect(cs, rec).map_err(|e| {
+        Error::Conflict(format!(
+            "container {}: {e}; the container is kept so that its network can be taken down: remove it again",
+            rec.name
+        ))
+    })?;
     super::netns::remove(&dir.join("netns"))?;
     match store.unmount(&dir) {
         Ok(()) | Err(wrun_image::Error::NotFound(_)) => {}

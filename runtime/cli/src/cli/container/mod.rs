@@ -55,6 +55,8 @@ pub enum ContainerCommand {
     Wait(NamesArgs),
     /// Print a container's output (detached containers).
     Logs(LogsArgs),
+    /// List a container's published ports (or where one container port is published).
+    Port(PortArgs),
     /// The per-container monitor (started by run -d and start; not for users).
     #[command(hide = true)]
     Monitor(MonitorArgs),
@@ -312,9 +314,26 @@ pub struct RunArgs {
     /// KEY=VALUE of a namespaced sysctl.
     #[arg(long)]
     pub sysctl: Vec<String>,
-    /// Network: none (loopback only; the default) or host.
+    /// Network: bridge (the default), a network made by `wrun network create`, none
+    /// (loopback only) or host.
     #[arg(long, alias = "net")]
     pub network: Option<String>,
+    /// Publish a container port: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTO].
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes, each on a free host port.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// A nameserver for /etc/resolv.conf (replaces the host's).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// NAME:IP for /etc/hosts (IP may be host-gateway: the network's gateway).
+    #[arg(long)]
+    pub add_host: Vec<String>,
     #[arg(long, allow_hyphen_values = true)]
     pub oom_score_adj: Option<i32>,
     #[arg(long)]
@@ -373,6 +392,15 @@ pub struct RmArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct PortArgs {
+    #[arg(value_name = "CONTAINER")]
+    pub name: String,
+    /// PORT[/PROTO]: only where this container port is published.
+    #[arg(value_name = "PRIVATE_PORT")]
+    pub port: Option<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct InspectArgs {
     #[arg(required = true, value_name = "CONTAINER")]
     pub names: Vec<String>,
@@ -403,6 +431,12 @@ impl RunArgs {
             ulimits: self.ulimit.clone(),
             sysctls: self.sysctl.clone(),
             network: self.network.clone(),
+            publish: self.publish.clone(),
+            publish_all: self.publish_all,
+            dns: self.dns.clone(),
+            dns_search: self.dns_search.clone(),
+            dns_option: self.dns_option.clone(),
+            add_host: self.add_host.clone(),
             resources: self.resources.flags(),
             kernel_memory: self.resources.kernel_memory.clone(),
             oom_score_adj: self.oom_score_adj,
@@ -496,6 +530,7 @@ pub fn run(a: &ContainerArgs) -> anyhow::Result<i32> {
         }
         ContainerCommand::Logs(l) => logs(&root, l).map(|()| 0),
         ContainerCommand::Monitor(m) => Ok(wrun_front::container::monitor::main(&root, &m.id, m.ready_fd)),
+        ContainerCommand::Port(p) => port(&Containers::open(&root)?, p),
         ContainerCommand::Inspect(i) => {
             let cs = Containers::open(&root)?;
             let mut out = Vec::new();
@@ -507,12 +542,58 @@ pub fn run(a: &ContainerArgs) -> anyhow::Result<i32> {
                     .unwrap_or_default();
                 let mut v = serde_json::to_value(&rec)?;
                 v["config"] = config;
+                v["network_settings"] = network_settings(&cs, &rec);
                 out.push(v);
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(0)
         }
     }
+}
+
+/// docker's NetworkSettings, from the container's CNI attachment while it has one.
+fn network_settings(cs: &Containers, rec: &wrun_front::container::Record) -> serde_json::Value {
+    let a = wrun_front::network::cni::attachment(&cs.dir_of(&rec.id));
+    let (ip, prefix, gw) = a.as_ref().and_then(|a| a.address()).unwrap_or_default();
+    serde_json::json!({
+        "network": rec.network,
+        "bridge": a.as_ref().map(|a| a.bridge.clone()).unwrap_or_default(),
+        "ip_address": ip,
+        "ip_prefix_len": prefix,
+        "gateway": gw,
+        "mac_address": a.as_ref().and_then(|a| a.mac()).unwrap_or_default(),
+        "ports": a.as_ref().map(|a| a.ports.iter().map(|p| p.show()).collect::<Vec<_>>()).unwrap_or_default(),
+    })
+}
+
+/// `container port NAME [PORT[/PROTO]]`, docker's lines: `80/tcp -> 127.0.0.1:8080`.
+fn port(cs: &Containers, p: &PortArgs) -> anyhow::Result<i32> {
+    let rec = cs.find(&p.name)?;
+    let a = wrun_front::network::cni::attachment(&cs.dir_of(&rec.id));
+    let ports = a.map(|a| a.ports).unwrap_or_default();
+    let want = p.port.as_deref().map(|w| match w.split_once('/') {
+        Some((n, proto)) => (n.to_string(), proto.to_ascii_lowercase()),
+        None => (w.to_string(), "tcp".to_string()),
+    });
+    let mut shown = 0;
+    for m in &ports {
+        if let Some((n, proto)) = &want {
+            if m.container_port.to_string() != *n || m.protocol != *proto {
+                continue;
+            }
+        }
+        let ip = if m.host_ip.is_empty() { "0.0.0.0" } else { &m.host_ip };
+        if want.is_some() {
+            println!("{ip}:{}", m.host_port);
+        } else {
+            println!("{}/{} -> {ip}:{}", m.container_port, m.protocol, m.host_port);
+        }
+        shown += 1;
+    }
+    if let Some((n, proto)) = want.filter(|_| shown == 0) {
+        anyhow::bail!("container {}: no public port {n}/{proto} published", rec.name);
+    }
+    Ok(0)
 }
 
 fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<i32> {

@@ -223,10 +223,32 @@ fn flags_that_cannot_work_are_refused_before_anything_is_made() {
     );
     refused(
         RunOptions {
-            network: Some("bridge".into()),
+            network: Some("host".into()),
+            publish: vec!["80".into()],
             ..opts()
         },
-        "--network",
+        "--publish",
+    );
+    refused(
+        RunOptions {
+            publish: vec!["80/icmp".into()],
+            ..opts()
+        },
+        "--publish",
+    );
+    refused(
+        RunOptions {
+            dns: vec!["dns.example".into()],
+            ..opts()
+        },
+        "--dns",
+    );
+    refused(
+        RunOptions {
+            add_host: vec!["db".into()],
+            ..opts()
+        },
+        "--add-host",
     );
     refused(
         RunOptions {
@@ -296,6 +318,42 @@ fn flags_that_cannot_work_are_refused_before_anything_is_made() {
 
 #[test]
 fn resolv_conf_drops_loopback_nameservers_off_the_host_network() {
-    let text = resolv_conf(false);
+    let text = resolv_conf(false, &RunOptions::default());
     assert!(!text.lines().any(|l| l.starts_with("nameserver 127.")), "{text}");
+    let o = RunOptions {
+        dns: vec!["192.0.2.53".into()],
+        dns_search: vec!["example.test".into()],
+        dns_option: vec!["ndots:2".into()],
+        ..RunOptions::default()
+    };
+    let text = resolv_conf(false, &o);
+    let ns: Vec<&str> = text.lines().filter(|l| l.starts_with("nameserver")).collect();
+    assert_eq!(ns, ["nameserver 192.0.2.53"], "{text}");
+    assert!(
+        text.contains("search example.test\n") && text.contains("options ndots:2\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn add_host_takes_names_and_addresses_or_the_gateway() {
+    assert_eq!(
+        add_host("db:192.0.2.9").unwrap(),
+        ("db".into(), Some("192.0.2.9".parse().unwrap()))
+    );
+    assert_eq!(add_host("db=192.0.2.9").unwrap().1, Some("192.0.2.9".parse().unwrap()));
+    assert_eq!(
+        add_host("v6:[2001:db8::1]").unwrap().1,
+        Some("2001:db8::1".parse().unwrap())
+    );
+    assert_eq!(add_host("gw:host-gateway").unwrap(), ("gw".into(), None));
+    for bad in ["db", ":1.2.3.4", "d b:1.2.3.4", "db:999.1.1.1", "db:"] {
+        assert!(add_host(bad).is_err(), "{bad}");
+    }
+    let h = hosts_file(
+        "abc",
+        Some("10.90.0.5".parse().unwrap()),
+        &[("db".into(), "192.0.2.9".into())],
+    );
+    assert!(h.contains("10.90.0.5\tabc\n") && h.ends_with("192.0.2.9\tdb\n"), "{h}");
 }
