@@ -314,3 +314,59 @@ fn exec_runs_in_the_running_container_with_its_settings_and_docker_flags() {
     assert_ok(&f.container(&["rm", "target"]), "rm");
     f.assert_nothing_left();
 }
+
+#[test]
+fn top_lists_only_the_containers_processes_and_rename_takes_a_free_name() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:top", &[]);
+    detach(
+        &f,
+        &[
+            "--name",
+            "topper",
+            "--network",
+            "none",
+            "bb:top",
+            "sh",
+            "-c",
+            "sleep 61 & sleep 62; true",
+        ],
+    );
+    let mut out = String::new();
+    wait_until("both sleeps in top", Duration::from_secs(10), || {
+        out = stdout(&f.container(&["top", "topper"]));
+        out.contains("sleep 61") && out.contains("sleep 62")
+    });
+    let l: Vec<&str> = out.lines().collect();
+    assert!(l[0].contains("PID") && l[0].contains("CMD"), "ps -ef's header: {out}");
+    assert_eq!(l.len(), 4, "the header, sh and two sleeps: {out}");
+    assert!(!out.contains("monitor"), "the monitor is not the container's: {out}");
+    // ps options are passed on.
+    let o = f.container(&["top", "topper", "-o", "pid,comm"]);
+    assert_ok(&o, "top with ps options");
+    assert_eq!(
+        stdout(&o).lines().filter(|l| l.ends_with("sleep")).count(),
+        2,
+        "{}",
+        show(&o)
+    );
+    // rename: the new name finds it, the old one no more; a taken or bad name is refused.
+    assert_ok(&f.container(&["rename", "topper", "renamed"]), "rename");
+    assert_eq!(inspect(&f, "renamed")["name"], "renamed");
+    assert_fails(&f.container(&["inspect", "topper"]), "the old name");
+    assert_ok(
+        &f.container(&["run", "--name", "other", "--network", "none", "bb:top", "true"]),
+        "run other",
+    );
+    let o = f.container(&["rename", "renamed", "other"]);
+    assert_fails(&o, "rename to a taken name");
+    assert!(stderr(&o).contains("already in use"), "{}", show(&o));
+    let o = f.container(&["rename", "renamed", "bad name"]);
+    assert_fails(&o, "rename to a bad name");
+    assert!(stderr(&o).contains("container name"), "{}", show(&o));
+    let o = f.container(&["top", "other"]);
+    assert_fails(&o, "top of a stopped container");
+    assert!(stderr(&o).contains("not running"), "{}", show(&o));
+    assert_ok(&f.container(&["rm", "-f", "renamed", "other"]), "rm -f");
+    f.assert_nothing_left();
+}

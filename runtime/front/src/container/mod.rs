@@ -357,6 +357,33 @@ impl Containers {
         r
     }
 
+    /// Give container `name` the name `new` (checked, and taken under the lock).
+    pub fn rename(&self, name: &str, new: &str) -> Result<Record> {
+        if !valid_name(new) {
+            return Err(Error::Invalid(format!(
+                "container name {new:?}: a name is [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 128 characters)"
+            )));
+        }
+        let _l = self.lock()?;
+        let all = self.list()?;
+        let rec = self.find(name)?;
+        if rec.name == new {
+            return Err(Error::Conflict(format!(
+                "container {name}: it is already named {new:?}"
+            )));
+        }
+        if let Some(other) = all.iter().find(|r| r.name == new) {
+            return Err(Error::Conflict(format!(
+                "container name {new:?} is already in use by container {}",
+                other.short_id()
+            )));
+        }
+        let mut r = self.load(&rec.id)?;
+        r.name = new.to_string();
+        self.save(&r)?;
+        Ok(r)
+    }
+
     /// A name for a container that was given none, unused among `taken`.
     pub fn generate_name(&self, taken: &[Record]) -> String {
         names::generate(|n| taken.iter().any(|r| r.name == n))

@@ -1,10 +1,11 @@
-//! The verbs that act on existing containers: start, stop, restart, kill, wait, logs.
+//! The verbs that act on existing containers: start, stop, restart, kill, wait, logs, top,
+//! rename.
 
 use std::io::Write;
 
 use wrun_front::container::{Containers, Record, Status};
 
-use super::LogsArgs;
+use super::{LogsArgs, RenameArgs, TopArgs};
 
 /// `f` for each name; its name printed on success, the errors on stderr (docker goes on with
 /// the others and fails at the end).
@@ -153,4 +154,49 @@ pub(super) fn logs(root: &std::path::Path, a: &LogsArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// docker's top: `ps` (options as given, default `-ef`) cut to the container's processes,
+/// found by the PID column of ps's header.
+pub(super) fn top(cs: &Containers, a: &TopArgs) -> anyhow::Result<()> {
+    let rec = cs.find(&a.name)?;
+    if !running(cs, &rec.id) {
+        anyhow::bail!("container {} is not running", rec.name);
+    }
+    let pids = wrun::container::pids(cs.runtime_root(), &rec.id)?;
+    let opts: Vec<String> = if a.ps_options.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        a.ps_options.clone()
+    };
+    let o = std::process::Command::new("ps")
+        .args(&opts)
+        .output()
+        .map_err(|e| anyhow::anyhow!("top: run ps: {e}"))?;
+    if !o.status.success() {
+        let e = String::from_utf8_lossy(&o.stderr);
+        anyhow::bail!("top: ps {}: {}", opts.join(" "), e.lines().next().unwrap_or("failed"));
+    }
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| anyhow::anyhow!("top: ps {}: its output has no PID column", opts.join(" ")))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{header}")?;
+    for l in lines {
+        let pid = l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            writeln!(out, "{l}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `container rename OLD NEW`: the name checked and taken under the containers lock.
+pub(super) fn rename(cs: &Containers, a: &RenameArgs) -> anyhow::Result<()> {
+    cs.rename(&a.name, &a.new_name)?;
+    Ok(())
 }
