@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::*;
 
 /// `run -d ARGS`: the full id it prints.
-fn detach(f: &Front, args: &[&str]) -> String {
+pub(super) fn detach(f: &Front, args: &[&str]) -> String {
     let mut full = vec!["run", "-d"];
     full.extend_from_slice(args);
     let o = f.container(&full);
@@ -23,7 +23,7 @@ fn logs(f: &Front, name: &str) -> String {
 }
 
 #[track_caller]
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+pub(super) fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let t = Instant::now();
     while !cond() {
         assert!(t.elapsed() < timeout, "timed out waiting for {what}");
@@ -31,7 +31,7 @@ fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn status(f: &Front, name: &str) -> String {
+pub(super) fn status(f: &Front, name: &str) -> String {
     inspect(f, name)["status"].as_str().unwrap_or("").to_string()
 }
 

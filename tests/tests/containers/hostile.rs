@@ -4,7 +4,7 @@ use super::*;
 
 impl Front {
     /// The tests' busybox rootfs as a layer tar, with `extra` files (path, contents) in it.
-    fn busybox_layer(&self, extra: &[(&str, &str)]) -> Vec<u8> {
+    pub(super) fn busybox_layer(&self, extra: &[(&str, &str)]) -> Vec<u8> {
         let b = Bundle::busybox();
         let rootfs = b.rootfs();
         for (p, text) in extra {
@@ -21,7 +21,7 @@ impl Front {
     }
 
     /// Import an image of `layer` with image config `config` (the `config` object) as `name`.
-    fn import_config(&self, name: &str, layer: Vec<u8>, config: Value) {
+    pub(super) fn import_config(&self, name: &str, layer: Vec<u8>, config: Value) {
         let f = self.work.join(format!("{}.tar", name.replace(['/', ':'], "_")));
         fs::write(&f, image_archive(&[layer], serde_json::json!({"config": config}), name)).unwrap();
         assert_ok(&self.image(&["import", f.to_str().unwrap()]), "import the image");

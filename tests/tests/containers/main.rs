@@ -6,6 +6,7 @@
 
 mod detached;
 mod flags;
+mod health;
 mod hostile;
 mod network;
 

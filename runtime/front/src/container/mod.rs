@@ -10,6 +10,7 @@
 //! so `wrun image rm` refuses an image a container, running or exited, was made from.
 
 pub mod exec;
+pub mod health;
 pub mod logs;
 pub mod monitor;
 mod names;
@@ -147,6 +148,12 @@ pub struct Record {
     /// `--add-host` entries: (name, address or "host-gateway").
     #[serde(default)]
     pub extra_hosts: Vec<(String, String)>,
+    /// Its health check (the image's HEALTHCHECK and `--health-*`), run by its monitor.
+    #[serde(default)]
+    pub health: Option<health::HealthConfig>,
+    /// The check's status and last results while it is checked.
+    #[serde(default)]
+    pub health_state: Option<health::HealthState>,
 }
 
 /// docker's `--restart` policies.

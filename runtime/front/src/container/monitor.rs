@@ -235,6 +235,13 @@ fn monitor(data_root: &Path, id: &str, ready: &Arc<Ready>) -> Result<()> {
                 }
             })
         });
+        // Its health check, beside the run (the fork above is done: threads are fine now).
+        let health_restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checker = rec.health.clone().map(|cfg| {
+            let (cs, id, done, again) = (cs.clone(), id.to_string(), done.clone(), health_restart.clone());
+            let root = data_root.to_path_buf();
+            std::thread::spawn(move || super::health::watch(&root, &cs, &id, &cfg, &done, &again))
+        });
         let mut result = String::new();
         let _ = std::io::Read::read_to_string(&mut File::from(res_r), &mut result);
         let _ = nix::sys::wait::waitpid(child, None);
@@ -242,6 +249,10 @@ fn monitor(data_root: &Path, id: &str, ready: &Arc<Ready>) -> Result<()> {
         for p in pumps {
             let _ = p.join();
         }
+        if let Some(c) = checker {
+            let _ = c.join();
+        }
+        let health_restart = health_restart.load(std::sync::atomic::Ordering::Relaxed);
         let r: std::result::Result<i32, (i32, String)> = match result.trim().strip_prefix("err ") {
             Some(rest) => {
                 let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -279,10 +290,9 @@ fn monitor(data_root: &Path, id: &str, ready: &Arc<Ready>) -> Result<()> {
             let _ = w.join();
         }
         first = false;
+        let stopped = rec.stop_requested || rec.remove_requested;
         if failed_start.is_some()
-            || !rec
-                .restart
-                .restarts(code, rec.restart_count, rec.stop_requested || rec.remove_requested)
+            || !(health_restart && !stopped || rec.restart.restarts(code, rec.restart_count, stopped))
         {
             break;
         }

@@ -33,6 +33,7 @@ pub fn create(store: &Store, cs: &Containers, img: &Image, image: &str, o: &RunO
         eprintln!("wrun: warning: {w}");
     }
     let cfg = img.config["config"].clone();
+    let health = super::health::resolve(&cfg, &o.health)?;
     let mut ports = Vec::new();
     for p in &o.publish {
         ports.extend(crate::network::ports::parse(p)?);
@@ -116,6 +117,8 @@ pub fn create(store: &Store, cs: &Containers, img: &Image, image: &str, o: &RunO
                 .filter_map(|h| spec::add_host(h).ok())
                 .map(|(n, ip)| (n, ip.map_or_else(|| "host-gateway".to_string(), |ip| ip.to_string())))
                 .collect(),
+            health,
+            health_state: None,
         };
         if let Err(e) = cs.save(&rec) {
             let _ = fs::remove_dir_all(&dir);

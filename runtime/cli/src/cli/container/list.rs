@@ -29,7 +29,15 @@ fn ago(t: Option<&str>) -> String {
 fn status_text(r: &Record) -> String {
     match r.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", ago(r.started_at.as_deref())),
+        Status::Running => {
+            let health = match r.health_state.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)",
+                Some("healthy") => " (healthy)",
+                Some("unhealthy") => " (unhealthy)",
+                _ => "",
+            };
+            format!("Up {}{health}", ago(r.started_at.as_deref()))
+        }
         Status::Exited => format!(
             "Exited ({}) {} ago",
             r.exit_code.unwrap_or(-1),

@@ -197,6 +197,27 @@ pub struct RunArgs {
     /// NAME:IP for /etc/hosts (IP may be host-gateway: the network's gateway).
     #[arg(long)]
     pub add_host: Vec<String>,
+    /// The health check, run by the shell in the container (detached containers).
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between checks (default 30s).
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Time a check may take (default 30s).
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Failures in a row that make it unhealthy (default 3).
+    #[arg(long)]
+    pub health_retries: Option<u32>,
+    /// Time after the start when failures do not count (default 0s).
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// No health check, not even the image's.
+    #[arg(long)]
+    pub no_healthcheck: bool,
+    /// On turning unhealthy: none (default), kill, restart or stop.
+    #[arg(long)]
+    pub health_on_failure: Option<String>,
     #[arg(long, allow_hyphen_values = true)]
     pub oom_score_adj: Option<i32>,
     #[arg(long)]
@@ -257,6 +278,15 @@ impl RunArgs {
             dns_search: self.dns_search.clone(),
             dns_option: self.dns_option.clone(),
             add_host: self.add_host.clone(),
+            health: wrun_front::container::health::HealthFlags {
+                cmd: self.health_cmd.clone(),
+                interval: self.health_interval.clone(),
+                timeout: self.health_timeout.clone(),
+                start_period: self.health_start_period.clone(),
+                retries: self.health_retries,
+                none: self.no_healthcheck,
+                on_failure: self.health_on_failure.clone(),
+            },
             resources: self.resources.flags(),
             kernel_memory: self.resources.kernel_memory.clone(),
             oom_score_adj: self.oom_score_adj,

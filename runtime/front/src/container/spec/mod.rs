@@ -62,6 +62,8 @@ pub struct RunOptions {
     pub dns_option: Vec<String>,
     /// `--add-host NAME:IP` (IP may be `host-gateway`).
     pub add_host: Vec<String>,
+    /// `--health-*`, `--no-healthcheck`, `--health-on-failure`.
+    pub health: super::health::HealthFlags,
     pub resources: ResourceFlags,
     pub kernel_memory: Option<String>,
     pub oom_score_adj: Option<i32>,
@@ -310,6 +312,12 @@ pub fn check_flags(o: &RunOptions) -> Result<Vec<String>> {
     }
     for h in &o.add_host {
         add_host(h)?;
+    }
+    super::health::check_flags(&o.health)?;
+    if o.health.on_failure.as_deref() == Some("restart") && o.rm {
+        return Err(Error::Invalid(
+            "--health-on-failure restart conflicts with --rm (a container that removes itself when it ends)".into(),
+        ));
     }
     for (flag, v) in [("--ipc", &o.ipc), ("--pid", &o.pid), ("--uts", &o.uts)] {
         match v.as_deref() {
