@@ -370,3 +370,52 @@ fn top_lists_only_the_containers_processes_and_rename_takes_a_free_name() {
     assert_ok(&f.container(&["rm", "-f", "renamed", "other"]), "rm -f");
     f.assert_nothing_left();
 }
+
+#[test]
+fn stats_shows_cpu_memory_against_the_limit_and_pids() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:stats", &[]);
+    // A busy loop, 20 MiB in tmpfs (charged to the container's memory), and a sleep.
+    detach(
+        &f,
+        &[
+            "--name",
+            "busy",
+            "--network",
+            "none",
+            "-m",
+            "64m",
+            "bb:stats",
+            "sh",
+            "-c",
+            "(while :; do :; done) & head -c 20971520 /dev/zero > /dev/shm/x; exec sleep 60",
+        ],
+    );
+    let mut v = Value::Null;
+    wait_until(
+        "20 MiB charged and two processes (the loop, the sleep)",
+        Duration::from_secs(15),
+        || {
+            let o = f.container(&["stats", "--no-stream", "--format", "json", "busy"]);
+            v = serde_json::from_str(stdout(&o).trim()).unwrap_or(Value::Null);
+            v["memory_usage"].as_u64().unwrap_or(0) >= 20 << 20 && v["pids"].as_u64() == Some(2)
+        },
+    );
+    assert_eq!(v["memory_limit"], 64u64 << 20, "{v}");
+    assert!(v["cpu_percent"].as_f64().unwrap() > 5.0, "the busy loop shows: {v}");
+    let pct = v["memory_percent"].as_f64().unwrap();
+    assert!((31.0..=100.0).contains(&pct), "{v}");
+    // The table: docker's columns, one row per running container.
+    let o = f.container(&["stats", "--no-stream"]);
+    assert_ok(&o, "stats --no-stream");
+    let out = stdout(&o);
+    let l: Vec<&str> = out.lines().collect();
+    assert!(
+        l[0].starts_with("CONTAINER ID") && l[0].contains("MEM USAGE / LIMIT") && l[0].ends_with("PIDS"),
+        "{out}"
+    );
+    assert_eq!(l.len(), 2, "{out}");
+    assert!(l[1].contains("busy") && l[1].contains("/ 64.00MiB"), "{out}");
+    assert_ok(&f.container(&["rm", "-f", "busy"]), "rm -f busy");
+    f.assert_nothing_left();
+}

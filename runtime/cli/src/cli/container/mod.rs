@@ -11,6 +11,7 @@ mod list;
 mod manage;
 mod net;
 mod run_args;
+mod stats;
 
 pub use run_args::{PullPolicy, RunArgs};
 
@@ -64,6 +65,8 @@ pub enum ContainerCommand {
     Top(TopArgs),
     /// Give a container another name.
     Rename(RenameArgs),
+    /// Live resource use: CPU %, memory, network and block I/O, pids.
+    Stats(stats::StatsArgs),
     /// The per-container monitor (started by run -d and start; not for users).
     #[command(hide = true)]
     Monitor(MonitorArgs),
@@ -289,6 +292,7 @@ pub fn run(a: &ContainerArgs) -> anyhow::Result<i32> {
         ContainerCommand::Port(p) => port(&Containers::open(&root)?, p),
         ContainerCommand::Top(t) => top(&Containers::open(&root)?, t).map(|()| 0),
         ContainerCommand::Rename(r) => rename(&Containers::open(&root)?, r).map(|()| 0),
+        ContainerCommand::Stats(a) => stats::stats(&Containers::open(&root)?, a).map(|()| 0),
         ContainerCommand::Inspect(i) => {
             let cs = Containers::open(&root)?;
             let mut out = Vec::new();
