@@ -9,6 +9,7 @@ mod flags;
 mod health;
 mod hostile;
 mod network;
+mod system;
 
 use std::fs;
 use std::path::PathBuf;

@@ -8,6 +8,7 @@ mod lifecycle;
 mod network;
 mod resources;
 mod spec_cmd;
+mod system;
 
 use std::path::PathBuf;
 
@@ -78,6 +79,8 @@ pub enum Command {
     Image(image::ImageArgs),
     /// Manage the bridge networks of containers: create, ls, inspect, rm, prune.
     Network(network::NetworkArgs),
+    /// Housekeeping of the data root: prune, df, events.
+    System(system::SystemArgs),
     /// Store a registry's credentials (checked against the registry first).
     Login(image::LoginArgs),
     /// Remove a registry's credentials.
@@ -206,6 +209,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Container(a) => container::run(a),
         Command::Image(a) => image::run(a),
         Command::Network(a) => network::run(a),
+        Command::System(a) => system::run(a),
         Command::Login(a) => image::login(a),
         Command::Logout(a) => image::logout(a),
     }

@@ -335,8 +335,10 @@ pub fn watch(data_root: &Path, cs: &Containers, id: &str, cfg: &HealthConfig, do
             return;
         }
         let mut turned_unhealthy = false;
-        let _ = cs.update(id, |r| {
+        let mut changed = None;
+        let rec = cs.update(id, |r| {
             let h = r.health_state.get_or_insert_with(Default::default);
+            let before = h.status.clone();
             if p.exit_code == 0 {
                 h.failing_streak = 0;
                 h.status = "healthy".into();
@@ -352,10 +354,16 @@ pub fn watch(data_root: &Path, cs: &Containers, id: &str, cfg: &HealthConfig, do
             if n > KEEP {
                 h.log.drain(..n - KEEP);
             }
+            if h.status != before {
+                changed = Some(h.status.clone());
+            }
             if turned_unhealthy && cfg.on_failure == OnFailure::Stop {
                 r.stop_requested = true;
             }
         });
+        if let (Some(status), Ok(rec)) = (changed, &rec) {
+            super::events::emit(data_root, rec, &format!("health_status: {status}"), &[]);
+        }
         if turned_unhealthy {
             act(cs, id, cfg.on_failure, restart);
         }

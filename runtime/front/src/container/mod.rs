@@ -9,6 +9,7 @@
 //! A container holds its image in the store (`Store::hold`) from its creation to its removal,
 //! so `wrun image rm` refuses an image a container, running or exited, was made from.
 
+pub mod events;
 pub mod exec;
 pub mod health;
 pub mod logs;
@@ -388,6 +389,7 @@ impl Containers {
         let mut r = self.load(&rec.id)?;
         r.name = new.to_string();
         self.save(&r)?;
+        events::emit(self.data_root(), &r, "rename", &[("oldName", rec.name.clone())]);
         Ok(r)
     }
 

@@ -235,6 +235,11 @@ fn monitor(data_root: &Path, id: &str, ready: &Arc<Ready>) -> Result<()> {
                 }
             })
         });
+        super::events::emit(data_root, &rec, "start", &[]);
+        let oom = {
+            let (cs, rec, done, root) = (cs.clone(), rec.clone(), done.clone(), data_root.to_path_buf());
+            std::thread::spawn(move || super::events::watch_oom(&root, &cs, &rec, &done))
+        };
         // Its health check, beside the run (the fork above is done: threads are fine now).
         let health_restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let checker = rec.health.clone().map(|cfg| {
@@ -252,6 +257,7 @@ fn monitor(data_root: &Path, id: &str, ready: &Arc<Ready>) -> Result<()> {
         if let Some(c) = checker {
             let _ = c.join();
         }
+        let _ = oom.join();
         let health_restart = health_restart.load(std::sync::atomic::Ordering::Relaxed);
         let r: std::result::Result<i32, (i32, String)> = match result.trim().strip_prefix("err ") {
             Some(rest) => {
@@ -278,6 +284,9 @@ fn monitor(data_root: &Path, id: &str, ready: &Arc<Ready>) -> Result<()> {
             rec.finished_at = Some(wrun_sys::timefmt::now());
         })?;
         run::after_run(&st, &cs, &rec);
+        if failed_start.is_none() {
+            super::events::emit(data_root, &rec, "die", &[("exitCode", code.to_string())]);
+        }
         // Told after the record says how it went: the CLI may read it at once. A run too
         // short for the watcher to see still started.
         if first {
@@ -316,6 +325,7 @@ fn monitor(data_root: &Path, id: &str, ready: &Arc<Ready>) -> Result<()> {
     })?;
     if rec.auto_remove && !rec.remove_requested {
         run::remove_made(&st, &cs, &rec)?;
+        super::events::emit(data_root, &rec, "destroy", &[]);
     }
     Ok(())
 }

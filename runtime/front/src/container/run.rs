@@ -128,7 +128,10 @@ pub fn create(store: &Store, cs: &Containers, img: &Image, image: &str, o: &RunO
     };
     let mut rec = rec;
     match fill(store, cs, img, o, &mut rec) {
-        Ok(()) => Ok(rec),
+        Ok(()) => {
+            super::events::emit(cs.data_root(), &rec, "create", &[]);
+            Ok(rec)
+        }
         Err(e) => {
             let _ = remove_made(store, cs, &rec);
             Err(e)
@@ -321,6 +324,7 @@ pub fn run_foreground(store: &Store, cs: &Containers, rec: Record) -> Result<i32
         r.status = Status::Running;
         r.started_at = Some(now());
     })?;
+    super::events::emit(cs.data_root(), &rec, "start", &[]);
     let r = run_once(cs, &rec);
     // `rm -f` from elsewhere may have removed it meanwhile: then there is nothing to record.
     let Ok(rec) = cs.update(&rec.id, |rec| {
@@ -341,8 +345,12 @@ pub fn run_foreground(store: &Store, cs: &Containers, rec: Record) -> Result<i32
         return r;
     };
     after_run(store, cs, &rec);
+    if let Ok(code) = &r {
+        super::events::emit(cs.data_root(), &rec, "die", &[("exitCode", code.to_string())]);
+    }
     if rec.auto_remove {
         remove_made(store, cs, &rec)?;
+        super::events::emit(cs.data_root(), &rec, "destroy", &[]);
     }
     r
 }
@@ -397,6 +405,7 @@ pub fn remove(store: &Store, cs: &Containers, name: &str, force: bool) -> Result
         wrun::container::delete(cs.runtime_root(), &rec.id, true)?;
     }
     remove_made(store, cs, &rec)?;
+    super::events::emit(cs.data_root(), &rec, "destroy", &[]);
     Ok(rec)
 }
 

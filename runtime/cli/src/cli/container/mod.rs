@@ -67,6 +67,8 @@ pub enum ContainerCommand {
     Rename(RenameArgs),
     /// Live resource use: CPU %, memory, network and block I/O, pids.
     Stats(stats::StatsArgs),
+    /// Remove every stopped container.
+    Prune(PruneArgs),
     /// The per-container monitor (started by run -d and start; not for users).
     #[command(hide = true)]
     Monitor(MonitorArgs),
@@ -193,6 +195,13 @@ pub struct PortArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Do not ask (accepted: wrun never asks).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct TopArgs {
     #[arg(value_name = "CONTAINER")]
     pub name: String,
@@ -293,6 +302,18 @@ pub fn run(a: &ContainerArgs) -> anyhow::Result<i32> {
         ContainerCommand::Top(t) => top(&Containers::open(&root)?, t).map(|()| 0),
         ContainerCommand::Rename(r) => rename(&Containers::open(&root)?, r).map(|()| 0),
         ContainerCommand::Stats(a) => stats::stats(&Containers::open(&root)?, a).map(|()| 0),
+        ContainerCommand::Prune(_) => {
+            let (ids, bytes) = super::system::prune_containers(&Store::open(&root)?, &Containers::open(&root)?)?;
+            if !ids.is_empty() {
+                println!("Deleted Containers:");
+                for id in &ids {
+                    println!("{id}");
+                }
+                println!();
+            }
+            println!("Total reclaimed space: {}", super::image::human_size(bytes));
+            Ok(0)
+        }
         ContainerCommand::Inspect(i) => {
             let cs = Containers::open(&root)?;
             let mut out = Vec::new();
