@@ -172,3 +172,76 @@ fn filesystem_flags_read_only_tmpfs_binds_and_volumes() {
     assert_eq!(out.split_whitespace().nth(1), Some("1024"), "{out}");
     f.assert_nothing_left();
 }
+
+#[test]
+fn update_changes_a_running_containers_limits_and_its_next_start_keeps_them() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:upd", &[]);
+    let script = [
+        cg("memory", "memory.limit_in_bytes", "memory.max"),
+        cg("pids", "pids.max", "pids.max"),
+        cg("cpu", "cpu.cfs_quota_us", "cpu.max"),
+    ]
+    .join("; ");
+    let o = f.container(&[
+        "run",
+        "-d",
+        "--name",
+        "u",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "50",
+        "bb:upd",
+        "sleep",
+        "60",
+    ]);
+    assert_ok(&o, "run -d");
+    let o = f.container(&[
+        "update",
+        "-m",
+        "128m",
+        "--pids-limit",
+        "20",
+        "--cpus",
+        "0.5",
+        "--restart",
+        "on-failure:2",
+        "u",
+    ]);
+    assert_ok(&o, "container update");
+    let read = |f: &Front| {
+        let o = f.container(&["exec", "u", "sh", "-c", &script]);
+        assert_ok(&o, "exec cat the cgroup files");
+        stdout(&o)
+    };
+    let out = read(&f);
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], "134217728", "{out}");
+    assert_eq!(l[1], "20", "{out}");
+    assert!(l[2] == "50000" || l[2] == "50000 100000", "{out}");
+    assert_eq!(
+        inspect(&f, "u")["restart"],
+        serde_json::json!({"name": "on-failure", "max": 2})
+    );
+    // A restart keeps them (the config has them); an unset flag keeps the earlier value.
+    assert_ok(&f.container(&["restart", "-t", "1", "u"]), "restart");
+    let out = read(&f);
+    assert!(out.starts_with("134217728\n20\n"), "{out}");
+    // Bad input: one line naming the flag; nothing changed.
+    let o = f.container(&["update", "-m", "1k", "u"]);
+    assert_fails(&o, "update -m 1k");
+    assert!(
+        stderr(&o).contains("-m") && stderr(&o).trim().lines().count() == 1,
+        "{}",
+        show(&o)
+    );
+    let o = f.container(&["update", "--cpus", "1", "nosuch"]);
+    assert_fails(&o, "update of a container that does not exist");
+    assert!(stderr(&o).contains("nosuch"), "{}", show(&o));
+    assert!(read(&f).starts_with("134217728\n20\n"));
+    assert_ok(&f.container(&["rm", "-f", "u"]), "rm -f");
+    f.assert_nothing_left();
+}

@@ -18,6 +18,7 @@ mod names;
 pub mod netns;
 pub mod run;
 pub mod spec;
+pub mod update;
 pub mod user;
 
 use std::fs::{self, File};

@@ -69,6 +69,8 @@ pub enum ContainerCommand {
     Stats(stats::StatsArgs),
     /// Remove every stopped container.
     Prune(PruneArgs),
+    /// Change containers' resource limits (at once when they run) or restart policy.
+    Update(Box<UpdateArgs>),
     /// The per-container monitor (started by run -d and start; not for users).
     #[command(hide = true)]
     Monitor(MonitorArgs),
@@ -195,6 +197,17 @@ pub struct PortArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// no, on-failure[:N], always, unless-stopped.
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[command(flatten)]
+    pub resources: run_args::ResourceArgs,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct PruneArgs {
     /// Do not ask (accepted: wrun never asks).
     #[arg(short, long)]
@@ -302,6 +315,18 @@ pub fn run(a: &ContainerArgs) -> anyhow::Result<i32> {
         ContainerCommand::Top(t) => top(&Containers::open(&root)?, t).map(|()| 0),
         ContainerCommand::Rename(r) => rename(&Containers::open(&root)?, r).map(|()| 0),
         ContainerCommand::Stats(a) => stats::stats(&Containers::open(&root)?, a).map(|()| 0),
+        ContainerCommand::Update(u) => {
+            let cs = Containers::open(&root)?;
+            if let Some(k) = &u.resources.kernel_memory {
+                eprintln!("wrun: warning: --kernel-memory {k}: ignored, the kernel refuses kernel memory limits");
+            }
+            let flags = u.resources.flags();
+            each(&u.names, |n| {
+                wrun_front::container::update::update(&cs, n, &flags, u.restart.as_deref())
+                    .map(|_| ())
+                    .map_err(Into::into)
+            })
+        }
         ContainerCommand::Prune(_) => {
             let (ids, bytes) = super::system::prune_containers(&Store::open(&root)?, &Containers::open(&root)?)?;
             if !ids.is_empty() {

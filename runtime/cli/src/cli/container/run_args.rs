@@ -67,7 +67,7 @@ pub struct ResourceArgs {
 }
 
 impl ResourceArgs {
-    fn flags(&self) -> ResourceFlags {
+    pub(super) fn flags(&self) -> ResourceFlags {
         ResourceFlags {
             cpus: self.cpus.clone(),
             cpu_shares: self.cpu_shares,
