@@ -245,3 +245,87 @@ fn update_changes_a_running_containers_limits_and_its_next_start_keeps_them() {
     assert_ok(&f.container(&["rm", "-f", "u"]), "rm -f");
     f.assert_nothing_left();
 }
+
+#[test]
+fn init_is_pid_1_reaps_orphans_and_passes_signals_on() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:init", &[]);
+    // An orphan left to PID 1: a PID 1 that never waits (sleep) leaves it a zombie; the init
+    // reaps it.
+    let script = "(sleep 0.1 &); exec sleep 60";
+    let ps = |name: &str| {
+        let mut out = String::new();
+        wait_until(std::time::Duration::from_secs(10), || {
+            out = stdout(&f.container(&["exec", name, "ps", "-o", "pid,stat,args"]));
+            // The orphan has ended (its own line; PID 1's command line names it too).
+            !out.lines().any(|l| l.ends_with(" sleep 0.1"))
+        });
+        out
+    };
+    let o = f.container(&[
+        "run",
+        "-d",
+        "--name",
+        "bare",
+        "--network",
+        "none",
+        "bb:init",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_ok(&o, "run -d without --init");
+    let bare = ps("bare");
+    assert!(
+        bare.lines().any(|l| l.contains(" Z ")),
+        "without --init the orphan stays a zombie: {bare}"
+    );
+    assert_ok(&f.container(&["rm", "-f", "bare"]), "rm -f bare");
+    let o = f.container(&[
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        "i",
+        "--network",
+        "none",
+        "bb:init",
+        "sh",
+        "-c",
+        script,
+    ]);
+    if stderr(&o).contains("no statically linked init") {
+        skip("no static init (tini-static or catatonit) on this host");
+        return;
+    }
+    assert_ok(&o, "run -d --init");
+    let out = ps("i");
+    assert!(
+        !out.lines().any(|l| l.contains(" Z ")),
+        "the init reaped the orphan: {out}"
+    );
+    let pid1 = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or_default();
+    assert!(
+        pid1.ends_with("/dev/init -- sh -c (sleep 0.1 &); exec sleep 60"),
+        "PID 1 is the init: {out}"
+    );
+    // The stop signal reaches the command through the init (tini forwards it): a quick stop.
+    let t = std::time::Instant::now();
+    assert_ok(&f.container(&["stop", "-t", "20", "i"]), "stop");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "SIGTERM ended it, not the SIGKILL 20 s later"
+    );
+    assert_eq!(inspect(&f, "i")["exit_code"], 143);
+    assert_ok(&f.container(&["rm", "i"]), "rm");
+    // A wasm module has nothing to reap: refused in one line.
+    let module = fs::read(wasm_app("hello")).expect("make wasm-apps builds hello.wasm");
+    let art = f.work.join("hello.tar");
+    fs::write(&art, wasm_artifact(&module, "wrun.test/hello-init:1")).unwrap();
+    assert_ok(&f.image(&["import", art.to_str().unwrap()]), "import the wasm artifact");
+    f.refused(&["--init", "wrun.test/hello-init:1"], "--init");
+    f.assert_nothing_left();
+}

@@ -212,6 +212,9 @@ pub struct RunArgs {
     /// Time after the start when failures do not count (default 0s).
     #[arg(long)]
     pub health_start_period: Option<String>,
+    /// Run a small reaper (tini or catatonit) as PID 1 with the command as its child.
+    #[arg(long)]
+    pub init: bool,
     /// No health check, not even the image's.
     #[arg(long)]
     pub no_healthcheck: bool,
@@ -278,6 +281,7 @@ impl RunArgs {
             dns_search: self.dns_search.clone(),
             dns_option: self.dns_option.clone(),
             add_host: self.add_host.clone(),
+            init: self.init,
             health: wrun_front::container::health::HealthFlags {
                 cmd: self.health_cmd.clone(),
                 interval: self.health_interval.clone(),

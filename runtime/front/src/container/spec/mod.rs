@@ -64,6 +64,8 @@ pub struct RunOptions {
     pub add_host: Vec<String>,
     /// `--health-*`, `--no-healthcheck`, `--health-on-failure`.
     pub health: super::health::HealthFlags,
+    /// `--init`: a small reaper (tini or catatonit) as PID 1, the command its child.
+    pub init: bool,
     pub resources: ResourceFlags,
     pub kernel_memory: Option<String>,
     pub oom_score_adj: Option<i32>,
@@ -261,6 +263,49 @@ pub struct Inputs<'a> {
     pub netns: Option<&'a Path>,
 }
 
+/// Where `--init`'s binary is bound in the container: /dev is the container's own tmpfs, so
+/// nothing is made in its root filesystem.
+const INIT_PATH: &str = "/dev/init";
+
+/// Whether the ELF file at `p` is statically linked (has no PT_INTERP program header).
+fn is_static_elf(p: &Path) -> bool {
+    let Ok(b) = std::fs::read(p) else { return false };
+    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(b[0x20..0x28].try_into().unwrap_or_default()) as usize;
+    let (size, num) = (u16_at(0x36), u16_at(0x38));
+    (0..num).all(|i| {
+        let o = phoff + i * size;
+        b.get(o..o + 4)
+            .is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap_or_default()) != 3)
+    })
+}
+
+/// The init `--init` binds in: `$WRUN_INIT_PATH`, else Debian's tini-static or catatonit. It
+/// must be static: the image may have no libc, or one of its own.
+fn init_binary() -> Result<PathBuf> {
+    let candidates: Vec<PathBuf> = match std::env::var_os("WRUN_INIT_PATH") {
+        Some(p) if !p.is_empty() => vec![PathBuf::from(p)],
+        _ => [
+            "/usr/bin/tini-static",
+            "/usr/bin/catatonit",
+            "/usr/libexec/podman/catatonit",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect(),
+    };
+    candidates.iter().find(|p| is_static_elf(p)).cloned().ok_or_else(|| {
+        let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        Error::Invalid(format!(
+            "--init: no statically linked init at {} (install tini, whose tini-static wrun uses, or catatonit; or set WRUN_INIT_PATH)",
+            tried.join(", ")
+        ))
+    })
+}
+
 /// The hostname: --hostname, the host's with --network host or --uts host, else the short id.
 pub fn hostname(o: &RunOptions, id: &str) -> String {
     if let Some(h) = &o.hostname {
@@ -403,7 +448,15 @@ pub fn check_flags(o: &RunOptions) -> Result<Vec<String>> {
 pub fn build(o: &RunOptions, i: &Inputs) -> Result<Value> {
     let cfg = i.image_config;
     let host = hostname(o, i.id);
-    let args = argv(cfg, o, i.wasm_default)?;
+    let mut args = argv(cfg, o, i.wasm_default)?;
+    if o.init {
+        if args.first().is_some_and(|a| a.ends_with(".wasm")) {
+            return Err(Error::Invalid(
+                "--init: a wasm module runs in wasmtime as the container's only process; there is nothing for an init to reap".into(),
+            ));
+        }
+        args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
+    }
     let env = environment(&strings(&cfg["Env"]), o, &host)?;
     let user_spec = o
         .user
@@ -479,6 +532,12 @@ pub fn build(o: &RunOptions, i: &Inputs) -> Result<Value> {
         ("/etc/resolv.conf", &i.etc.resolv),
     ] {
         mounts.push(json!({"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
+    }
+    if o.init {
+        mounts.push(
+            json!({"destination": INIT_PATH, "type": "bind", "source": init_binary()?,
+            "options": ["bind", "ro", "nosuid", "nodev"]}),
+        );
     }
     for (m, host_src) in i.mounts {
         match m {
