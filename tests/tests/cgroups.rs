@@ -290,6 +290,30 @@ fn device_rules_deny_what_is_not_allowed_and_keep_the_defaults() {
     assert!(allowed.contains("kmsg-opened"), "{allowed}");
 }
 
+/// A node of `linux.devices` that the config also gives a rule of its own keeps exactly that
+/// rule's access: docker's `--device /dev/x:/dev/x:r` must stay read-only (runc honours it; wrun
+/// once widened every listed node to rwm).
+#[test]
+fn a_listed_device_with_a_read_only_rule_cannot_be_opened_for_writing() {
+    let mut b = Bundle::busybox();
+    b.sh("(: > /dev/kmsg) 2>/dev/null && echo opened-for-writing || echo refused; echo x > /dev/null && echo null-ok");
+    with_resources(
+        &mut b,
+        json!({ "devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "r"}
+        ]}),
+    );
+    b.with_config(|c| {
+        c["linux"]["devices"] = json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11,
+                                         "fileMode": 438, "uid": 0, "gid": 0}]);
+    });
+    let rt = Runtime::new();
+    let o = rt.run(&rt.id("devro"), &b);
+    let out = stdout(&o);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["refused", "null-ok"], "{}", show(&o));
+}
+
 // runc 1.1 rebuilds the rules from the update alone: fails against runc.
 #[test]
 fn update_with_device_rules_keeps_the_configs_devices_usable() {
