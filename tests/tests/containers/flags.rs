@@ -329,3 +329,48 @@ fn init_is_pid_1_reaps_orphans_and_passes_signals_on() {
     f.refused(&["--init", "wrun.test/hello-init:1"], "--init");
     f.assert_nothing_left();
 }
+
+#[test]
+fn device_gives_a_host_device_with_the_permissions_asked() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:dev", &[]);
+    // A device no container gets by default and that opens without a capability.
+    let Some(host_dev) = ["/dev/fuse", "/dev/net/tun", "/dev/loop-control"]
+        .into_iter()
+        .find(|d| std::path::Path::new(d).exists())
+    else {
+        skip("none of /dev/fuse, /dev/net/tun, /dev/loop-control on this host");
+        return;
+    };
+    let dev_r = format!("{host_dev}:/dev/k:r");
+    let out = f.run_ok(&[
+        "--network",
+        "none",
+        "--device",
+        &dev_r,
+        "--device",
+        "/dev/null:/dev/n2",
+        "bb:dev",
+        "sh",
+        "-c",
+        // Its only rule is ours (r): opening it to write is refused by the device cgroup.
+        "ls -l /dev/k | cut -c1; : < /dev/k && echo read-k; (: > /dev/k) 2>/dev/null && echo wrote-k || echo refused-k; \
+         echo x > /dev/n2 && echo wrote-n2",
+    ]);
+    let l: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(l, ["c", "read-k", "refused-k", "wrote-n2"], "{out}");
+    // Without the flag the container has no such node.
+    let out = f.run_ok(&[
+        "--network",
+        "none",
+        "bb:dev",
+        "sh",
+        "-c",
+        &format!("ls {host_dev} 2>/dev/null || echo absent"),
+    ]);
+    assert_eq!(out.trim(), "absent");
+    f.refused(&["--device", "/etc/hostname", "bb:dev", "true"], "not a device");
+    f.refused(&["--device", "/dev/null:/dev/n:rx", "bb:dev", "true"], "--device");
+    f.refused(&["--device", "/dev/null:relative", "bb:dev", "true"], "--device");
+    f.refused(&["--device", "/no/such/dev", "bb:dev", "true"], "/no/such/dev");
+}

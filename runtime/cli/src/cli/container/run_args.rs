@@ -212,6 +212,9 @@ pub struct RunArgs {
     /// Time after the start when failures do not count (default 0s).
     #[arg(long)]
     pub health_start_period: Option<String>,
+    /// A host device for the container: HOST[:CONTAINER][:PERMISSIONS] (rwm).
+    #[arg(long)]
+    pub device: Vec<String>,
     /// Run a small reaper (tini or catatonit) as PID 1 with the command as its child.
     #[arg(long)]
     pub init: bool,
@@ -282,6 +285,7 @@ impl RunArgs {
             dns_option: self.dns_option.clone(),
             add_host: self.add_host.clone(),
             init: self.init,
+            devices: self.device.clone(),
             health: wrun_front::container::health::HealthFlags {
                 cmd: self.health_cmd.clone(),
                 interval: self.health_interval.clone(),

@@ -66,6 +66,8 @@ pub struct RunOptions {
     pub health: super::health::HealthFlags,
     /// `--init`: a small reaper (tini or catatonit) as PID 1, the command its child.
     pub init: bool,
+    /// `--device HOST[:CONTAINER][:PERMISSIONS]`.
+    pub devices: Vec<String>,
     pub resources: ResourceFlags,
     pub kernel_memory: Option<String>,
     pub oom_score_adj: Option<i32>,
@@ -306,6 +308,45 @@ fn init_binary() -> Result<PathBuf> {
     })
 }
 
+/// `--device HOST[:CONTAINER][:PERMISSIONS]`: the node the container gets (its type and numbers
+/// from the host's device) and the device cgroup rule that lets it use it.
+pub fn device(spec: &str) -> Result<(Value, Value)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let bad = |why: String| Error::Invalid(format!("--device {spec:?}: {why}"));
+    let parts: Vec<&str> = spec.split(':').collect();
+    let perms_ok = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
+    let (host, ctr, perms) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, p] if perms_ok(p) => (*h, *h, *p),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p] => (*h, *c, *p),
+        _ => return Err(bad("not HOST[:CONTAINER][:PERMISSIONS]".into())),
+    };
+    if !perms_ok(perms) {
+        return Err(bad(format!(
+            "permissions {perms:?} are not a combination of r, w and m"
+        )));
+    }
+    for p in [host, ctr] {
+        if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
+            return Err(bad(format!("{p:?} is not an absolute path")));
+        }
+    }
+    let m = std::fs::metadata(host).map_err(|e| bad(format!("{host}: {e}")))?;
+    let ty = if m.file_type().is_char_device() {
+        "c"
+    } else if m.file_type().is_block_device() {
+        "b"
+    } else {
+        return Err(bad(format!("{host} is not a device")));
+    };
+    let (major, minor) = (libc::major(m.rdev()), libc::minor(m.rdev()));
+    Ok((
+        json!({"path": ctr, "type": ty, "major": major, "minor": minor, "fileMode": m.mode() & 0o777, "uid": 0, "gid": 0}),
+        json!({"allow": true, "type": ty, "major": major, "minor": minor, "access": perms}),
+    ))
+}
+
 /// The hostname: --hostname, the host's with --network host or --uts host, else the short id.
 pub fn hostname(o: &RunOptions, id: &str) -> String {
     if let Some(h) = &o.hostname {
@@ -359,6 +400,9 @@ pub fn check_flags(o: &RunOptions) -> Result<Vec<String>> {
         add_host(h)?;
     }
     super::health::check_flags(&o.health)?;
+    for d in &o.devices {
+        device(d)?;
+    }
     if o.health.on_failure.as_deref() == Some("restart") && o.rm {
         return Err(Error::Invalid(
             "--health-on-failure restart conflicts with --rm (a container that removes itself when it ends)".into(),
@@ -573,17 +617,27 @@ pub fn build(o: &RunOptions, i: &Inputs) -> Result<Value> {
     let mut resources =
         serde_json::to_value(dockerflags::to_resources(&o.resources).map_err(|e| Error::Invalid(e.to_string()))?)
             .map_err(|e| Error::Invalid(format!("resources: {e}")))?;
-    resources["devices"] = if o.privileged {
-        json!([{"allow": true, "access": "rwm"}])
+    let mut rules = if o.privileged {
+        vec![json!({"allow": true, "access": "rwm"})]
     } else {
-        json!([{"allow": false, "access": "rwm"}])
+        vec![json!({"allow": false, "access": "rwm"})]
     };
+    let mut devices = Vec::new();
+    for d in &o.devices {
+        let (node, rule) = device(d)?;
+        devices.push(node);
+        rules.push(rule);
+    }
+    resources["devices"] = json!(rules);
     let cgroup_parent = o.cgroup_parent.as_deref().unwrap_or("wrun").trim_matches('/');
     let mut linux = json!({
         "resources": resources,
         "cgroupsPath": format!("{cgroup_parent}/{}", i.id),
         "namespaces": namespaces,
     });
+    if !devices.is_empty() {
+        linux["devices"] = json!(devices);
+    }
     if !o.privileged {
         linux["maskedPaths"] = json!([
             "/proc/asound",
