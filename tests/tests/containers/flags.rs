@@ -374,3 +374,57 @@ fn device_gives_a_host_device_with_the_permissions_asked() {
     f.refused(&["--device", "/dev/null:relative", "bb:dev", "true"], "--device");
     f.refused(&["--device", "/no/such/dev", "bb:dev", "true"], "/no/such/dev");
 }
+
+#[test]
+fn a_docker_seccomp_profile_file_is_applied_with_its_conditions() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:sc", &[]);
+    // Everything allowed but mkdir (EPERM), and chmod (EACCES) unless CAP_FOWNER is held.
+    let profile = f.work.join("profile.json");
+    fs::write(
+        &profile,
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                {"names": ["chmod", "fchmod", "fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+                 "excludes": {"caps": ["CAP_FOWNER"]}}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let script = "mkdir /d 2>&1 || true; touch /f && chmod 600 /f 2>&1 && echo chmod-ok || true";
+    let out = f.run_ok(&["--network", "none", "--security-opt", &opt, "bb:sc", "sh", "-c", script]);
+    assert!(
+        out.contains("Operation not permitted") && out.contains("chmod-ok"),
+        "{out}"
+    );
+    let out = f.run_ok(&[
+        "--network",
+        "none",
+        "--cap-drop",
+        "FOWNER",
+        "--security-opt",
+        &opt,
+        "bb:sc",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(
+        out.contains("Permission denied") && !out.contains("chmod-ok"),
+        "without CAP_FOWNER: {out}"
+    );
+    let bad = f.work.join("bad.json");
+    fs::write(&bad, "{\"syscalls\": 5}").unwrap();
+    f.refused(
+        &["--security-opt", &format!("seccomp={}", bad.display()), "bb:sc", "true"],
+        "defaultAction",
+    );
+    f.refused(
+        &["--security-opt", "seccomp=/no/such/profile.json", "bb:sc", "true"],
+        "/no/such/profile.json",
+    );
+}

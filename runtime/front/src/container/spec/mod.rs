@@ -16,11 +16,16 @@ use super::{Error, Result};
 use crate::dockerflags::{self, ResourceFlags};
 
 mod caps;
+mod devices;
+mod etc;
 mod mounts;
 mod seccomp;
 
 use caps::capabilities;
 pub use caps::DOCKER_CAPS;
+pub use devices::device;
+use devices::{init_binary, INIT_PATH};
+pub use etc::{add_host, hosts_file, resolv_conf};
 #[cfg(test)]
 use mounts::{parse_mount, parse_volume};
 pub use mounts::{user_mounts, Source, UserMount};
@@ -265,88 +270,6 @@ pub struct Inputs<'a> {
     pub netns: Option<&'a Path>,
 }
 
-/// Where `--init`'s binary is bound in the container: /dev is the container's own tmpfs, so
-/// nothing is made in its root filesystem.
-const INIT_PATH: &str = "/dev/init";
-
-/// Whether the ELF file at `p` is statically linked (has no PT_INTERP program header).
-fn is_static_elf(p: &Path) -> bool {
-    let Ok(b) = std::fs::read(p) else { return false };
-    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 {
-        return false;
-    }
-    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(b[0x20..0x28].try_into().unwrap_or_default()) as usize;
-    let (size, num) = (u16_at(0x36), u16_at(0x38));
-    (0..num).all(|i| {
-        let o = phoff + i * size;
-        b.get(o..o + 4)
-            .is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap_or_default()) != 3)
-    })
-}
-
-/// The init `--init` binds in: `$WRUN_INIT_PATH`, else Debian's tini-static or catatonit. It
-/// must be static: the image may have no libc, or one of its own.
-fn init_binary() -> Result<PathBuf> {
-    let candidates: Vec<PathBuf> = match std::env::var_os("WRUN_INIT_PATH") {
-        Some(p) if !p.is_empty() => vec![PathBuf::from(p)],
-        _ => [
-            "/usr/bin/tini-static",
-            "/usr/bin/catatonit",
-            "/usr/libexec/podman/catatonit",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .collect(),
-    };
-    candidates.iter().find(|p| is_static_elf(p)).cloned().ok_or_else(|| {
-        let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-        Error::Invalid(format!(
-            "--init: no statically linked init at {} (install tini, whose tini-static wrun uses, or catatonit; or set WRUN_INIT_PATH)",
-            tried.join(", ")
-        ))
-    })
-}
-
-/// `--device HOST[:CONTAINER][:PERMISSIONS]`: the node the container gets (its type and numbers
-/// from the host's device) and the device cgroup rule that lets it use it.
-pub fn device(spec: &str) -> Result<(Value, Value)> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let bad = |why: String| Error::Invalid(format!("--device {spec:?}: {why}"));
-    let parts: Vec<&str> = spec.split(':').collect();
-    let perms_ok = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
-    let (host, ctr, perms) = match parts.as_slice() {
-        [h] => (*h, *h, "rwm"),
-        [h, p] if perms_ok(p) => (*h, *h, *p),
-        [h, c] => (*h, *c, "rwm"),
-        [h, c, p] => (*h, *c, *p),
-        _ => return Err(bad("not HOST[:CONTAINER][:PERMISSIONS]".into())),
-    };
-    if !perms_ok(perms) {
-        return Err(bad(format!(
-            "permissions {perms:?} are not a combination of r, w and m"
-        )));
-    }
-    for p in [host, ctr] {
-        if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
-            return Err(bad(format!("{p:?} is not an absolute path")));
-        }
-    }
-    let m = std::fs::metadata(host).map_err(|e| bad(format!("{host}: {e}")))?;
-    let ty = if m.file_type().is_char_device() {
-        "c"
-    } else if m.file_type().is_block_device() {
-        "b"
-    } else {
-        return Err(bad(format!("{host} is not a device")));
-    };
-    let (major, minor) = (libc::major(m.rdev()), libc::minor(m.rdev()));
-    Ok((
-        json!({"path": ctr, "type": ty, "major": major, "minor": minor, "fileMode": m.mode() & 0o777, "uid": 0, "gid": 0}),
-        json!({"allow": true, "type": ty, "major": major, "minor": minor, "access": perms}),
-    ))
-}
-
 /// The hostname: --hostname, the host's with --network host or --uts host, else the short id.
 pub fn hostname(o: &RunOptions, id: &str) -> String {
     if let Some(h) = &o.hostname {
@@ -376,29 +299,7 @@ pub fn check_flags(o: &RunOptions) -> Result<Vec<String>> {
             return Err(Error::Invalid(format!("--hostname {h:?}: not a valid hostname")));
         }
     }
-    let own_net = !matches!(o.network.as_deref(), Some("none") | Some("host"));
-    if !own_net && (!o.publish.is_empty() || o.publish_all) {
-        return Err(Error::Invalid(format!(
-            "--publish: container ports cannot be published with --network {}",
-            o.network.as_deref().unwrap_or_default()
-        )));
-    }
-    for p in &o.publish {
-        crate::network::ports::parse(p)?;
-    }
-    for d in &o.dns {
-        if d.parse::<std::net::IpAddr>().is_err() {
-            return Err(Error::Invalid(format!("--dns {d:?}: not an IP address")));
-        }
-    }
-    for (flag, v) in [("--dns-search", &o.dns_search), ("--dns-option", &o.dns_option)] {
-        if let Some(x) = v.iter().find(|x| x.is_empty() || x.contains(char::is_whitespace)) {
-            return Err(Error::Invalid(format!("{flag} {x:?}: empty or with white space")));
-        }
-    }
-    for h in &o.add_host {
-        add_host(h)?;
-    }
+    etc::check_flags(o)?;
     super::health::check_flags(&o.health)?;
     for d in &o.devices {
         device(d)?;
@@ -420,10 +321,10 @@ pub fn check_flags(o: &RunOptions) -> Result<Vec<String>> {
             "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" | "no-new-privileges=false"
             | "no-new-privileges:false" | "seccomp=unconfined" | "seccomp:unconfined" | "apparmor=unconfined"
             | "apparmor:unconfined" | "label=disable" | "label:disable" => {}
-            x if x.starts_with("seccomp") => {
-                return Err(Error::Invalid(format!(
-                    "--security-opt {x:?}: custom seccomp profiles are not supported yet (only seccomp=unconfined)"
-                )))
+            x if x.starts_with("seccomp=") || x.starts_with("seccomp:") => {
+                // Read and checked here, before anything is made; resolved against the
+                // container's capabilities when the config is built.
+                seccomp::profile_file(&x[8..], &[])?;
             }
             x if x.starts_with("apparmor") || x.starts_with("label") => {
                 return Err(Error::Invalid(format!(
@@ -658,7 +559,15 @@ pub fn build(o: &RunOptions, i: &Inputs) -> Result<Value> {
         .security_opt
         .iter()
         .any(|s| s == "seccomp=unconfined" || s == "seccomp:unconfined");
-    if !o.privileged && !unconfined {
+    let custom = o
+        .security_opt
+        .iter()
+        .filter_map(|s| s.strip_prefix("seccomp=").or_else(|| s.strip_prefix("seccomp:")))
+        .rfind(|p| *p != "unconfined");
+    if let Some(file) = custom {
+        // A profile of the user's own applies even to a privileged container, as docker's does.
+        linux["seccomp"] = seccomp::profile_file(file, &caps)?;
+    } else if !o.privileged && !unconfined {
         linux["seccomp"] = seccomp::default_profile(&caps);
     }
     if !o.sysctls.is_empty() {
@@ -679,70 +588,6 @@ pub fn build(o: &RunOptions, i: &Inputs) -> Result<Value> {
         spec["annotations"] = json!(i.annotations);
     }
     Ok(spec)
-}
-
-/// `--add-host NAME:IP` (or `NAME=IP`): the name and the address (`host-gateway`: None, the
-/// network's gateway).
-pub fn add_host(h: &str) -> Result<(String, Option<std::net::IpAddr>)> {
-    let bad = |why: &str| Error::Invalid(format!("--add-host {h:?}: {why}"));
-    // The first ':' or '=': an IPv6 address has colons of its own.
-    let i = h.find([':', '=']).ok_or_else(|| bad("not NAME:IP"))?;
-    let (name, ip) = (&h[..i], &h[i + 1..]);
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
-        return Err(bad("not a host name"));
-    }
-    if ip == "host-gateway" {
-        return Ok((name.to_string(), None));
-    }
-    let ip = ip.trim_start_matches('[').trim_end_matches(']');
-    let ip = ip.parse().map_err(|_| bad("not an IP address (or host-gateway)"))?;
-    Ok((name.to_string(), Some(ip)))
-}
-
-/// The text of the container's /etc/hosts: loopback, its own address (127.0.1.1 without a
-/// network of its own) and name, then `--add-host` entries.
-pub fn hosts_file(hostname: &str, own: Option<std::net::Ipv4Addr>, extra: &[(String, String)]) -> String {
-    let own = own.map_or_else(|| "127.0.1.1".to_string(), |ip| ip.to_string());
-    let mut s = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n{own}\t{hostname}\n"
-    );
-    for (name, ip) in extra {
-        s.push_str(&format!("{ip}\t{name}\n"));
-    }
-    s
-}
-
-/// The text of the container's /etc/resolv.conf: the host's with --network host; otherwise
-/// the host's with loopback nameservers (unreachable from another network namespace) left
-/// out, as docker does; `--dns`, `--dns-search` and `--dns-option` replace the host's lines of
-/// their kind.
-pub fn resolv_conf(host_network: bool, o: &RunOptions) -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let kept: Vec<&str> = host
-        .lines()
-        .filter(|l| {
-            let mut w = l.split_whitespace();
-            let (k, v) = (w.next(), w.next());
-            if k == Some("nameserver") && !o.dns.is_empty()
-                || k == Some("search") && !o.dns_search.is_empty()
-                || k == Some("options") && !o.dns_option.is_empty()
-            {
-                return false;
-            }
-            host_network || !(k == Some("nameserver") && v.is_some_and(|a| a.starts_with("127.") || a == "::1"))
-        })
-        .collect();
-    let mut s: String = kept.iter().map(|l| format!("{l}\n")).collect();
-    if !o.dns_search.is_empty() {
-        s.push_str(&format!("search {}\n", o.dns_search.join(" ")));
-    }
-    for d in &o.dns {
-        s.push_str(&format!("nameserver {d}\n"));
-    }
-    if !o.dns_option.is_empty() {
-        s.push_str(&format!("options {}\n", o.dns_option.join(" ")));
-    }
-    s
 }
 
 #[cfg(test)]
