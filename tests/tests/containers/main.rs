@@ -4,6 +4,7 @@
 //! one line, docker's exit code 125, and leave nothing: no container record, mount, network
 //! namespace, cgroup or image hold.
 
+mod cp;
 mod detached;
 mod flags;
 mod health;

@@ -9,6 +9,7 @@
 //! A container holds its image in the store (`Store::hold`) from its creation to its removal,
 //! so `wrun image rm` refuses an image a container, running or exited, was made from.
 
+pub mod cp;
 pub mod events;
 pub mod exec;
 pub mod health;

@@ -71,6 +71,8 @@ pub enum ContainerCommand {
     Prune(PruneArgs),
     /// Change containers' resource limits (at once when they run) or restart policy.
     Update(Box<UpdateArgs>),
+    /// Copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST.
+    Cp(CpArgs),
     /// The per-container monitor (started by run -d and start; not for users).
     #[command(hide = true)]
     Monitor(MonitorArgs),
@@ -194,6 +196,17 @@ pub struct PortArgs {
     /// PORT[/PROTO]: only where this container port is published.
     #[arg(value_name = "PRIVATE_PORT")]
     pub port: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    /// Keep the files' owners (uid/gid).
+    #[arg(short, long)]
+    pub archive: bool,
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    #[arg(value_name = "DEST")]
+    pub dst: String,
 }
 
 #[derive(Args, Debug)]
@@ -326,6 +339,24 @@ pub fn run(a: &ContainerArgs) -> anyhow::Result<i32> {
                     .map(|_| ())
                     .map_err(Into::into)
             })
+        }
+        ContainerCommand::Cp(c) => {
+            use wrun_front::container::cp::{copy, Side};
+            let (st, cs) = (Store::open(&root)?, Containers::open(&root)?);
+            let done = copy(&st, &cs, &Side::parse(&c.src), &Side::parse(&c.dst), c.archive)?;
+            if done.skipped > 0 {
+                eprintln!(
+                    "wrun: warning: {} device nodes, FIFOs or sockets were not copied",
+                    done.skipped
+                );
+            }
+            eprintln!(
+                "Successfully copied {} ({} files) to {}",
+                super::image::human_size(done.bytes),
+                done.files,
+                c.dst
+            );
+            Ok(0)
         }
         ContainerCommand::Prune(_) => {
             let (ids, bytes) = super::system::prune_containers(&Store::open(&root)?, &Containers::open(&root)?)?;
