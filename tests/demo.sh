@@ -12,7 +12,7 @@ root=$work/state
 images=$work/images
 cleanup() {
   "$wrun" --root "$root" delete --force demo-sleeper >/dev/null 2>&1 || true
-  "$wrun" container --data-root "$images" rm -f demo-ticker >/dev/null 2>&1 || true
+  "$wrun" container --data-root "$images" rm -f demo-ticker demo-web >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -61,14 +61,20 @@ echo "== wrun container run --rm -e VAL=5 --memory 64m --pids-limit 20 --cap-dro
     echo "pids limit: $(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)"'
 echo "== wrun container run --rm --memory 64m demo/hello-wasm:1 (the same command, a wasm image)"
 "$wrun" container --data-root "$images" run --rm --memory 64m demo/hello-wasm:1
-echo "== wrun container run -d, ps, logs, stop, rm"
-"$wrun" container --data-root "$images" run -d --name demo-ticker --restart on-failure demo/busybox:1 \
-  sh -c 'trap "echo stopping; exit 0" TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done' >/dev/null
-sleep 1
-"$wrun" container --data-root "$images" ps
-"$wrun" container --data-root "$images" logs --tail 2 demo-ticker
-"$wrun" container --data-root "$images" stop demo-ticker >/dev/null
-"$wrun" container --data-root "$images" logs --tail 1 demo-ticker
-"$wrun" container --data-root "$images" rm demo-ticker >/dev/null
+echo "== wrun container run -d: a health check, a published port; ps, port, stats, logs, stop, rm"
+c() { "$wrun" container --data-root "$images" "$@"; }
+c run -d --name demo-ticker --restart on-failure --health-cmd 'test -f /tmp/ready' --health-interval 300ms \
+  demo/busybox:1 sh -c 'trap "echo stopping; exit 0" TERM; touch /tmp/ready; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done' >/dev/null
+c run -d --name demo-web -p 127.0.0.1::80 demo/busybox:1 \
+  sh -c 'mkdir -p /www && echo "hello from demo-web, through -p" > /www/index.html && exec httpd -f -p 80 -h /www' >/dev/null
+for _ in $(seq 50); do c ps | grep -q '(healthy)' && break; sleep 0.1; done
+c ps
+addr=$(c port demo-web 80)
+echo "demo-web's port 80 is $addr: $(curl -s --max-time 5 "http://$addr/" || echo unreachable)"
+c stats --no-stream
+c logs --tail 2 demo-ticker
+c stop demo-ticker >/dev/null
+c logs --tail 1 demo-ticker
+c rm -f demo-ticker demo-web >/dev/null
 "$wrun" image --data-root "$images" rm demo/busybox:1 demo/hello-wasm:1 >/dev/null
 echo "== done: nothing left under $root: $(ls "$root" | wc -l) containers; $("$wrun" container --data-root "$images" ls -aq | wc -l) front-end containers"
