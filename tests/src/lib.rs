@@ -14,6 +14,7 @@ mod cgroup;
 mod console;
 mod fixtures;
 mod process;
+mod registry;
 mod runtime;
 mod tarball;
 
@@ -22,6 +23,7 @@ pub use cgroup::*;
 pub use console::*;
 pub use fixtures::*;
 pub use process::*;
+pub use registry::Registry;
 pub use runtime::*;
 pub use tarball::*;
 

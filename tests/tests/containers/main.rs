@@ -10,6 +10,7 @@ mod flags;
 mod health;
 mod hostile;
 mod network;
+mod pull;
 mod system;
 
 use std::fs;

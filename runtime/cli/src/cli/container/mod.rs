@@ -408,12 +408,25 @@ fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<i32> {
     let opts = a.options();
     // Flags are checked before the image is looked for or pulled.
     wrun_front::container::spec::check_flags(&opts)?;
+    let platform = a.platform.as_deref().map(super::image::parse_platform).transpose()?;
     let st = Store::open(root)?;
     let cs = Containers::open(root)?;
-    let img = match (a.pull, st.resolve(&a.image)) {
+    // A stored image of another platform than the one asked counts as missing (docker's rule).
+    let local = st.resolve(&a.image).and_then(|img| match &platform {
+        Some(p)
+            if img.config["os"].as_str() != Some(p.os.as_str())
+                || img.config["architecture"].as_str() != Some(p.architecture.as_str()) =>
+        {
+            Err(wrun_image::Error::NotFound(format!(
+                "{} for {}/{}",
+                a.image, p.os, p.architecture
+            )))
+        }
+        _ => Ok(img),
+    });
+    let img = match (a.pull, local) {
         (PullPolicy::Always, _) | (PullPolicy::Missing, Err(wrun_image::Error::NotFound(_))) => {
             let r = Reference::parse(&a.image)?;
-            let platform = a.platform.as_deref().map(super::image::parse_platform).transpose()?;
             // The pull's progress goes to stderr's place: stdout is the container's.
             registry::pull(&st, &r, platform.as_ref(), &RegistryOptions::default(), Progress::Quiet)?
         }
