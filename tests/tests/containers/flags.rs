@@ -428,3 +428,76 @@ fn a_docker_seccomp_profile_file_is_applied_with_its_conditions() {
         "/no/such/profile.json",
     );
 }
+
+#[test]
+fn uts_ipc_host_cgroup_parent_and_stop_timeout_do_as_docker() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:ns", &[]);
+    let host_name = fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let host_ipc = fs::read_link("/proc/self/ns/ipc").unwrap();
+    let out = f.run_ok(&[
+        "--network",
+        "none",
+        "--uts",
+        "host",
+        "--ipc",
+        "host",
+        "bb:ns",
+        "sh",
+        "-c",
+        "hostname; readlink /proc/self/ns/ipc",
+    ]);
+    assert_eq!(out, format!("{host_name}\n{}\n", host_ipc.display()));
+    let out = f.run_ok(&["--network", "none", "bb:ns", "sh", "-c", "readlink /proc/self/ns/ipc"]);
+    assert_ne!(
+        out.trim(),
+        host_ipc.to_str().unwrap(),
+        "its own ipc namespace by default"
+    );
+    // --cgroup-parent: the container's cgroup is made under it (and goes with it).
+    let parent = unique("wrun-test-parent");
+    let o = f.container(&[
+        "run",
+        "-d",
+        "--name",
+        "cg",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &parent,
+        "--stop-timeout",
+        "1",
+        "bb:ns",
+        "sh",
+        "-c",
+        "trap '' TERM; while true; do sleep 0.1; done",
+    ]);
+    assert_ok(&o, "run -d --cgroup-parent");
+    let id = stdout(&o).trim().to_string();
+    let under: Vec<PathBuf> = find_dirs_named(std::path::Path::new("/sys/fs/cgroup"), &id, 6)
+        .into_iter()
+        .filter(|d| d.parent().is_some_and(|p| p.ends_with(&parent)))
+        .collect();
+    assert!(!under.is_empty(), "no cgroup of {id} under {parent}");
+    // --stop-timeout 1: stop (no -t) sends SIGKILL a second after the ignored SIGTERM.
+    let t = std::time::Instant::now();
+    assert_ok(&f.container(&["stop", "cg"]), "stop");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(6),
+        "stop waited {:?}, not ~1 s",
+        t.elapsed()
+    );
+    assert_eq!(inspect(&f, "cg")["exit_code"], 137);
+    assert_ok(&f.container(&["rm", "cg"]), "rm");
+    // The container's own cgroups are gone; the parent stays, as with docker and runc: it is
+    // the user's. Empty, the test removes it.
+    let left = find_dirs_named(std::path::Path::new("/sys/fs/cgroup"), &id, 7);
+    assert!(left.is_empty(), "the container's cgroups left: {left:?}");
+    for d in find_dirs_named(std::path::Path::new("/sys/fs/cgroup"), &parent, 6) {
+        fs::remove_dir(&d).unwrap_or_else(|e| panic!("{} is not empty: {e}", d.display()));
+    }
+    f.assert_nothing_left();
+}
