@@ -419,3 +419,29 @@ fn stats_shows_cpu_memory_against_the_limit_and_pids() {
     assert_ok(&f.container(&["rm", "-f", "busy"]), "rm -f busy");
     f.assert_nothing_left();
 }
+
+#[test]
+fn dit_keeps_a_detached_shell_waiting_on_its_terminal() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:dit", &[]);
+    // -dit: a terminal and an open stdin: the shell waits (its banner in the log); -d alone:
+    // stdin is /dev/null and the shell ends at once.
+    detach(&f, &["-it", "--name", "waits", "--network", "none", "bb:dit", "sh"]);
+    detach(&f, &["--name", "ends", "--network", "none", "bb:dit", "sh"]);
+    wait_until("the plain -d shell to end", Duration::from_secs(10), || {
+        status(&f, "ends") == "exited"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(status(&f, "waits"), "running");
+    wait_until("the banner in the log", Duration::from_secs(10), || {
+        logs(&f, "waits").contains("BusyBox")
+    });
+    let o = f.container(&["exec", "waits", "sh", "-c", "ls -l /proc/1/fd/0"]);
+    assert!(
+        stdout(&o).contains("/dev/pts/"),
+        "its stdin is a terminal: {}",
+        show(&o)
+    );
+    assert_ok(&f.container(&["rm", "-f", "waits", "ends"]), "rm -f");
+    f.assert_nothing_left();
+}

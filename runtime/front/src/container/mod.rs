@@ -157,6 +157,10 @@ pub struct Record {
     /// The check's status and last results while it is checked.
     #[serde(default)]
     pub health_state: Option<health::HealthState>,
+    /// `-i` of a detached container: its stdin stays open (a pipe its monitor holds and never
+    /// writes), so a shell waits instead of ending at once, as with `docker run -dit`.
+    #[serde(default)]
+    pub open_stdin: bool,
 }
 
 /// docker's `--restart` policies.

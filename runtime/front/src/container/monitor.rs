@@ -197,6 +197,12 @@ fn monitor(data_root: &Path, id: &str, ready: &Arc<Ready>) -> Result<()> {
         // The lifecycle library clones the container's init only from a single-threaded
         // process: the run is a child forked while this process has no other thread; it
         // writes its result ("N", or "err CODE MESSAGE") to `res`.
+        // `-i`: a stdin that stays open for as long as this run (nothing is ever written).
+        let stdin = if rec.open_stdin {
+            Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| super::io("pipe")(e.into()))?)
+        } else {
+            None
+        };
         // SAFETY: no other thread exists here (the last run's threads were joined).
         let child = match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => {
@@ -204,6 +210,10 @@ fn monitor(data_root: &Path, id: &str, ready: &Arc<Ready>) -> Result<()> {
                 drop(ready.0.lock().ok().and_then(|mut g| g.take()));
                 let _ = nix::unistd::dup2(out_w.as_raw_fd(), 1);
                 let _ = nix::unistd::dup2(err_w.as_raw_fd(), 2);
+                if let Some((r, _)) = &stdin {
+                    let _ = nix::unistd::dup2(r.as_raw_fd(), 0);
+                }
+                drop(stdin);
                 drop((out_r, err_r, res_r, out_w, err_w));
                 let msg = match run::run_once(&cs, &rec) {
                     Ok(code) => code.to_string(),
@@ -216,6 +226,8 @@ fn monitor(data_root: &Path, id: &str, ready: &Arc<Ready>) -> Result<()> {
             Err(e) => return Err(super::io("fork the run")(e.into())),
         };
         drop((out_w, err_w, res_w));
+        // The read end is the run's; the write end is held until the run ends.
+        let _stdin_held = stdin.map(|(_, w)| w);
         let pumps = [(out_r, "stdout"), (err_r, "stderr")].map(|(fd, name)| {
             let w = log.clone();
             std::thread::spawn(move || logs::pump(File::from(fd), name, w))

@@ -119,6 +119,7 @@ pub fn create(store: &Store, cs: &Containers, img: &Image, image: &str, o: &RunO
                 .collect(),
             health,
             health_state: None,
+            open_stdin: o.interactive,
         };
         if let Err(e) = cs.save(&rec) {
             let _ = fs::remove_dir_all(&dir);

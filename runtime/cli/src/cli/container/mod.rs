@@ -394,9 +394,6 @@ fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<i32> {
     if a.restart.as_deref().is_some_and(|r| r != "no") && !a.detach {
         anyhow::bail!("--restart: a restart policy needs a detached container (-d) and its monitor");
     }
-    if a.detach && a.tty && a.interactive {
-        anyhow::bail!("-d with -it: attaching to a detached container is not available yet; drop -i");
-    }
     if let Some(u) = a.userns.as_deref().filter(|u| !u.is_empty() && *u != "host") {
         anyhow::bail!("--userns {u:?}: only the host's user namespace (\"host\") for now");
     }
