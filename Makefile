@@ -37,8 +37,8 @@ test: deps wasm-apps
 	cargo build --workspace
 	bash tests/host-net.sh save
 	status=0; cargo test --workspace --no-fail-fast || status=$$?; \
-	bash tests/host-net.sh restore || status=1; \
 	WRUN=target/debug/wrun bash benches/report-check.sh || status=1; \
+	bash tests/host-net.sh restore || status=1; \
 	bash tests/v2/suite.sh || status=1; exit $$status
 
 # Only the cgroup v2 set: boots one UML guest (~2 s) and runs the cgroup tests there (~30 s).

@@ -59,12 +59,31 @@ ps_t=
 for r in $(seq "$rounds"); do
   t0=$(ms); "$wrun" container --data-root "$data" ps >/dev/null; t1=$(ms); ps_t+="$((t1 - t0)) "
 done
+# Memory of a detached container's keepers: its monitor and the run process the monitor forked
+# (RSS and PSS from smaps_rollup, kB); podman's conmon for the same when podman is here.
+kb() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+mem=
+for i in $(seq "$n"); do
+  mp=$("$wrun" container --data-root "$data" inspect "ps$i" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["monitor_pid"])')
+  rp=$(pgrep -P "$mp" | head -1)
+  mem+="$(kb "$mp" Rss):$(kb "$mp" Pss):$(kb "$rp" Rss):$(kb "$rp" Pss) "
+done
+conmon=
+if [ -n "$have_podman" ]; then
+  for i in 1 2 3; do pod --runtime runc run -d --name "pc$i" --network none "${ulim[@]}" bench/busybox:1 sleep 1000 >/dev/null; done
+  for i in 1 2 3; do
+    cp=$(pod inspect --format '{{.State.ConmonPid}}' "pc$i")
+    conmon+="$(kb "$cp" Rss):$(kb "$cp" Pss) "
+  done
+  pod rm -f pc1 pc2 pc3 >/dev/null 2>&1 || true
+fi
 python3 - "$rounds" "$n" "${t[wrun]}" "${t[podman-crun]:-}" "${t[podman-runc]:-}" "$ps_t" \
-  "${t[wrun-none]}" "${t[podman-crun-none]:-}" "${t[podman-runc-none]:-}" <<'PY'
-import statistics, sys
+  "${t[wrun-none]}" "${t[podman-crun-none]:-}" "${t[podman-runc-none]:-}" "$mem" "$conmon" "${FRONT_JSON:-}" <<'PY'
+import json, statistics, sys
 rounds, n = sys.argv[1], sys.argv[2]
+def vals(s): return [int(x) / 1000 for x in s.split()]
 def row(name, s):
-    v = [int(x) / 1000 for x in s.split()]
+    v = vals(s)
     if not v: return None
     m = statistics.median(v)
     print(f"{name:40}{m:>10.1f}{min(v):>9.1f}{max(v):>9.1f}")
@@ -84,4 +103,17 @@ for a, b, what in [(w, c, "podman-crun"), (w, r, "podman-runc"), (wn, cn, "podma
 if not c: print("podman rows skipped: podman is not installed (apt-get install podman)")
 p = row(f"wrun container ps, {n} running", sys.argv[6])
 print(f"ps with {n} containers: {p:.1f} ms (target <= 20)")
+mem = [[int(x) for x in m.split(":")] for m in sys.argv[10].split()]
+med = lambda i: statistics.median(m[i] for m in mem) / 1024
+print(f"per detached container, MiB (median of {len(mem)}): monitor RSS {med(0):.2f} PSS {med(1):.2f}; "
+      f"run process RSS {med(2):.2f} PSS {med(3):.2f} (target: monitor RSS <= 2)")
+con = [[int(x) for x in m.split(":")] for m in sys.argv[11].split()]
+if con:
+    print(f"podman's conmon, MiB (median of {len(con)}): RSS {statistics.median(c[0] for c in con) / 1024:.2f} "
+          f"PSS {statistics.median(c[1] for c in con) / 1024:.2f}")
+if sys.argv[12]:
+    json.dump({"rounds": int(rounds), "n": int(n), "wrun_ms": vals(sys.argv[3]), "wrun_none_ms": vals(sys.argv[7]),
+               "podman_crun_ms": vals(sys.argv[4]), "podman_runc_ms": vals(sys.argv[5]),
+               "podman_crun_none_ms": vals(sys.argv[8]), "podman_runc_none_ms": vals(sys.argv[9]),
+               "ps_ms": vals(sys.argv[6]), "monitor_kb": mem, "conmon_kb": con}, open(sys.argv[12], "w"))
 PY

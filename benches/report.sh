@@ -158,6 +158,52 @@ WRUN_DATA_DIR=$work/data python3 -B "$here/benches/report.py" \
   --rounds "$rounds" --steps "$steps" --iterations "$iterations" --mem-steps "$mem_steps" \
   --density "$density" "${ctr_args[@]}"
 
+# The front-end rows (wrun container run vs podman run, ps with N containers, the memory of a
+# detached container's monitor vs conmon's): appended too.
+if [ "$rounds" -le 3 ]; then front_args=(2 4); else front_args=(10 50); fi
+echo "report: front end (${front_args[*]})"
+FRONT_JSON=$work/front.json WRUN=$wrun bash "$here/benches/front-run.sh" "${front_args[@]}" >"$work/front.txt" 2>&1 ||
+  { cat "$work/front.txt" >&2; echo "report: benches/front-run.sh failed" >&2; exit 1; }
+python3 - "$out/report.md" "$work/front.json" <<'PY'
+import json, statistics, sys
+report, f = sys.argv[1:3]
+d = json.load(open(f))
+med = lambda v: statistics.median(v) if v else None
+out = ["", "## Front end: container run, ps, the monitor", "",
+       f"`wrun container run --rm busybox true` against `podman run --rm` of the same image, {d['rounds']} rounds "
+       "alternating, each on its default network and on `--network none`; `container ps` with "
+       f"{d['n']} detached containers; the memory of a detached container's keepers.", "",
+       "| run | median ms |", "|---|---|"]
+rows = [("wrun container run (CNI bridge)", "wrun_ms"), ("podman run, crun (its bridge)", "podman_crun_ms"),
+        ("podman run, runc (its bridge)", "podman_runc_ms"), ("wrun container run --network none", "wrun_none_ms"),
+        ("podman run --network none, crun", "podman_crun_none_ms"), ("podman run --network none, runc", "podman_runc_none_ms"),
+        (f"wrun container ps, {d['n']} running", "ps_ms")]
+for name, k in rows:
+    m = med(d[k])
+    out.append(f"| {name} | {m:.1f} |" if m is not None else f"| {name} | skipped: podman is not installed |")
+mem = d["monitor_kb"]
+mk = lambda i: statistics.median(m[i] for m in mem) / 1024
+out += ["", "| keeper of a detached container | RSS MiB | PSS MiB |", "|---|---|---|",
+        f"| wrun monitor | {mk(0):.2f} | {mk(1):.2f} |", f"| wrun run process (forked by the monitor) | {mk(2):.2f} | {mk(3):.2f} |"]
+if d["conmon_kb"]:
+    ck = lambda i: statistics.median(c[i] for c in d["conmon_kb"]) / 1024
+    out.append(f"| podman's conmon | {ck(0):.2f} | {ck(1):.2f} |")
+else:
+    out.append("| podman's conmon | skipped: podman is not installed | |")
+out += ["", "| target | figure | result |", "|---|---|---|"]
+def row(name, fig, ok):
+    out.append(f"| {name} | {fig} | {'met' if ok else '**missed**'} |")
+w, c = med(d["wrun_ms"]), med(d["podman_crun_ms"])
+if c:
+    row("container run <= 0.5x podman (crun), default networks", f"{w / c:.2f}x", w / c <= 0.5)
+    wn, cn = med(d["wrun_none_ms"]), med(d["podman_crun_none_ms"])
+    row("container run <= 0.5x podman (crun), --network none", f"{wn / cn:.2f}x", wn / cn <= 0.5)
+p = med(d["ps_ms"])
+row(f"ps with {d['n']} containers <= 20 ms", f"{p:.1f} ms", p <= 20)
+row("monitor RSS <= 2 MiB", f"{mk(0):.2f} MiB", mk(0) <= 2)
+open(report, "a").write("\n".join(out) + "\n")
+PY
+
 # The image rows: appended to the report, as they need a registry rather than containerd.
 if [ "$rounds" -le 3 ]; then pull_args=(1 2 2) cost_rounds=3; else pull_args=(5 4 32) cost_rounds=30; fi
 images_skip=
