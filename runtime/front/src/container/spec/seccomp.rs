@@ -1,8 +1,11 @@
 //! The seccomp filter a front-end container gets by default (`--security-opt
-//! seccomp=unconfined` drops it). Written for wrun from the kernel's syscall table and
-//! capabilities(7), on the lines of docker's default profile: everything is allowed except the
-//! syscalls that reach kernel state a container does not own, each refused with EPERM unless
-//! the container holds the capability that would make it legitimate:
+//! seccomp=unconfined` drops it, `seccomp=FILE` replaces it). An allowlist, as docker's default
+//! profile is: the system calls of the kernel's tables (`syscalls.txt`, generated from Debian's
+//! kernel headers by `gen-syscalls.sh`: the provenance is in its header) are allowed, anything
+//! else (a system call newer than the tables) is refused with EPERM. Written for wrun, on the
+//! lines of docker's profile, from capabilities(7): out of the list are the syscalls that reach
+//! kernel state a container does not own, refused with EPERM unless the container holds the
+//! capability that would make them legitimate:
 //!
 //! - keyrings (`add_key`, `keyctl`, `request_key`): not namespaced, so root in a container
 //!   would reach the host's root keyring;
@@ -97,30 +100,43 @@ const CLONE_NEW: [u64; 8] = [
     0x0000_0080,
 ];
 
+/// The system calls of the kernel's tables (`syscalls.txt`).
+fn known_syscalls() -> impl Iterator<Item = &'static str> {
+    include_str!("syscalls.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
 /// The default filter for a container with capabilities `caps`, as an OCI `linux.seccomp`.
 pub fn default_profile(caps: &[String]) -> Value {
     let has = |c: &str| caps.iter().any(|x| x == c);
-    let mut names: Vec<&str> = Vec::new();
-    for (calls, cap) in REFUSED {
-        if cap.is_none_or(|c| !has(c)) {
-            names.extend_from_slice(calls);
-        }
-    }
+    let refused: Vec<&str> = REFUSED
+        .iter()
+        .filter(|(_, cap)| cap.is_none_or(|c| !has(c)))
+        .flat_map(|(calls, _)| calls.iter().copied())
+        .collect();
+    // clone and clone3 have rules of their own.
+    let allowed: Vec<&str> = known_syscalls()
+        .filter(|n| !refused.contains(n) && *n != "clone" && *n != "clone3")
+        .collect();
     let mut rules = vec![
-        json!({"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM}),
+        json!({"names": allowed, "action": "SCMP_ACT_ALLOW"}),
         json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}),
     ];
-    if !has("CAP_SYS_ADMIN") {
-        // One rule per flag: the rules of a syscall are or-ed, so any CLONE_NEW* refuses it.
-        for bit in CLONE_NEW {
-            rules.push(json!({
-                "names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
-                "args": [{"index": 0, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}]
-            }));
-        }
+    if has("CAP_SYS_ADMIN") {
+        rules.push(json!({"names": ["clone"], "action": "SCMP_ACT_ALLOW"}));
+    } else {
+        // clone only without any CLONE_NEW* flag: (flags & all of them) == 0.
+        let mask: u64 = CLONE_NEW.iter().fold(0, |m, b| m | b);
+        rules.push(json!({
+            "names": ["clone"], "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 0, "value": mask, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]
+        }));
     }
     json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": libc::EPERM,
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
         "syscalls": rules,
     })
@@ -303,9 +319,8 @@ mod tests {
     }
 
     #[test]
-    fn capabilities_lift_the_refusals_they_make_legitimate() {
-        let none = default_profile(&[]);
-        let refused = |p: &Value| -> Vec<String> {
+    fn an_allowlist_of_the_kernels_calls_less_what_the_capabilities_do_not_make_legitimate() {
+        let allowed = |p: &Value| -> Vec<String> {
             p["syscalls"][0]["names"]
                 .as_array()
                 .unwrap()
@@ -313,7 +328,21 @@ mod tests {
                 .map(|v| v.as_str().unwrap().to_string())
                 .collect()
         };
-        let r = refused(&none);
+        let none = default_profile(&[]);
+        assert_eq!(none["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(none["defaultErrnoRet"], libc::EPERM);
+        let a = allowed(&none);
+        for s in [
+            "read",
+            "execve",
+            "mmap",
+            "socket",
+            "socketcall",
+            "mmap2",
+            "memfd_create",
+        ] {
+            assert!(a.contains(&s.to_string()), "{s} allowed");
+        }
         for s in [
             "keyctl",
             "unshare",
@@ -322,16 +351,21 @@ mod tests {
             "open_by_handle_at",
             "userfaultfd",
             "init_module",
+            "clone",
+            "clone3",
         ] {
-            assert!(r.contains(&s.to_string()), "{s}");
+            assert!(!a.contains(&s.to_string()), "{s} not in the allowlist");
         }
-        assert_eq!(none["syscalls"].as_array().unwrap().len(), 2 + CLONE_NEW.len());
+        assert!(a.len() > 380, "{}", a.len());
+        // clone: allowed only without CLONE_NEW* flags.
+        let clone = &none["syscalls"][2];
+        assert_eq!(clone["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
+        assert_eq!(clone["args"][0]["valueTwo"], 0);
         let admin = default_profile(&["CAP_SYS_ADMIN".into()]);
-        let r = refused(&admin);
-        assert!(!r.contains(&"mount".to_string()) && r.contains(&"keyctl".to_string()));
-        assert_eq!(
-            admin["syscalls"].as_array().unwrap().len(),
-            2,
+        let a = allowed(&admin);
+        assert!(a.contains(&"mount".to_string()) && !a.contains(&"keyctl".to_string()));
+        assert!(
+            admin["syscalls"][2]["args"].is_null(),
             "clone unfiltered with CAP_SYS_ADMIN"
         );
     }
