@@ -8,16 +8,21 @@ fn cg(ctrl: &str, v1: &str, v2: &str) -> String {
     format!("cat /sys/fs/cgroup/{ctrl}/{v1} 2>/dev/null || cat /sys/fs/cgroup/{v2}")
 }
 
-#[test]
-fn resource_flags_reach_the_cgroup() {
-    let Some(f) = Front::new() else { return };
-    f.import_busybox("bb:res", &["CMD [\"sh\"]"]);
-    let script = [
+/// Prints the memory limit, pids limit and CPU quota of the container's cgroup, a line each.
+fn limits_script() -> String {
+    [
         cg("memory", "memory.limit_in_bytes", "memory.max"),
         cg("pids", "pids.max", "pids.max"),
         cg("cpu", "cpu.cfs_quota_us", "cpu.max"),
     ]
-    .join("; ");
+    .join("; ")
+}
+
+#[test]
+fn resource_flags_reach_the_cgroup() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:res", &["CMD [\"sh\"]"]);
+    let script = limits_script();
     let out = f.run_ok(&[
         "-m",
         "64m",
@@ -177,12 +182,7 @@ fn filesystem_flags_read_only_tmpfs_binds_and_volumes() {
 fn update_changes_a_running_containers_limits_and_its_next_start_keeps_them() {
     let Some(f) = Front::new() else { return };
     f.import_busybox("bb:upd", &[]);
-    let script = [
-        cg("memory", "memory.limit_in_bytes", "memory.max"),
-        cg("pids", "pids.max", "pids.max"),
-        cg("cpu", "cpu.cfs_quota_us", "cpu.max"),
-    ]
-    .join("; ");
+    let script = limits_script();
     let o = f.container(&[
         "run",
         "-d",

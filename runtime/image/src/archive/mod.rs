@@ -258,6 +258,26 @@ fn ref_name(r: &str) -> Option<Reference> {
 
 /// The manifest of `idx` for `want`, else linux/amd64, else a wasm one; an error lists what
 /// the index offers.
+/// Refuse an image whose config is of another platform than `want`.
+pub fn check_platform(cfg: &serde_json::Value, want: Option<&Platform>) -> Result<()> {
+    let Some(p) = want else { return Ok(()) };
+    let (os, arch) = (
+        cfg["os"].as_str().unwrap_or(""),
+        cfg["architecture"].as_str().unwrap_or(""),
+    );
+    let variant_ok = p.variant.is_none() || cfg["variant"].as_str() == p.variant.as_deref();
+    if os == p.os && arch == p.architecture && variant_ok {
+        return Ok(());
+    }
+    let asked = match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    };
+    Err(Error::invalid(format!(
+        "the image is {os}/{arch}, not the platform asked ({asked})"
+    )))
+}
+
 pub fn select_platform<'a>(idx: &'a Index, want: Option<&Platform>) -> Result<&'a Descriptor> {
     let matches = |d: &Descriptor, p: &Platform| {
         d.platform.as_ref().is_some_and(|dp| {

@@ -265,22 +265,7 @@ fn pull_inner(
             .map_err(|e| Error::invalid(format!("config {}: {e}", manifest.config.digest)))?;
         // A single-platform image is the platform its config says: one asked for otherwise is
         // refused, as docker refuses it, rather than run on the wrong one.
-        if let Some(p) = platform {
-            let (os, arch) = (
-                cfg["os"].as_str().unwrap_or(""),
-                cfg["architecture"].as_str().unwrap_or(""),
-            );
-            let variant_ok = p.variant.is_none() || cfg["variant"].as_str() == p.variant.as_deref();
-            if !(os == p.os && arch == p.architecture && variant_ok) {
-                let asked = match &p.variant {
-                    Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-                    None => format!("{}/{}", p.os, p.architecture),
-                };
-                return Err(Error::invalid(format!(
-                    "the image is {os}/{arch}, not the platform asked ({asked})"
-                )));
-            }
-        }
+        crate::archive::check_platform(&cfg, platform)?;
 
         // What each layer becomes: the diffID its tar must have (None: a wasm layer).
         let plans = crate::store::layer_diff_ids(&manifest, &cfg)?;
