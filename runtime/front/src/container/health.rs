@@ -26,6 +26,10 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_RETRIES: u32 = 3;
 const KEEP: usize = 5;
+/// The shortest interval and timeout a check gets: each check starts processes on the host
+/// (`container exec`), so an image must not be able to say "every nanosecond" and keep the
+/// host busy starting them.
+const MIN_PERIOD: Duration = Duration::from_millis(100);
 const OUTPUT_MAX: usize = 4096;
 
 /// What to do when a container turns unhealthy.
@@ -231,8 +235,8 @@ pub fn resolve(image_config: &Value, f: &HealthFlags) -> Result<Option<HealthCon
         .unwrap_or(DEFAULT_RETRIES);
     Ok(Some(HealthConfig {
         test,
-        interval_ms: interval.as_millis() as u64,
-        timeout_ms: timeout.as_millis() as u64,
+        interval_ms: interval.max(MIN_PERIOD).as_millis() as u64,
+        timeout_ms: timeout.max(MIN_PERIOD).as_millis() as u64,
         start_period_ms: start.as_millis() as u64,
         retries,
         on_failure: on_failure(f)?,
@@ -438,6 +442,10 @@ mod tests {
         let c = resolve(&img, &f).unwrap().unwrap();
         assert_eq!(c.test, ["/bin/sh", "-c", "test -f /ok"]);
         assert_eq!((c.interval_ms, c.retries, c.on_failure), (1000, 2, OnFailure::Restart));
+        // A hostile image's one-nanosecond interval is held to 100 ms.
+        let fast = json!({"Healthcheck": {"Test": ["CMD", "true"], "Interval": 1, "Timeout": 1}});
+        let c = resolve(&fast, &HealthFlags::default()).unwrap().unwrap();
+        assert_eq!((c.interval_ms, c.timeout_ms), (100, 100));
         let shell = json!({"Healthcheck": {"Test": ["CMD-SHELL", "curl -f localhost"]}});
         assert_eq!(
             resolve(&shell, &HealthFlags::default()).unwrap().unwrap().test[2],
