@@ -10,6 +10,7 @@
 //! Dependencies point one way: the cli uses this crate, this crate uses the image store and
 //! the lifecycle library, never the reverse.
 
+pub mod build;
 pub mod container;
 pub mod dockerflags;
 pub mod network;
