@@ -8,7 +8,6 @@ use clap::{Args, Subcommand};
 
 use wrun_front::container::Containers;
 use wrun_front::network::{CreateOptions, Network, Networks};
-use wrun_image::store;
 
 #[derive(Args, Debug)]
 pub struct NetworkArgs {
@@ -102,9 +101,7 @@ fn remove(nets: &Networks, cs: &Containers, n: &Network) -> anyhow::Result<()> {
 }
 
 pub fn run(a: &NetworkArgs) -> anyhow::Result<i32> {
-    let root = a.data_root.clone().unwrap_or_else(store::default_data_root);
-    std::fs::create_dir_all(&root).map_err(|e| anyhow::anyhow!("data root {}: {e}", root.display()))?;
-    let root = std::fs::canonicalize(&root).map_err(|e| anyhow::anyhow!("data root {}: {e}", root.display()))?;
+    let root = super::system::data_root(&a.data_root)?;
     let nets = Networks::open(&root)?;
     let mut out = std::io::stdout().lock();
     match &a.command {

@@ -62,6 +62,8 @@ pub struct EventsArgs {
     pub filter: Vec<String>,
 }
 
+/// The data root asked (or the default), made and given by its real path: mounts are found in
+/// mountinfo by the path the kernel shows, which a symlink or a relative root would not match.
 pub fn data_root(d: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let root = d.clone().unwrap_or_else(store::default_data_root);
     std::fs::create_dir_all(&root).map_err(|e| anyhow::anyhow!("data root {}: {e}", root.display()))?;

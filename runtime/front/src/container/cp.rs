@@ -305,15 +305,8 @@ fn open_root<'a>(st: &'a Store, cs: &Containers, name: &str) -> Result<(Containe
     }
     let dir = cs.dir_of(&rec.id);
     let rootfs = wrun_image::store::mount::rootfs_of(&dir);
-    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|t| {
-            wrun_sys::mountinfo::parse(&t)
-                .iter()
-                .any(|m| Path::new(&m.mountpoint) == rootfs)
-        })
-        .unwrap_or(false);
     let mut unmount = None;
-    if !mounted {
+    if !super::run::is_mounted(&rootfs) {
         let img = st.resolve(&rec.image_id)?;
         st.mount(&img, &dir)?;
         unmount = Some((st, dir.clone()));

@@ -273,7 +273,8 @@ fn netns_of(cs: &Containers, rec: &Record) -> Option<PathBuf> {
         .and_then(|n| n["path"].as_str().map(PathBuf::from))
 }
 
-fn is_mounted(p: &Path) -> bool {
+/// Whether something is mounted at `p` (as mountinfo shows it).
+pub(crate) fn is_mounted(p: &Path) -> bool {
     fs::read_to_string("/proc/self/mountinfo")
         .map(|t| {
             wrun_sys::mountinfo::parse(&t)

@@ -139,11 +139,7 @@ fn exec(command: &str, ty: &str, id: &str, netns: &Path, conf: &Value) -> Result
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>()
         .join(":");
-    // The plugins run iptables and ip: make sure the sbin directories are searched.
-    let path = format!(
-        "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = super::tools_path();
     let mut child = Command::new(&bin)
         .env_clear()
         .env("PATH", path)
@@ -248,23 +244,21 @@ pub fn attach(dir: &Path, id: &str, netns: &Path, n: &Network, ports: &[PortMapp
     let mut prev: Option<Value> = None;
     for (i, p) in plugins.iter().enumerate() {
         let ty = p["type"].as_str().unwrap_or_default();
-        match exec("ADD", ty, id, netns, &plugin_conf(&a.conflist, p, prev.as_ref(), ports)) {
-            Ok(r) => prev = Some(r),
-            Err(e) => {
-                // The spec: a failed ADD is followed by a DEL of the whole chain so far.
-                a.result = prev;
-                let _ = del_chain(&a, &plugins[..=i], id, netns);
-                let _ = fs::remove_file(file_of(dir));
-                return Err(Error::Invalid(format!("network {}: {e}", n.name)));
-            }
-        }
-        if ty == "bridge" {
-            if let Err(e) = super::guard::bridge_up(n) {
-                a.result = prev;
-                let _ = del_chain(&a, &plugins[..=i], id, netns);
-                let _ = fs::remove_file(file_of(dir));
-                return Err(e);
-            }
+        let step = exec("ADD", ty, id, netns, &plugin_conf(&a.conflist, p, prev.as_ref(), ports))
+            .map_err(|e| Error::Invalid(format!("network {}: {e}", n.name)))
+            .and_then(|r| {
+                prev = Some(r);
+                if ty == "bridge" {
+                    super::guard::bridge_up(n)?;
+                }
+                Ok(())
+            });
+        if let Err(e) = step {
+            // The spec: a failed ADD is followed by a DEL of the whole chain so far.
+            a.result = prev;
+            let _ = del_chain(&a, &plugins[..=i], id, netns);
+            let _ = fs::remove_file(file_of(dir));
+            return Err(e);
         }
     }
     a.result = prev;

@@ -39,12 +39,8 @@ fn rule(n: &Network) -> Vec<String> {
 }
 
 fn iptables(op: &str, n: &Network) -> std::io::Result<std::process::Output> {
-    let path = format!(
-        "{}:/usr/sbin:/sbin:/usr/bin:/bin",
-        std::env::var("PATH").unwrap_or_default()
-    );
     Command::new("iptables")
-        .env("PATH", path)
+        .env("PATH", super::tools_path())
         .args(["-w", "-t", "filter", op])
         .args(rule(n))
         .output()

@@ -301,6 +301,15 @@ impl Networks {
     }
 }
 
+/// The caller's PATH with the sbin directories added: the CNI plugins and the loopback guard run
+/// iptables, which a user's PATH may not reach.
+pub(crate) fn tools_path() -> String {
+    format!(
+        "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// The host's IPv4 routes that are not the default one: (device, destination).
 fn host_routes() -> Vec<(String, Subnet)> {
     let text = fs::read_to_string("/proc/net/route").unwrap_or_default();

@@ -21,7 +21,7 @@ use net::{network_settings, port};
 use wrun_front::container::run as life;
 use wrun_front::container::Containers;
 use wrun_image::registry::{self, Progress, RegistryOptions};
-use wrun_image::store::{self, Store};
+use wrun_image::store::Store;
 use wrun_image::Reference;
 
 #[derive(Args, Debug)]
@@ -251,11 +251,7 @@ pub struct InspectArgs {
 }
 
 pub fn run(a: &ContainerArgs) -> anyhow::Result<i32> {
-    let root = a.data_root.clone().unwrap_or_else(store::default_data_root);
-    // The real path: mounts are found in mountinfo by the path the kernel shows, which a
-    // symlink or a relative data root would not match.
-    std::fs::create_dir_all(&root).map_err(|e| anyhow::anyhow!("data root {}: {e}", root.display()))?;
-    let root = std::fs::canonicalize(&root).map_err(|e| anyhow::anyhow!("data root {}: {e}", root.display()))?;
+    let root = super::system::data_root(&a.data_root)?;
     match &a.command {
         ContainerCommand::Run(r) => run_container(&root, r),
         ContainerCommand::Ls(l) => ls(&root, l).map(|()| 0),
