@@ -66,6 +66,29 @@ fn health_turns_healthy_then_unhealthy_after_retries_and_back() {
     });
     assert_eq!(health(&f, "hc")["failing_streak"], 0);
     assert_ok(&f.container(&["rm", "-f", "hc"]), "rm -f hc");
+    // A check that floods its output: the record keeps its first 4 KiB only.
+    detach(
+        &f,
+        &[
+            "--name",
+            "loud",
+            "--network",
+            "none",
+            "--health-cmd",
+            "head -c 1000000 /dev/zero | tr '\\000' x",
+            "--health-interval",
+            "200ms",
+            "bb:h",
+            "sleep",
+            "60",
+        ],
+    );
+    wait_until("loud healthy", Duration::from_secs(15), || {
+        health(&f, "loud")["status"] == "healthy"
+    });
+    let out = health(&f, "loud")["log"][0]["output"].as_str().unwrap().to_string();
+    assert_eq!(out.len(), 4096, "the output kept is capped");
+    assert_ok(&f.container(&["rm", "-f", "loud"]), "rm -f loud");
     f.assert_nothing_left();
     // --no-healthcheck with a --health-* flag, a bad duration, a bad action: one line, nothing made.
     f.refused(
