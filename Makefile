@@ -20,10 +20,14 @@ wasm-apps: deps
 static = -C target-feature=+crt-static -C relocation-model=static
 release_wrun = cargo rustc --release -p wrun-cli --bin wrun -- $(static)
 release_shim = cargo rustc --release -p containerd-shim-wrun --bin containerd-shim-wrun-v1 -- $(static)
+# The monitor of detached containers, the one process that stays beside each: static for the
+# same reason as the shim.
+release_monitor = cargo rustc --release -p wrun-cli --bin wrun-monitor -- $(static)
 
 build: deps wasm-apps
 	$(release_shim)
 	$(release_wrun)
+	$(release_monitor)
 
 # A native container from a busybox bundle (create, state, start, run, delete), then a wasm one.
 demo: build

@@ -59,14 +59,19 @@ ps_t=
 for r in $(seq "$rounds"); do
   t0=$(ms); "$wrun" container --data-root "$data" ps >/dev/null; t1=$(ms); ps_t+="$((t1 - t0)) "
 done
-# Memory of a detached container's keepers: its monitor and the run process the monitor forked
-# (RSS and PSS from smaps_rollup, kB); podman's conmon for the same when podman is here.
+# Memory of a detached container's keepers: its monitor (wrun-monitor), and any wrun process
+# still under it besides the container (none once the container runs: the steps that start
+# it exit), from smaps_rollup, kB; podman's conmon for the same when podman is here.
 kb() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 mem=
 for i in $(seq "$n"); do
   mp=$("$wrun" container --data-root "$data" inspect "ps$i" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["monitor_pid"])')
-  rp=$(pgrep -P "$mp" | head -1)
-  mem+="$(kb "$mp" Rss):$(kb "$mp" Pss):$(kb "$rp" Rss):$(kb "$rp" Pss) "
+  kr=0 kp=0
+  for c in $(pgrep -P "$mp"); do
+    [ "$(tr '\0' '\n' <"/proc/$c/cmdline" 2>/dev/null | head -1)" = wrun ] || continue
+    kr=$((kr + $(kb "$c" Rss))) kp=$((kp + $(kb "$c" Pss)))
+  done
+  mem+="$(kb "$mp" Rss):$(kb "$mp" Pss):$kr:$kp "
 done
 conmon=
 if [ -n "$have_podman" ]; then
@@ -106,7 +111,7 @@ print(f"ps with {n} containers: {p:.1f} ms (target <= 20)")
 mem = [[int(x) for x in m.split(":")] for m in sys.argv[10].split()]
 med = lambda i: statistics.median(m[i] for m in mem) / 1024
 print(f"per detached container, MiB (median of {len(mem)}): monitor RSS {med(0):.2f} PSS {med(1):.2f}; "
-      f"run process RSS {med(2):.2f} PSS {med(3):.2f} (target: monitor RSS <= 2)")
+      f"wrun processes kept beside it RSS {med(2):.2f} PSS {med(3):.2f} (target: monitor RSS <= 2)")
 con = [[int(x) for x in m.split(":")] for m in sys.argv[11].split()]
 if con:
     print(f"podman's conmon, MiB (median of {len(con)}): RSS {statistics.median(c[0] for c in con) / 1024:.2f} "

@@ -184,7 +184,7 @@ for name, k in rows:
 mem = d["monitor_kb"]
 mk = lambda i: statistics.median(m[i] for m in mem) / 1024
 out += ["", "| keeper of a detached container | RSS MiB | PSS MiB |", "|---|---|---|",
-        f"| wrun monitor | {mk(0):.2f} | {mk(1):.2f} |", f"| wrun run process (forked by the monitor) | {mk(2):.2f} | {mk(3):.2f} |"]
+        f"| wrun monitor | {mk(0):.2f} | {mk(1):.2f} |", f"| wrun processes kept beside it (its steps exit once the container runs) | {mk(2):.2f} | {mk(3):.2f} |"]
 if d["conmon_kb"]:
     ck = lambda i: statistics.median(c[i] for c in d["conmon_kb"]) / 1024
     out.append(f"| podman's conmon | {ck(0):.2f} | {ck(1):.2f} |")

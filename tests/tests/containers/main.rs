@@ -418,3 +418,49 @@ fn container_run_runs_from_a_sealed_binary_the_container_cannot_write() {
     );
     assert!(!out.contains("WRITABLE"), "{out}");
 }
+
+/// The same for a detached container: its parent, once the steps that started it have
+/// exited, is its monitor, and what the container reaches through `/proc/PPID/exe` is a sealed
+/// view of `wrun-monitor`, never the host's file.
+#[test]
+fn a_detached_containers_monitor_runs_from_a_sealed_binary_too() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:seal", &["CMD [\"sh\"]"]);
+    let bin = fs::canonicalize(f.rt.bin()).unwrap().with_file_name("wrun-monitor");
+    let md = fs::metadata(&bin).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let host = format!("{}:{}", md.dev(), md.ino());
+    let script = "sleep 1; p=$(awk '/^PPid/ {print $2}' /proc/$$/status); cat /proc/$p/comm; \
+                  stat -L -c %d:%i /proc/$p/exe; (exec 3>>/proc/$p/exe) 2>/dev/null && echo WRITABLE; true";
+    let o = f.container(&[
+        "run",
+        "-d",
+        "--name",
+        "sealmon",
+        "--pid",
+        "host",
+        "--cap-add",
+        "SYS_PTRACE",
+        "bb:seal",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_ok(&o, "run -d");
+    assert_ok(&f.container(&["wait", "sealmon"]), "wait");
+    let out = stdout(&f.container(&["logs", "sealmon"]));
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some("wrun-monitor"),
+        "the container's parent is its monitor: {out}"
+    );
+    let seen = lines.next().unwrap_or("");
+    assert!(
+        !seen.is_empty() && seen != host,
+        "the container reached the host's {} ({host}): {out}",
+        bin.display()
+    );
+    assert!(!out.contains("WRITABLE"), "{out}");
+    assert_ok(&f.container(&["rm", "sealmon"]), "rm");
+}

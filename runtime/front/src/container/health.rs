@@ -1,5 +1,5 @@
 //! Health checks: docker's HEALTHCHECK and `--health-*`, podman's `--health-on-failure`. The
-//! check of a detached container is run by its monitor (a thread beside the run), as
+//! check of a detached container is timed by its monitor and run by a `step health` process, as
 //! `container exec` runs a command: in the container's namespaces, cgroup, capabilities and
 //! seccomp filter, so a wasm container's check is a native program in the same sandbox (one of
 //! the image's, or one bound in with `-v`). A foreground container has no monitor and so no
@@ -14,7 +14,6 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -243,9 +242,8 @@ pub fn resolve(image_config: &Value, f: &HealthFlags) -> Result<Option<HealthCon
     }))
 }
 
-/// Run the check once in container `id` (through `container exec`), within the timeout (and
-/// no longer than the run: `done` ends it).
-fn probe(data_root: &Path, id: &str, cfg: &HealthConfig, done: &AtomicBool) -> Probe {
+/// Run the check once in container `id` (through `container exec`), within the timeout.
+fn probe(data_root: &Path, id: &str, cfg: &HealthConfig) -> Probe {
     let start = wrun_sys::timefmt::now();
     let t0 = Instant::now();
     let timeout = Duration::from_millis(cfg.timeout_ms);
@@ -289,7 +287,7 @@ fn probe(data_root: &Path, id: &str, cfg: &HealthConfig, done: &AtomicBool) -> P
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
-            Ok(None) if t0.elapsed() > timeout || done.load(Ordering::Relaxed) => {
+            Ok(None) if t0.elapsed() > timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
@@ -306,77 +304,57 @@ fn probe(data_root: &Path, id: &str, cfg: &HealthConfig, done: &AtomicBool) -> P
     }
 }
 
-/// Run `cfg` every interval while container `id` runs (until `done`), recording each result
-/// and acting on turning unhealthy; `restart` is set when the container is to run again
-/// whatever its restart policy says (`--health-on-failure restart`).
-pub fn watch(data_root: &Path, cs: &Containers, id: &str, cfg: &HealthConfig, done: &AtomicBool, restart: &AtomicBool) {
-    let started = Instant::now();
-    let _ = cs.update(id, |r| {
-        r.health_state = Some(HealthState {
-            status: "starting".into(),
-            failing_streak: 0,
-            log: r.health_state.take().map(|h| h.log).unwrap_or_default(),
-        });
-    });
-    let interval = Duration::from_millis(cfg.interval_ms);
-    let start_period = Duration::from_millis(cfg.start_period_ms);
-    loop {
-        let t = Instant::now();
-        while t.elapsed() < interval {
-            if done.load(Ordering::Relaxed) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20).min(interval));
-        }
-        if done.load(Ordering::Relaxed) || cs.runtime_status(id) != Some("running") {
-            if done.load(Ordering::Relaxed) {
-                return;
-            }
-            continue;
-        }
-        let p = probe(data_root, id, cfg, done);
-        if done.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut turned_unhealthy = false;
-        let mut changed = None;
-        let rec = cs.update(id, |r| {
-            let h = r.health_state.get_or_insert_with(Default::default);
-            let before = h.status.clone();
-            if p.exit_code == 0 {
-                h.failing_streak = 0;
-                h.status = "healthy".into();
-            } else if !(h.status == "starting" && started.elapsed() < start_period) {
-                h.failing_streak += 1;
-                if h.failing_streak >= cfg.retries && h.status != "unhealthy" {
-                    h.status = "unhealthy".into();
-                    turned_unhealthy = true;
-                }
-            }
-            h.log.push(p.clone());
-            let n = h.log.len();
-            if n > KEEP {
-                h.log.drain(..n - KEEP);
-            }
-            if h.status != before {
-                changed = Some(h.status.clone());
-            }
-            if turned_unhealthy && cfg.on_failure == OnFailure::Stop {
-                r.stop_requested = true;
-            }
-        });
-        if let (Some(status), Ok(rec)) = (changed, &rec) {
-            super::events::emit(data_root, rec, &format!("health_status: {status}"), &[]);
-        }
-        if turned_unhealthy {
-            act(cs, id, cfg.on_failure, restart);
-        }
+/// One check of running container `id`, whose run started `since` ago (the monitor times
+/// them, an interval apart): the result is recorded, and turning unhealthy is acted on.
+/// Returns true when the container is to run again whatever its restart policy says
+/// (`--health-on-failure restart`).
+pub fn check(data_root: &Path, cs: &Containers, id: &str, cfg: &HealthConfig, since: Duration) -> bool {
+    if cs.runtime_status(id) != Some("running") {
+        return false;
     }
+    let p = probe(data_root, id, cfg);
+    // The run may have ended while the check ran: its result is not the container's.
+    if cs.runtime_status(id) != Some("running") {
+        return false;
+    }
+    let start_period = Duration::from_millis(cfg.start_period_ms);
+    let mut turned_unhealthy = false;
+    let mut changed = None;
+    let rec = cs.update(id, |r| {
+        let h = r.health_state.get_or_insert_with(Default::default);
+        let before = h.status.clone();
+        if p.exit_code == 0 {
+            h.failing_streak = 0;
+            h.status = "healthy".into();
+        } else if !(h.status == "starting" && since < start_period) {
+            h.failing_streak += 1;
+            if h.failing_streak >= cfg.retries && h.status != "unhealthy" {
+                h.status = "unhealthy".into();
+                turned_unhealthy = true;
+            }
+        }
+        h.log.push(p.clone());
+        let n = h.log.len();
+        if n > KEEP {
+            h.log.drain(..n - KEEP);
+        }
+        if h.status != before {
+            changed = Some(h.status.clone());
+        }
+        if turned_unhealthy && cfg.on_failure == OnFailure::Stop {
+            r.stop_requested = true;
+        }
+    });
+    if let (Some(status), Ok(rec)) = (changed, &rec) {
+        super::events::emit(data_root, rec, &format!("health_status: {status}"), &[]);
+    }
+    turned_unhealthy && act(cs, id, cfg.on_failure)
 }
 
 /// `--health-on-failure`: kill (SIGKILL; the restart policy decides), restart (SIGKILL, then
-/// the monitor runs it again), stop (the stop signal, then SIGKILL after the stop timeout).
-fn act(cs: &Containers, id: &str, what: OnFailure, restart: &AtomicBool) {
+/// the monitor runs it again: true), stop (the stop signal, then SIGKILL after the stop
+/// timeout).
+fn act(cs: &Containers, id: &str, what: OnFailure) -> bool {
     let root = cs.runtime_root();
     match what {
         OnFailure::None => {}
@@ -384,8 +362,8 @@ fn act(cs: &Containers, id: &str, what: OnFailure, restart: &AtomicBool) {
             let _ = wrun::container::kill(root, id, libc::SIGKILL, true);
         }
         OnFailure::Restart => {
-            restart.store(true, Ordering::Relaxed);
             let _ = wrun::container::kill(root, id, libc::SIGKILL, true);
+            return true;
         }
         OnFailure::Stop => {
             let rec = cs.load(id).ok();
@@ -403,6 +381,7 @@ fn act(cs: &Containers, id: &str, what: OnFailure, restart: &AtomicBool) {
             let _ = wrun::container::kill(root, id, libc::SIGKILL, true);
         }
     }
+    false
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! A container's output in docker's json-file format: one JSON object per line,
 //! `{"log":"text\n","stream":"stdout","time":"RFC 3339"}`, in `containers/<id>/<id>-json.log`,
-//! rotated at `--log-opt max-size` into `.1`, `.2`, ... keeping `max-file` files in all.
+//! rotated at `--log-opt max-size` into `.1`, `.2`, ... keeping `max-file` files in all. The
+//! monitor (`wrun-monitor`) writes it; this is the reading side.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -72,92 +72,6 @@ pub fn path(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{id}-json.log"))
 }
 
-/// The writer the monitor's stream threads share.
-pub struct Writer {
-    path: PathBuf,
-    opts: LogOpts,
-    file: File,
-    size: u64,
-}
-
-impl Writer {
-    pub fn open(path: &Path, opts: LogOpts) -> Result<Arc<Mutex<Writer>>> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(super::io(format!("open {}", path.display())))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(Arc::new(Mutex::new(Writer {
-            path: path.to_path_buf(),
-            opts,
-            file,
-            size,
-        })))
-    }
-
-    fn write(&mut self, e: &Entry) {
-        let mut line = serde_json::to_vec(e).unwrap_or_default();
-        line.push(b'\n');
-        if let Some(max) = self.opts.max_size {
-            if self.size > 0 && self.size + line.len() as u64 > max {
-                self.rotate();
-            }
-        }
-        if self.file.write_all(&line).is_ok() {
-            self.size += line.len() as u64;
-        }
-    }
-
-    /// FILE → FILE.1 → FILE.2 ...; the oldest beyond max-file goes.
-    fn rotate(&mut self) {
-        let keep = self.opts.max_file.unwrap_or(1);
-        let name = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
-        if keep <= 1 {
-            let _ = self.file.set_len(0);
-        } else {
-            let _ = fs::remove_file(name(keep - 1));
-            for n in (1..keep - 1).rev() {
-                let _ = fs::rename(name(n), name(n + 1));
-            }
-            let _ = fs::rename(&self.path, name(1));
-            if let Ok(f) = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(&self.path)
-            {
-                self.file = f;
-            }
-        }
-        self.size = 0;
-    }
-}
-
-/// Copy `from` (a stream of the container) into the log as `stream` entries, a line each
-/// (a line longer than 16 KiB is cut into entries, as docker's), until it ends.
-pub fn pump(from: impl Read, stream: &'static str, w: Arc<Mutex<Writer>>) {
-    let mut r = BufReader::with_capacity(16 << 10, from);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match (&mut r).take(16 << 10).read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let e = Entry {
-                    log: String::from_utf8_lossy(&buf).into_owned(),
-                    stream: stream.to_string(),
-                    time: wrun_sys::timefmt::now(),
-                };
-                if let Ok(mut w) = w.lock() {
-                    w.write(&e);
-                }
-            }
-        }
-    }
-}
-
 /// Every entry of the log, oldest first (rotated files included), handed to `f` one at a
 /// time (a log may be far larger than memory). Returns the offset in the live file after the
 /// last whole line read, where `read_from` goes on.
@@ -222,36 +136,14 @@ pub fn read_from(path: &Path, from: u64) -> (Vec<Entry>, u64) {
     (out, start + whole as u64)
 }
 
-use std::os::unix::fs::OpenOptionsExt;
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn lines_become_entries_and_rotation_keeps_max_file_files() {
-        let dir = std::env::temp_dir().join(format!("wrun-front-logs-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let p = path(&dir, "c1");
-        let opts = LogOpts::parse(&["max-size=200".into(), "max-file=3".into()]).unwrap();
-        let w = Writer::open(&p, opts).unwrap();
-        let text: String = (0..20).map(|i| format!("line {i}\n")).collect();
-        pump(text.as_bytes(), "stdout", w.clone());
-        pump(&b"no newline at the end"[..], "stderr", w);
-        let all = read_all(&p, 3);
-        assert!(p.with_extension("log.2").exists() || PathBuf::from(format!("{}.2", p.display())).exists());
-        assert!(!PathBuf::from(format!("{}.3", p.display())).exists(), "at most 3 files");
-        let last = all.last().unwrap();
-        assert_eq!(
-            (last.log.as_str(), last.stream.as_str()),
-            ("no newline at the end", "stderr")
-        );
-        assert!(all.len() < 21, "the oldest entries were rotated away");
-        assert!(all.iter().any(|e| e.log == "line 19\n"));
-        let (tail, off) = read_from(&p, 0);
-        assert_eq!(tail.last().unwrap().stream, "stderr");
-        assert_eq!(off, fs::metadata(&p).unwrap().len());
-        let _ = fs::remove_dir_all(&dir);
+    fn only_max_size_and_max_file_are_options() {
+        let o = LogOpts::parse(&["max-size=2k".into(), "max-file=3".into()]).unwrap();
+        assert_eq!((o.max_size, o.max_file), (Some(2048), Some(3)));
         for bad in ["max-size=0", "max-size=x", "max-file=0", "colour=red", "max-file=3"] {
             assert!(LogOpts::parse(&[bad.into()]).is_err(), "{bad}");
         }

@@ -309,6 +309,18 @@ pub fn run_once(cs: &Containers, rec: &Record) -> Result<i32> {
     Ok(wrun::container::run(&create_options(cs, rec), false)?)
 }
 
+/// Start the container in the background (its process's stdio is this process's, or with a
+/// terminal, the pty whose master goes to `console`); returns its init's pid.
+pub fn start_detached(cs: &Containers, rec: &Record, console: Option<PathBuf>) -> Result<i32> {
+    let mut opts = create_options(cs, rec);
+    opts.console_socket = console;
+    wrun::container::run(&opts, true)?;
+    wrun::container::load(cs.runtime_root(), &rec.id)?
+        .rec
+        .map(|r| r.pid)
+        .ok_or_else(|| Error::Invalid(format!("container {}: the runtime kept no record", rec.name)))
+}
+
 /// Take down what `prepare_to_run` made, keeping the writes.
 pub fn after_run(store: &Store, cs: &Containers, rec: &Record) {
     let dir = cs.dir_of(&rec.id);

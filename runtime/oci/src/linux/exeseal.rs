@@ -31,6 +31,20 @@ use wrun_sys::syscall as sys;
 /// Set across the re-exec, so a kernel that reports our new image as writable after all
 /// cannot make us re-exec forever.
 const SEALED_ENV: &str = "_WRUN_EXE_SEALED";
+/// The binary's path on the host, passed across the re-exec: the sealed view's own path names
+/// nothing on the host, and the monitor binary is found beside the original.
+const PATH_ENV: &str = "_WRUN_EXE_PATH";
+
+static ORIGINAL: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// The host path of the binary we run: the one we were started from, also after the re-exec
+/// from a sealed view.
+pub fn original_exe() -> std::io::Result<std::path::PathBuf> {
+    match ORIGINAL.get() {
+        Some(p) => Ok(p.clone()),
+        None => std::fs::read_link("/proc/self/exe"),
+    }
+}
 
 /// Whether a command line (without the program name) names a verb whose processes a
 /// container can see: `create`, `run` or `exec`, found past the global flags and their values.
@@ -48,7 +62,7 @@ pub fn needs_sealing(args: &[std::ffi::OsString]) -> bool {
                 continue;
             }
             return if front {
-                matches!(a, "run" | "start" | "restart" | "exec" | "create" | "monitor")
+                matches!(a, "run" | "start" | "restart" | "exec" | "create" | "step")
             } else {
                 matches!(a, "create" | "run" | "exec")
             };
@@ -63,8 +77,13 @@ pub fn needs_sealing(args: &[std::ffi::OsString]) -> bool {
 /// unprotected rather than not at all).
 pub fn ensure() {
     let again = std::env::var_os(SEALED_ENV).is_some();
+    let path = std::env::var_os(PATH_ENV);
+    std::env::remove_var(PATH_ENV);
     if again {
         std::env::remove_var(SEALED_ENV);
+        if let Some(p) = path {
+            let _ = ORIGINAL.set(p.into());
+        }
     }
     match is_sealed() {
         Ok(true) => return,
@@ -85,7 +104,9 @@ pub fn ensure() {
             return;
         }
     };
+    std::env::set_var(PATH_ENV, &exe);
     if let Some(errors) = exec_sealed(&exe) {
+        std::env::remove_var(PATH_ENV);
         eprintln!(
             "wrun: warning: cannot run {} from a read-only image ({errors}); going on unsealed",
             exe.display()
@@ -97,11 +118,6 @@ pub fn ensure() {
 /// one `WRUN_EXE_SEAL` names, if set; `off` for none). Returns only when none worked, with
 /// what each said (`None` for `off`).
 fn exec_sealed(exe: &Path) -> Option<String> {
-    let all: [(&str, &str, View); 3] = [
-        ("overlay", "read-only overlay", overlay_view),
-        ("bind", "read-only bind", bind_view),
-        ("memfd", "sealed memfd", memfd_copy),
-    ];
     // WRUN_EXE_SEAL names one mechanism (or `off`): for the start benchmarks, which compare them
     // in one run, and for a host where one of them misbehaves.
     let only = std::env::var("WRUN_EXE_SEAL").ok();
@@ -109,7 +125,7 @@ fn exec_sealed(exe: &Path) -> Option<String> {
         return None;
     }
     let mut errors = Vec::new();
-    for (_, how, open) in all
+    for (_, how, open) in VIEWS
         .into_iter()
         .filter(|(name, _, _)| only.as_deref().is_none_or(|o| o == *name))
     {
@@ -125,6 +141,26 @@ fn exec_sealed(exe: &Path) -> Option<String> {
 }
 
 type View = fn(&Path) -> nix::Result<OwnedFd>;
+
+/// The ways to a view that cannot be written through, best first: name, description, opener.
+const VIEWS: [(&str, &str, View); 3] = [
+    ("overlay", "read-only overlay", overlay_view),
+    ("bind", "read-only bind", bind_view),
+    ("memfd", "sealed memfd", memfd_copy),
+];
+
+/// A view of `exe` that cannot be written through (the first mechanism that works, as for
+/// our own binary), for running a helper binary from; the error says what each mechanism said.
+pub fn sealed_view(exe: &Path) -> Result<OwnedFd, String> {
+    let mut errors = Vec::new();
+    for (_, how, open) in VIEWS {
+        match open(exe) {
+            Ok(fd) => return Ok(fd),
+            Err(e) => errors.push(format!("{how}: {e}")),
+        }
+    }
+    Err(errors.join("; "))
+}
 
 /// Whether the file we run from cannot be written through: on a read-only mount, or a memfd
 /// sealed against writes.

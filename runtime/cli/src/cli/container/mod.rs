@@ -73,9 +73,9 @@ pub enum ContainerCommand {
     Update(Box<UpdateArgs>),
     /// Copy files between a container and the host: CONTAINER:SRC DEST or SRC CONTAINER:DEST.
     Cp(CpArgs),
-    /// The per-container monitor (started by run -d and start; not for users).
-    #[command(hide = true)]
-    Monitor(MonitorArgs),
+    /// A step of a detached run, for the container's monitor (not for users).
+    #[command(hide = true, subcommand)]
+    Step(Step),
 }
 
 #[derive(Args, Debug)]
@@ -154,11 +154,33 @@ pub struct LogsArgs {
     pub name: String,
 }
 
-#[derive(Args, Debug)]
-pub struct MonitorArgs {
-    #[arg(long)]
-    pub ready_fd: Option<i32>,
-    pub id: String,
+/// The steps of a run that the monitor (`wrun-monitor`) has wrun do: each a short process.
+#[derive(Subcommand, Debug)]
+pub enum Step {
+    /// Make what a run needs and start the container; the result line goes to `--result-fd`.
+    Begin {
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        #[arg(long, default_value_t = 3)]
+        result_fd: i32,
+        id: String,
+    },
+    /// Run one health check of a run that started `--since-ms` ago.
+    Health {
+        #[arg(long)]
+        since_ms: u64,
+        id: String,
+    },
+    /// Record an event (an OOM kill).
+    Event { id: String, action: String },
+    /// Take a run that ended down and apply the restart policy; prints "again" or "done".
+    End {
+        #[arg(long, allow_hyphen_values = true)]
+        code: i32,
+        #[arg(long)]
+        health_restart: bool,
+        id: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -319,7 +341,7 @@ pub fn run(a: &ContainerArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         ContainerCommand::Logs(l) => logs(&root, l).map(|()| 0),
-        ContainerCommand::Monitor(m) => Ok(wrun_front::container::monitor::main(&root, &m.id, m.ready_fd)),
+        ContainerCommand::Step(s) => step(&root, s),
         ContainerCommand::Port(p) => port(&Containers::open(&root)?, p),
         ContainerCommand::Top(t) => top(&Containers::open(&root)?, t).map(|()| 0),
         ContainerCommand::Rename(r) => rename(&Containers::open(&root)?, r).map(|()| 0),
@@ -460,6 +482,32 @@ fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<i32> {
             tracing::error!(kind = "start", "{e}");
             eprintln!("wrun: {e}");
             Ok(code)
+        }
+    }
+}
+
+/// A step of a detached run (see `wrun_front::container::monitor`).
+fn step(root: &std::path::Path, s: &Step) -> anyhow::Result<i32> {
+    use wrun_front::container::monitor;
+    match s {
+        Step::Begin {
+            console_socket,
+            result_fd,
+            id,
+        } => {
+            let line = monitor::begin(root, id, console_socket.clone());
+            monitor::answer(*result_fd, &line);
+            Ok(0)
+        }
+        Step::Health { since_ms, id } => Ok(monitor::health(root, id, std::time::Duration::from_millis(*since_ms))?),
+        Step::Event { id, action } => monitor::event(root, id, action).map(|()| 0).map_err(Into::into),
+        Step::End {
+            code,
+            health_restart,
+            id,
+        } => {
+            println!("{}", monitor::end(root, id, *code, *health_restart)?);
+            Ok(0)
         }
     }
 }
