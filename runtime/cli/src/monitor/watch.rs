@@ -78,6 +78,7 @@ impl Run {
         let mut pidfd = wrun_sys::pidfd::open(self.init);
         let mut next_check = a.health.map(|i| started + i);
         let mut checking: Option<u32> = None;
+        let (mut oom_pending, mut reporting): (bool, Option<u32>) = (false, None);
         let mut health_restart = false;
         let mut exited: Option<(i32, Instant)> = None;
         loop {
@@ -88,7 +89,8 @@ impl Run {
                         lines.finish(w);
                     }
                     self.streams.clear();
-                    if checking.is_none() {
+                    // The last check and OOM report first: the end's "die" comes after them.
+                    if checking.is_none() && reporting.is_none() && !oom_pending {
                         return (code, health_restart);
                     }
                 }
@@ -143,6 +145,8 @@ impl Run {
                     if pid == self.init {
                         exited = Some((code, Instant::now()));
                         next_check = None;
+                    } else if Some(pid as u32) == reporting {
+                        reporting = None;
                     } else if Some(pid as u32) == checking {
                         checking = None;
                         health_restart |= code == HEALTH_RESTART;
@@ -151,9 +155,13 @@ impl Run {
             }
             let oom_at = n + 1;
             if let Some(o) = oom.as_mut().filter(|_| fds[oom_at].revents != 0) {
-                if o.fired() {
-                    let _ = step(a, "event").arg(&a.id).arg("oom").spawn();
-                }
+                oom_pending |= o.fired();
+            }
+            // One event step at a time: a container that is OOM-killed in a loop must not make
+            // the host start a process per kill. Kills during a step are told by the next one.
+            if oom_pending && reporting.is_none() {
+                oom_pending = false;
+                reporting = step(a, "event").arg(&a.id).arg("oom").spawn().ok().map(|c| c.id());
             }
             let pid_at = oom_at + usize::from(oom.is_some());
             if pidfd.is_some() && fds[pid_at].revents != 0 {
