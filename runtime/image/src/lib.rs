@@ -24,6 +24,7 @@ pub mod archive;
 pub mod auth;
 pub mod digest;
 pub mod error;
+pub mod layer;
 pub mod reference;
 pub mod registry;
 pub mod store;

@@ -4,6 +4,7 @@
 //! one line, docker's exit code 125, and leave nothing: no container record, mount, network
 //! namespace, cgroup or image hold.
 
+mod build;
 mod cp;
 mod detached;
 mod flags;
@@ -128,6 +129,10 @@ impl Front {
             .map(|d| d.flatten().map(|e| e.file_name()).collect())
             .unwrap_or_default();
         assert!(live.is_empty(), "runtime state left: {live:?}");
+        let builds: Vec<_> = fs::read_dir(self.data.join("build"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(builds.is_empty(), "build directories left: {builds:?}");
     }
 
     /// Import the tests' busybox rootfs, with a user `app` (uid 1000, in group `wheel`), as

@@ -1,5 +1,6 @@
 //! The runc-compatible command line: global flags and one subcommand per lifecycle verb.
 
+mod build;
 mod container;
 mod exec;
 mod features;
@@ -77,6 +78,8 @@ pub enum Command {
     Container(container::ContainerArgs),
     /// Manage images: pull, push, import, save, ls, inspect, rm, tag, prune, history, df.
     Image(image::ImageArgs),
+    /// Build an image from a Dockerfile.
+    Build(Box<build::BuildArgs>),
     /// Manage the bridge networks of containers: create, ls, inspect, rm, prune.
     Network(network::NetworkArgs),
     /// Housekeeping of the data root: prune, df, events.
@@ -208,6 +211,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Events(a) => resources::events(cli, a).map(|()| 0),
         Command::Container(a) => container::run(a),
         Command::Image(a) => image::run(a),
+        Command::Build(a) => build::run(a),
         Command::Network(a) => network::run(a),
         Command::System(a) => system::run(a),
         Command::Login(a) => image::login(a),

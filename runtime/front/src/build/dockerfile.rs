@@ -97,6 +97,8 @@ pub struct Dockerfile {
     pub steps: Vec<Step>,
     /// Warnings (an ignored `# syntax=` directive).
     pub warnings: Vec<String>,
+    /// The escape character (`\\`, or a backtick by `# escape=`), for `expand`.
+    pub escape: char,
 }
 
 fn err(line: usize, msg: impl Into<String>) -> ParseError {
@@ -387,6 +389,7 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     let lines: Vec<&str> = text.lines().collect();
     let mut df = Dockerfile::default();
     let (escape, start) = directives(&lines, &mut df.warnings)?;
+    df.escape = escape;
     let mut i = start;
     while i < lines.len() {
         let first = i + 1;

@@ -67,7 +67,7 @@ pub struct Copied {
     pub skipped: u64,
 }
 
-fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> Error {
+pub(crate) fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> Error {
     let what = what.into();
     move |e| Error::Io {
         what,
@@ -75,12 +75,12 @@ fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> Error {
     }
 }
 
-fn own(fd: RawFd) -> OwnedFd {
+pub(crate) fn own(fd: RawFd) -> OwnedFd {
     // SAFETY: a new fd from a successful open.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-fn open_at(dir: RawFd, name: &CStr, flags: OFlag, mode: u32) -> std::result::Result<OwnedFd, Errno> {
+pub(crate) fn open_at(dir: RawFd, name: &CStr, flags: OFlag, mode: u32) -> std::result::Result<OwnedFd, Errno> {
     nix::fcntl::openat(
         Some(dir),
         name,
@@ -90,7 +90,7 @@ fn open_at(dir: RawFd, name: &CStr, flags: OFlag, mode: u32) -> std::result::Res
     .map(own)
 }
 
-fn stat_at(dir: RawFd, name: &CStr) -> std::result::Result<FileStat, Errno> {
+pub(crate) fn stat_at(dir: RawFd, name: &CStr) -> std::result::Result<FileStat, Errno> {
     nix::sys::stat::fstatat(Some(dir), name, AtFlags::AT_SYMLINK_NOFOLLOW)
 }
 
@@ -100,18 +100,24 @@ fn kind(st: &FileStat) -> SFlag {
 
 /// Who owns what a copy makes.
 #[derive(Clone, Copy)]
-struct Rules {
+pub(crate) struct Rules<'a> {
     /// Some: every entry gets this owner; None: the source's.
-    owner: Option<(u32, u32)>,
+    pub owner: Option<(u32, u32)>,
     /// The permission bits kept (0o777 drops setuid, setgid and sticky).
-    mode_mask: u32,
+    pub mode_mask: u32,
+    /// Some: every entry gets these permission bits instead (`COPY --chmod`).
+    pub mode: Option<u32>,
+    /// Entries below the top for which this says true are left out (`.dockerignore`); it is
+    /// given the entry's path as `shown` names it.
+    pub skip: Option<&'a dyn Fn(&Path) -> bool>,
 }
 
-fn set_owner_mode(fd: &OwnedFd, st: &FileStat, r: Rules, what: &Path) -> Result<()> {
+fn set_owner_mode(fd: &OwnedFd, st: &FileStat, r: Rules<'_>, what: &Path) -> Result<()> {
     let (uid, gid) = r.owner.unwrap_or((st.st_uid, st.st_gid));
     nix::unistd::fchown(fd.as_raw_fd(), Some(uid.into()), Some(gid.into()))
         .map_err(sys(format!("chown {}", what.display())))?;
-    nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(st.st_mode & r.mode_mask))
+    let mode = r.mode.unwrap_or(st.st_mode & r.mode_mask);
+    nix::sys::stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(mode))
         .map_err(sys(format!("chmod {}", what.display())))
 }
 
@@ -123,7 +129,7 @@ fn copy_entry(
     ddir: RawFd,
     dname: &CStr,
     shown: &Path,
-    (r, depth): (Rules, usize),
+    (r, depth): (Rules<'_>, usize),
     out: &mut Copied,
 ) -> Result<()> {
     if depth > MAX_DEPTH {
@@ -152,6 +158,9 @@ fn copy_entry(
             let d = open_at(ddir, dname, flags, 0).map_err(sys(format!("open the copy of {}", shown.display())))?;
             for n in names_in(&s, shown)? {
                 let child = shown.join(OsStr::from_bytes(n.as_bytes()));
+                if r.skip.is_some_and(|f| f(&child)) {
+                    continue;
+                }
                 copy_entry(s.as_raw_fd(), &n, d.as_raw_fd(), &n, &child, (r, depth + 1), out)?;
             }
             set_owner_mode(&d, &st, r, shown)?;
@@ -241,7 +250,7 @@ fn names_in(fd: &OwnedFd, shown: &Path) -> Result<Vec<CString>> {
 
 /// The parent directory and last name of `path`, as docker reads a cp path: `dir/.` (or `/`)
 /// means the directory's contents.
-fn split(path: &str) -> (PathBuf, Option<CString>) {
+pub(crate) fn split(path: &str) -> (PathBuf, Option<CString>) {
     let p = Path::new(path);
     let contents = path.ends_with("/.") || path == "." || p.components().all(|c| matches!(c, Component::RootDir));
     if contents {
@@ -344,7 +353,7 @@ fn dir_in_root(root: &OwnedFd, path: &Path, shown: &str) -> Result<OwnedFd> {
         .map_err(|e| Error::Invalid(format!("{shown}: {}", io::Error::from_raw_os_error(e as i32))))
 }
 
-fn host_dir(path: &Path) -> Result<OwnedFd> {
+pub(crate) fn host_dir(path: &Path) -> Result<OwnedFd> {
     nix::fcntl::open(
         path,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -397,6 +406,8 @@ pub fn copy(st: &Store, cs: &Containers, from: &Side, to: &Side, archive: bool) 
             let r = Rules {
                 owner: (!archive).then_some(me),
                 mode_mask: 0o777,
+                mode: None,
+                skip: None,
             };
             copy_top(
                 &sdir,
@@ -429,6 +440,8 @@ pub fn copy(st: &Store, cs: &Containers, from: &Side, to: &Side, archive: bool) 
             let r = Rules {
                 owner: (!archive).then_some((0, 0)),
                 mode_mask: 0o7777,
+                mode: None,
+                skip: None,
             };
             copy_top(&sdir, sname.as_deref(), &ddir, dname.as_deref(), src, r, &mut out)?;
         }
@@ -442,13 +455,13 @@ pub fn copy(st: &Store, cs: &Containers, from: &Side, to: &Side, archive: bool) 
 }
 
 /// The top of a copy: an entry into a directory, or a directory's contents into one.
-fn copy_top(
+pub(crate) fn copy_top(
     sdir: &OwnedFd,
     sname: Option<&CStr>,
     ddir: &OwnedFd,
     dname: Option<&CStr>,
     shown: &Path,
-    r: Rules,
+    r: Rules<'_>,
     out: &mut Copied,
 ) -> Result<()> {
     match (sname, dname) {
@@ -476,6 +489,9 @@ fn copy_top(
             };
             for n in names_in(sdir, shown)? {
                 let child = shown.join(OsStr::from_bytes(n.as_bytes()));
+                if r.skip.is_some_and(|f| f(&child)) {
+                    continue;
+                }
                 copy_entry(
                     sdir.as_raw_fd(),
                     &n,

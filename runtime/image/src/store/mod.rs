@@ -18,6 +18,7 @@
 //! dead process, which the next commit removes; a commit takes the exclusive lock only for
 //! renames and the index write (atomic: write, fsync, rename).
 
+pub mod cache;
 mod gc;
 pub mod mount;
 pub mod oci;
@@ -292,7 +293,14 @@ impl Store {
     pub fn images(&self) -> Result<Vec<Image>> {
         let _l = self.lock(false)?;
         let idx = self.index()?;
-        let digests: BTreeSet<Digest> = idx.manifests.iter().map(|m| m.digest.clone()).collect();
+        // Build-cache entries are not images of their own (as docker hides its builder's
+        // intermediate images); a built image they also name is listed by its own entry.
+        let digests: BTreeSet<Digest> = idx
+            .manifests
+            .iter()
+            .filter(|m| !cache::is_cache_entry(m))
+            .map(|m| m.digest.clone())
+            .collect();
         let mut out = digests
             .iter()
             .map(|d| self.image_of(d, &idx))
@@ -356,6 +364,18 @@ impl Store {
     /// image a tag named before keeps an untagged entry, as docker's dangling images). Every
     /// blob and layer the image needs must be staged or present.
     pub fn commit(&self, staged: Staged, manifest: &Digest, tags: &[Reference]) -> Result<Image> {
+        self.commit_as(staged, manifest, tags, None)
+    }
+
+    /// `commit`, and with `cache_key` an index entry that makes the image the build cache's
+    /// answer for that key (see `cache`).
+    fn commit_as(
+        &self,
+        staged: Staged,
+        manifest: &Digest,
+        tags: &[Reference],
+        cache_key: Option<&str>,
+    ) -> Result<Image> {
         let _l = self.lock(true)?;
         gc::remove_stale_tmp(self);
         for (d, p) in &staged.blobs {
@@ -401,6 +421,9 @@ impl Store {
         for t in tags {
             set_tag(&mut idx, &t.to_string(), desc(Some(t)));
         }
+        if let Some(key) = cache_key {
+            cache::set(&mut idx, key, desc(None));
+        }
         if !idx.manifests.iter().any(|m| &m.digest == manifest) {
             idx.manifests.push(desc(None));
         }
@@ -423,6 +446,8 @@ impl Store {
             .cloned()
             .ok_or_else(|| Error::NotFound(source.to_string()))?;
         let mut d = entry;
+        // The entry found may be the build cache's: a name is not.
+        d.annotations.remove(cache::CACHE_KEY);
         d.annotations.insert(REF_NAME.to_string(), tag.to_string());
         set_tag(&mut idx, &tag.to_string(), d);
         self.write_index(&idx)?;
@@ -525,9 +550,10 @@ fn set_tag(idx: &mut Index, tag: &str, d: Descriptor) {
             idx.manifests.push(o);
         }
     }
-    // An untagged entry of the same image is replaced by the tagged one.
+    // An untagged entry of the same image is replaced by the tagged one (a build-cache entry
+    // stays: it is the cache's, not a name).
     idx.manifests
-        .retain(|m| m.digest != d.digest || m.annotations.contains_key(REF_NAME));
+        .retain(|m| m.digest != d.digest || m.annotations.contains_key(REF_NAME) || cache::is_cache_entry(m));
     idx.manifests.push(d);
 }
 

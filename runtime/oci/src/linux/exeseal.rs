@@ -64,7 +64,8 @@ pub fn needs_sealing(args: &[std::ffi::OsString]) -> bool {
             return if front {
                 matches!(a, "run" | "start" | "restart" | "exec" | "create" | "step")
             } else {
-                matches!(a, "create" | "run" | "exec")
+                // `build` runs its RUN steps in containers.
+                matches!(a, "create" | "run" | "exec" | "build")
             };
         }
     }

@@ -1,0 +1,114 @@
+//! `wrun build`: an image from a Dockerfile (see `wrun_front::build`).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use wrun_front::build::{self, BuildOptions};
+use wrun_front::container::Containers;
+use wrun_image::registry::{self, Progress, RegistryOptions};
+use wrun_image::store::Store;
+use wrun_image::Reference;
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The data root of the image store [default: $WRUN_DATA_ROOT, else /var/lib/wrun].
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
+    /// Name the image NAME[:TAG] (repeatable).
+    #[arg(short, long = "tag")]
+    pub tags: Vec<String>,
+    /// The Dockerfile [default: CONTEXT/Dockerfile].
+    #[arg(short, long)]
+    pub file: Option<PathBuf>,
+    /// A build argument KEY=VALUE (KEY alone: its value from the environment).
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Build up to this stage.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Run every step, even those the cache has.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Pull every FROM image, even one in the store.
+    #[arg(long)]
+    pub pull: bool,
+    /// The network of RUN steps: host (the default, as `docker build --network host`) or none.
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// The platform of the FROM images to pull (os/arch).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// A label KEY=VALUE for the image (repeatable).
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Print only the image id.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Write the image id to this file.
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// The build context: the directory COPY and ADD read.
+    pub context: PathBuf,
+}
+
+pub fn run(a: &BuildArgs) -> anyhow::Result<i32> {
+    let root = super::system::data_root(&a.data_root)?;
+    let tags = a
+        .tags
+        .iter()
+        .map(|t| Reference::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let platform = a.platform.as_deref().map(super::image::parse_platform).transpose()?;
+    let st = Store::open(&root)?;
+    let cs = Containers::open(&root)?;
+    let o = BuildOptions {
+        context: a.context.clone(),
+        file: a.file.clone(),
+        tags,
+        build_args: a.build_args.clone(),
+        target: a.target.clone(),
+        no_cache: a.no_cache,
+        network: a.network.clone(),
+        labels: a.label.clone(),
+        quiet: a.quiet,
+    };
+    // RUN steps read nothing: as docker's, their stdin is empty.
+    wrun_front::container::run::stdin_from_dev_null()?;
+    let base = |name: &str| -> wrun_front::container::Result<wrun_image::store::Image> {
+        match st.resolve(name) {
+            Err(wrun_image::Error::NotFound(_)) => {}
+            Ok(img) if !a.pull => return Ok(img),
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        let r = Reference::parse(name)?;
+        Ok(registry::pull(
+            &st,
+            &r,
+            platform.as_ref(),
+            &RegistryOptions::default(),
+            Progress::Quiet,
+        )?)
+    };
+    let mut out = std::io::stdout();
+    let built = build::build(&st, &cs, &o, &base, &mut out)?;
+    if let Some(f) = &a.iidfile {
+        std::fs::write(f, built.image.id.as_str()).map_err(|e| anyhow::anyhow!("--iidfile {}: {e}", f.display()))?;
+    }
+    if a.quiet {
+        println!("{}", built.image.id);
+    } else {
+        println!(
+            "Successfully built {} ({} steps run, {} from the cache)",
+            built.image.id.short(),
+            built.ran,
+            built.cached
+        );
+        for t in &o.tags {
+            println!("Successfully tagged {}", wrun_image::store::familiar(t));
+        }
+    }
+    let _ = out.flush();
+    Ok(0)
+}

@@ -1,0 +1,279 @@
+//! The build context: the directory whose files COPY and ADD read, less what `.dockerignore`
+//! excludes. Sources are named relative to it and never lead out of it: `..` past its top is
+//! refused, and symlinks are copied as symlinks, never followed (inside or out of it).
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::container::{Error, Result};
+
+/// One `.dockerignore` rule.
+#[derive(Debug, Clone)]
+struct Rule {
+    pattern: Vec<String>,
+    /// `!pattern`: matched paths are kept after all.
+    keep: bool,
+}
+
+/// The context directory and its ignore rules.
+#[derive(Debug)]
+pub struct Context {
+    pub root: PathBuf,
+    rules: Vec<Rule>,
+}
+
+/// `p` cleaned as docker cleans a pattern or source: no `.`, `..` resolved lexically, no
+/// leading `/`; None if it leads above the top.
+pub fn clean(p: &str) -> Option<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                out.pop()?;
+            }
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// Go's `filepath.Match` for one path component: `*`, `?`, `[...]` (with `^`/`!` and ranges),
+/// `\` escapes.
+fn match_component(pat: &[u8], name: &[u8]) -> bool {
+    match (pat.first(), name.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => (0..=name.len()).any(|i| match_component(&pat[1..], &name[i..])),
+        (Some(b'?'), Some(_)) => match_component(&pat[1..], &name[1..]),
+        (Some(b'['), Some(&c)) => {
+            let Some(end) = pat[1..].iter().position(|b| *b == b']').map(|i| i + 1) else {
+                return false;
+            };
+            let class = &pat[1..end];
+            let (neg, class) = match class.first() {
+                Some(b'^' | b'!') => (true, &class[1..]),
+                _ => (false, class),
+            };
+            let mut hit = false;
+            let mut i = 0;
+            while i < class.len() {
+                if i + 2 < class.len() && class[i + 1] == b'-' {
+                    hit |= class[i] <= c && c <= class[i + 2];
+                    i += 3;
+                } else {
+                    hit |= class[i] == c;
+                    i += 1;
+                }
+            }
+            hit != neg && match_component(&pat[end + 1..], &name[1..])
+        }
+        (Some(b'\\'), Some(&c)) if pat.len() > 1 => pat[1] == c && match_component(&pat[2..], &name[1..]),
+        (Some(&p), Some(&c)) => p == c && match_component(&pat[1..], &name[1..]),
+        _ => false,
+    }
+}
+
+/// Whether `pattern` (components, `**` for any number of them) matches `path` exactly.
+pub fn matches(pattern: &[String], path: &[String]) -> bool {
+    match pattern.first() {
+        None => path.is_empty(),
+        Some(p) if p == "**" => (0..=path.len()).any(|i| matches(&pattern[1..], &path[i..])),
+        Some(p) => {
+            !path.is_empty() && match_component(p.as_bytes(), path[0].as_bytes()) && matches(&pattern[1..], &path[1..])
+        }
+    }
+}
+
+impl Context {
+    /// The context at `root`, with its `.dockerignore` if it has one.
+    pub fn open(root: &Path) -> Result<Context> {
+        let md = fs::metadata(root).map_err(|e| Error::Invalid(format!("build context {}: {e}", root.display())))?;
+        if !md.is_dir() {
+            return Err(Error::Invalid(format!(
+                "build context {}: not a directory",
+                root.display()
+            )));
+        }
+        let mut rules = Vec::new();
+        if let Ok(text) = fs::read_to_string(root.join(".dockerignore")) {
+            for line in text.lines() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let (keep, pat) = match line.strip_prefix('!') {
+                    Some(p) => (true, p.trim()),
+                    None => (false, line),
+                };
+                if let Some(pattern) = clean(pat) {
+                    rules.push(Rule { pattern, keep });
+                }
+            }
+        }
+        Ok(Context {
+            root: root.to_path_buf(),
+            rules,
+        })
+    }
+
+    /// Whether `.dockerignore` leaves out `rel` (the last rule that matches it or one of its
+    /// parents decides).
+    pub fn excluded(&self, rel: &[String]) -> bool {
+        let mut out = false;
+        for r in &self.rules {
+            if (1..=rel.len()).any(|n| matches(&r.pattern, &rel[..n])) {
+                out = !r.keep;
+            }
+        }
+        out
+    }
+
+    /// The context paths (relative components) a COPY source names: itself, or what its
+    /// wildcards match, less what `.dockerignore` leaves out.
+    pub fn sources(&self, src: &str, what: &str) -> Result<Vec<Vec<String>>> {
+        let pat = clean(src).ok_or_else(|| Error::Invalid(format!("{what} {src}: outside the build context")))?;
+        let wild = pat.iter().any(|c| c.contains(['*', '?', '[']));
+        let found = if wild {
+            let mut found = Vec::new();
+            self.walk(&mut Vec::new(), &pat, &mut found)?;
+            found
+        } else if fs::symlink_metadata(self.path(&pat)).is_ok() && !self.excluded(&pat) {
+            vec![pat]
+        } else {
+            Vec::new()
+        };
+        if found.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{what} {src}: no such file or directory in the build context"
+            )));
+        }
+        Ok(found)
+    }
+
+    fn walk(&self, at: &mut Vec<String>, pat: &[String], found: &mut Vec<Vec<String>>) -> Result<()> {
+        let depth = at.len();
+        if depth == pat.len() {
+            return Ok(());
+        }
+        let dir = self.path(at);
+        let Ok(rd) = fs::read_dir(&dir) else { return Ok(()) };
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for n in names {
+            if !match_component(pat[depth].as_bytes(), n.as_bytes()) {
+                continue;
+            }
+            at.push(n);
+            if !self.excluded(at) {
+                if depth + 1 == pat.len() {
+                    found.push(at.clone());
+                } else if fs::symlink_metadata(self.path(at)).is_ok_and(|m| m.is_dir()) {
+                    self.walk(at, pat, found)?;
+                }
+            }
+            at.pop();
+        }
+        Ok(())
+    }
+
+    /// The host path of context path `rel`.
+    pub fn path(&self, rel: &[String]) -> PathBuf {
+        rel.iter().fold(self.root.clone(), |p, c| p.join(c))
+    }
+
+    /// `rel` as a list of components, from a host path below the root (as the copier shows it).
+    pub fn rel_of(&self, p: &Path) -> Option<Vec<String>> {
+        let r = p.strip_prefix(&self.root).ok()?;
+        Some(
+            r.components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect(),
+        )
+    }
+
+    /// A digest of what `rel` holds (names, kinds, modes, owners, contents and link targets,
+    /// without times, less what is ignored): the build cache's key for a COPY of it.
+    pub fn hash(&self, rel: &[String], h: &mut Sha256) -> Result<()> {
+        let p = self.path(rel);
+        let md = fs::symlink_metadata(&p).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
+        h.update(rel.join("/").as_bytes());
+        h.update([0]);
+        h.update(format!("{:o} {} {}", md.mode(), md.uid(), md.gid()).as_bytes());
+        if md.is_symlink() {
+            let t = fs::read_link(&p).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
+            h.update(t.as_os_str().as_bytes());
+        } else if md.is_file() {
+            let mut f = fs::File::open(&p).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let n = f
+                    .read(&mut buf)
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+        } else if md.is_dir() {
+            let mut names: Vec<String> = fs::read_dir(&p)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            for n in names {
+                let mut child = rel.to_vec();
+                child.push(n);
+                if !self.excluded(&child) {
+                    self.hash(&child, h)?;
+                }
+            }
+        }
+        h.update([1]);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<String> {
+        clean(s).unwrap()
+    }
+
+    #[test]
+    fn patterns_match_as_go_filepath_match_with_double_star() {
+        assert!(matches(&v("*.txt"), &v("a.txt")));
+        assert!(!matches(&v("*.txt"), &v("d/a.txt")));
+        assert!(matches(&v("**/*.txt"), &v("d/e/a.txt")));
+        assert!(matches(&v("**/*.txt"), &v("a.txt")));
+        assert!(matches(&v("d/?.[a-c]"), &v("d/x.b")));
+        assert!(!matches(&v("d/?.[^a-c]"), &v("d/x.b")));
+        assert_eq!(clean("../x"), None);
+        assert_eq!(clean("/a/./b/../c"), Some(vec!["a".to_string(), "c".to_string()]));
+    }
+
+    #[test]
+    fn dockerignore_excludes_paths_and_parents_and_bang_keeps() {
+        let d = std::env::temp_dir().join(format!("wrun-ctx-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(d.join("secret")).unwrap();
+        fs::write(d.join(".dockerignore"), "# comment\nsecret\n*.log\n!keep.log\n").unwrap();
+        let c = Context::open(&d).unwrap();
+        assert!(c.excluded(&v("secret")));
+        assert!(c.excluded(&v("secret/key")));
+        assert!(c.excluded(&v("x.log")));
+        assert!(!c.excluded(&v("keep.log")));
+        assert!(!c.excluded(&v("main.c")));
+        let _ = fs::remove_dir_all(&d);
+    }
+}
