@@ -321,3 +321,19 @@ fn a_hostile_dockerfile_context_or_base_image_cannot_reach_the_host() {
     let o = f.build(&[f.work.join("no-such-context").to_str().unwrap()]);
     assert_one_line_error(&o, &["no-such-context"]);
 }
+
+/// The seed talk's myrand workflow in miniature (examples/myrand builds the real one from a
+/// Debian base and gcc, which needs the Debian mirror): a shell-form ENTRYPOINT reads `$VAL`
+/// when the container runs, so `-e VAL=5` gives five numbers and the image's ENV one.
+#[test]
+fn a_shell_form_entrypoint_sees_val_from_the_image_or_run_e() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:myrand", &[]);
+    let script = "#!/bin/sh\ni=0\nwhile [ \"$i\" -lt \"${1:-1}\" ]; do echo \"$i\"; i=$((i + 1)); done\n";
+    let df = "FROM bb:myrand\nCOPY --chmod=755 myrand /app/myrand\nENV VAL=1\nENTRYPOINT /app/myrand $VAL\n";
+    let ctx = f.context("myrand", df, &[("myrand", script)]);
+    assert_ok(&f.build(&["-t", "myrand", ctx.to_str().unwrap()]), "build");
+    assert_eq!(f.run_ok(&["--network", "none", "-e", "VAL=5", "myrand"]).lines().count(), 5);
+    assert_eq!(f.run_ok(&["--network", "none", "myrand"]).lines().count(), 1);
+    f.assert_nothing_left();
+}

@@ -99,7 +99,10 @@ pub fn main() -> i32 {
     if wrun::linux::exeseal::needs_sealing(&args) {
         wrun::linux::exeseal::ensure();
     }
-    let cli = match Cli::try_parse() {
+    let mut line = args.clone();
+    container::run_args::command_after_image(&mut line);
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let cli = match Cli::try_parse_from(std::iter::once(argv0).chain(line)) {
         Ok(c) => c,
         Err(e) => return parse_error(e, &args),
     };

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 mod list;
 mod manage;
 mod net;
-mod run_args;
+pub(super) mod run_args;
 mod stats;
 
 pub use run_args::{PullPolicy, RunArgs};

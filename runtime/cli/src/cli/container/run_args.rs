@@ -313,3 +313,83 @@ impl RunArgs {
         }
     }
 }
+
+/// docker's rule for `container run`: everything after IMAGE is the command, flags included
+/// (`--entrypoint sh IMAGE -c CMD`). clap would take a `-c` there for one of run's own flags
+/// (`--cpu-shares`), so a `--` is put after IMAGE before clap reads the line.
+pub fn command_after_image(args: &mut Vec<std::ffi::OsString>) {
+    let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    cmd.build();
+    let takes = |c: &clap::Command, long: Option<&str>, short: Option<char>| {
+        c.get_arguments()
+            .find(|a| long.is_some_and(|l| a.get_long() == Some(l)) || short.is_some_and(|s| a.get_short() == Some(s)))
+            .map(|a| a.get_action().takes_values())
+    };
+    let s = |a: &std::ffi::OsString| a.to_str().unwrap_or("").to_string();
+    // The verbs' positions: past the global flags and their values.
+    let mut i = 0;
+    let mut level = &cmd;
+    for verb in ["container", "run"] {
+        while i < args.len() && s(&args[i]).starts_with('-') {
+            let a = s(&args[i]);
+            let long = a.strip_prefix("--").filter(|l| !l.contains('='));
+            i += 1 + usize::from(long.is_some_and(|l| takes(level, Some(l), None) == Some(true)));
+        }
+        if i >= args.len() || s(&args[i]) != verb {
+            return;
+        }
+        let Some(next) = level.find_subcommand(verb) else { return };
+        level = next;
+        i += 1;
+    }
+    // run's own flags, then IMAGE.
+    while i < args.len() {
+        let a = s(&args[i]);
+        if a == "--" || !a.starts_with('-') || a == "-" {
+            if a != "--" && i + 1 < args.len() && s(&args[i + 1]) != "--" {
+                args.insert(i + 1, "--".into());
+            }
+            return;
+        }
+        i += 1;
+        if let Some(l) = a.strip_prefix("--") {
+            if !l.contains('=') && takes(level, Some(l), None) == Some(true) {
+                i += 1;
+            }
+        } else {
+            // -dit, -e K=V, -eK=V: a value-taking short flag takes the rest or the next token.
+            for (k, c) in a.char_indices().skip(1) {
+                if takes(level, None, Some(c)) == Some(true) {
+                    if k + c.len_utf8() == a.len() {
+                        i += 1;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(line: &str) -> String {
+        let mut v: Vec<std::ffi::OsString> = line.split(' ').map(Into::into).collect();
+        command_after_image(&mut v);
+        v.iter().map(|a| a.to_str().unwrap()).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn the_command_after_the_image_keeps_its_flags() {
+        assert_eq!(
+            after("container --data-root /d run --rm -e A=1 --entrypoint sh -dit img -c true"),
+            "container --data-root /d run --rm -e A=1 --entrypoint sh -dit img -- -c true"
+        );
+        assert_eq!(after("--root /r container run img"), "--root /r container run img");
+        assert_eq!(after("container run img -- -c"), "container run img -- -c");
+        assert_eq!(after("container run --name=x -eA=1 img ls -l"), "container run --name=x -eA=1 img -- ls -l");
+        assert_eq!(after("container ls -a"), "container ls -a");
+        assert_eq!(after("run --bundle b id"), "run --bundle b id");
+    }
+}
