@@ -52,6 +52,7 @@ fn build_makes_the_image_the_dockerfile_describes() {
               WORKDIR $APP\n\
               COPY . ./src/\n\
               COPY hello.txt .\n\
+              COPY s?b/* /globbed/\n\
               RUN echo \"$GREETING from run\" > made.txt && rm /bin/vi && chown app /app/made.txt\n\
               COPY --chmod=600 --chown=app:wheel hello.txt /etc/hello\n\
               LABEL org.example.k=v\n\
@@ -71,7 +72,7 @@ fn build_makes_the_image_the_dockerfile_describes() {
     );
     let o = f.build(&["-t", "wrun.test/built:1", ctx.to_str().unwrap()]);
     assert_ok(&o, "build");
-    assert!(stdout(&o).contains("Step 13/13 : CMD"), "{}", show(&o));
+    assert!(stdout(&o).contains("Step 14/14 : CMD"), "{}", show(&o));
     // The entrypoint and cmd, the user, the ARG given to RUN.
     let out = f.run_ok(&["--network", "none", "wrun.test/built:1"]);
     assert_eq!(out, "hi from run\n");
@@ -85,7 +86,7 @@ fn build_makes_the_image_the_dockerfile_describes() {
         "wrun.test/built:1",
         "sh",
         "-c",
-        "id -un; pwd; stat -c '%a %U %G' /etc/hello /app/made.txt; ls /app/src; ls /bin/vi 2>&1; echo APP=$APP GREETING=$GREETING",
+        "id -un; pwd; stat -c '%a %U %G' /etc/hello /app/made.txt; ls /app/src; ls /bin/vi 2>&1; echo APP=$APP GREETING=$GREETING; ls /globbed",
     ]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "root");
@@ -102,6 +103,7 @@ fn build_makes_the_image_the_dockerfile_describes() {
         "the RUN's deletion is a whiteout: {out}"
     );
     assert!(out.contains("APP=/app GREETING=\n"), "ENV kept, ARG not: {out}");
+    assert!(out.ends_with("GREETING=\nx\n"), "COPY with a wildcard: {out}");
     let img = f.image_config("wrun.test/built:1");
     let cfg = &img["Config"];
     assert_eq!(cfg["User"], "app");
@@ -114,7 +116,7 @@ fn build_makes_the_image_the_dockerfile_describes() {
     assert!(history.iter().any(|h| h.contains("RUN echo")), "{history:?}");
     assert!(history.iter().any(|h| h.contains("WORKDIR /app")), "{history:?}");
     // A layer per RUN and COPY (the base has one).
-    assert_eq!(img["RootFS"]["Layers"].as_array().map(Vec::len), Some(1 + 4), "{img}");
+    assert_eq!(img["RootFS"]["Layers"].as_array().map(Vec::len), Some(1 + 5), "{img}");
     // The cache's images are not listed; the built one is.
     let ls = stdout(&f.image(&["ls"]));
     assert_eq!(ls.lines().count(), 3, "{ls}");
@@ -156,6 +158,11 @@ fn the_cache_skips_unchanged_steps_and_reruns_from_a_changed_copy() {
         "{}",
         show(&o)
     );
+    // -q: the image id alone, the steps' output (RUN's too) hidden.
+    let o = f.build(&["-q", "--no-cache", c]);
+    assert_ok(&o, "build -q");
+    let out = stdout(&o);
+    assert!(out.starts_with("sha256:") && out.lines().count() == 1, "{}", show(&o));
     f.assert_nothing_left();
 }
 
@@ -311,6 +318,11 @@ fn a_hostile_dockerfile_context_or_base_image_cannot_reach_the_host() {
         ("FROM 127.0.0.1:1/nosuch:1\n", "127.0.0.1:1"),
         ("FROM bb:hostile\nCOPY nosuch /x\n", "nosuch"),
         ("FROM bb:hostile\nADD climb.tar /x/\n", "climbs out"),
+        (
+            "FROM bb:hostile\nARG DIR\nWORKDIR $DIR/x\n",
+            "ARG DIR is used but has no value",
+        ),
+        ("ARG BASE\nFROM ${BASE}\n", "ARG BASE is used but has no value"),
     ] {
         let ctx = f.context("bad", df, &[]);
         fs::write(ctx.join("climb.tar"), &climbing).unwrap();
@@ -333,7 +345,40 @@ fn a_shell_form_entrypoint_sees_val_from_the_image_or_run_e() {
     let df = "FROM bb:myrand\nCOPY --chmod=755 myrand /app/myrand\nENV VAL=1\nENTRYPOINT /app/myrand $VAL\n";
     let ctx = f.context("myrand", df, &[("myrand", script)]);
     assert_ok(&f.build(&["-t", "myrand", ctx.to_str().unwrap()]), "build");
-    assert_eq!(f.run_ok(&["--network", "none", "-e", "VAL=5", "myrand"]).lines().count(), 5);
+    assert_eq!(
+        f.run_ok(&["--network", "none", "-e", "VAL=5", "myrand"])
+            .lines()
+            .count(),
+        5
+    );
     assert_eq!(f.run_ok(&["--network", "none", "myrand"]).lines().count(), 1);
+    f.assert_nothing_left();
+}
+
+/// A wasm image from a Dockerfile: `FROM scratch`, the module copied in, run by wasmtime in
+/// the same sandbox; `--platform wasi/wasm` marks it so.
+#[test]
+fn a_wasm_image_builds_from_scratch_and_runs_in_wasmtime() {
+    let Some(f) = Front::new() else { return };
+    let df = "FROM scratch\nCOPY hello.wasm /\nENTRYPOINT [\"/hello.wasm\"]\nCMD [\"from-a-dockerfile\"]\n";
+    let ctx = f.context("wasm", df, &[]);
+    fs::copy(wasm_app("hello"), ctx.join("hello.wasm")).unwrap();
+    let o = f.build(&[
+        "--platform",
+        "wasi/wasm",
+        "-t",
+        "wrun.test/hello-built:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_ok(&o, "build");
+    let img = f.image_config("wrun.test/hello-built:1");
+    assert_eq!(
+        (img["Os"].as_str(), img["Architecture"].as_str()),
+        (Some("wasi"), Some("wasm")),
+        "{img}"
+    );
+    let out = f.run_ok(&["--network", "none", "--memory", "64m", "wrun.test/hello-built:1"]);
+    assert!(out.starts_with("hello from wasm\n"), "{out}");
+    assert!(out.contains("argv[1]=from-a-dockerfile"), "{out}");
     f.assert_nothing_left();
 }

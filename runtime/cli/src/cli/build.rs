@@ -72,6 +72,7 @@ pub fn run(a: &BuildArgs) -> anyhow::Result<i32> {
         network: a.network.clone(),
         labels: a.label.clone(),
         quiet: a.quiet,
+        platform: platform.as_ref().map(|p| (p.os.clone(), p.architecture.clone())),
     };
     // RUN steps read nothing: as docker's, their stdin is empty.
     wrun_front::container::run::stdin_from_dev_null()?;
@@ -92,7 +93,11 @@ pub fn run(a: &BuildArgs) -> anyhow::Result<i32> {
         )?)
     };
     let mut out = std::io::stdout();
-    let built = build::build(&st, &cs, &o, &base, &mut out)?;
+    // -q: the steps' output (RUN's included) goes nowhere; the id alone is printed.
+    let hush = a.quiet.then(Hush::new).transpose()?;
+    let built = build::build(&st, &cs, &o, &base, &mut out);
+    drop(hush);
+    let built = built?;
     if let Some(f) = &a.iidfile {
         std::fs::write(f, built.image.id.as_str()).map_err(|e| anyhow::anyhow!("--iidfile {}: {e}", f.display()))?;
     }
@@ -111,4 +116,40 @@ pub fn run(a: &BuildArgs) -> anyhow::Result<i32> {
     }
     let _ = out.flush();
     Ok(0)
+}
+
+/// Our stdout and stderr pointed at /dev/null until dropped (then they are back).
+struct Hush([std::os::fd::OwnedFd; 2]);
+
+impl Hush {
+    fn new() -> anyhow::Result<Hush> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let _ = std::io::stdout().flush();
+        let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+        // SAFETY: F_DUPFD_CLOEXEC of our stdio gives new fds we own.
+        let saved = [1, 2].map(|fd| unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) });
+        if saved.iter().any(|fd| *fd < 0) {
+            anyhow::bail!("-q: dup: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: new fds from fcntl, ours; dup2 of valid fds onto our stdio.
+        let saved = saved.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+        for fd in [1, 2] {
+            // SAFETY: as above.
+            if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+                anyhow::bail!("-q: dup2: {}", std::io::Error::last_os_error());
+            }
+        }
+        Ok(Hush(saved))
+    }
+}
+
+impl Drop for Hush {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        let _ = std::io::stdout().flush();
+        for (fd, saved) in [1, 2].iter().zip(&self.0) {
+            // SAFETY: dup2 of a valid saved fd back onto our stdio.
+            unsafe { libc::dup2(saved.as_raw_fd(), *fd) };
+        }
+    }
 }

@@ -129,6 +129,7 @@ pub fn plan(
                 image: None,
                 config: json!({"config": {"Env": env.clone()}}),
                 args: st.args.clone(),
+                unset: Default::default(),
                 cmd_set: false,
             };
             let mut shown = Vec::new();

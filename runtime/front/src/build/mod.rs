@@ -13,7 +13,7 @@ pub mod dockerfile;
 pub mod instr;
 pub mod step;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -43,6 +43,9 @@ pub struct BuildOptions {
     pub labels: Vec<String>,
     /// Only the image id on stdout.
     pub quiet: bool,
+    /// `--platform OS/ARCH`: the platform of `FROM scratch` stages (`wasi/wasm` for a wasm
+    /// image), and of the images pulled.
+    pub platform: Option<(String, String)>,
 }
 
 /// What a build made.
@@ -63,6 +66,8 @@ pub struct Stage {
     pub config: Value,
     /// The ARGs declared in the stage, with their values.
     pub args: BTreeMap<String, String>,
+    /// The ARGs declared without a value (none given either): using one is an error.
+    pub unset: BTreeSet<String>,
     /// Whether the stage set CMD itself (ENTRYPOINT then keeps it; else it clears the base's).
     pub cmd_set: bool,
 }
@@ -111,14 +116,27 @@ fn build_args(o: &BuildOptions) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The image config of `FROM scratch`.
-fn scratch_config() -> Value {
+/// The image config of `FROM scratch` (linux/amd64 unless the build names a platform).
+fn scratch_config(platform: Option<&(String, String)>) -> Value {
+    let (os, arch) = platform.map_or(("linux", "amd64"), |(o, a)| (o.as_str(), a.as_str()));
     json!({
-        "architecture": "amd64",
-        "os": "linux",
+        "architecture": arch,
+        "os": os,
         "config": {},
         "rootfs": {"type": "layers", "diff_ids": []},
         "history": [],
+    })
+}
+
+/// Whether `t` refers to variable `name` (`$name` or `${name...}`).
+fn refers_to(t: &str, name: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    t.match_indices('$').any(|(i, _)| {
+        let rest = &t[i + 1..];
+        match rest.strip_prefix('{') {
+            Some(r) => r.strip_prefix(name).is_some_and(|after| after.starts_with(['}', ':'])),
+            None => rest.strip_prefix(name).is_some_and(|after| !after.starts_with(ident)),
+        }
     })
 }
 
@@ -175,13 +193,17 @@ pub fn build(
         .position(|s| matches!(s.instruction, Instruction::From { .. }))
         .unwrap_or(0);
     let mut global = BTreeMap::new();
+    let mut global_unset = BTreeSet::new();
     for s in &df.steps[..first] {
         match &s.instruction {
-            Instruction::Arg { name, default } => {
-                if let Some(v) = given.get(name).cloned().or_else(|| default.clone()) {
+            Instruction::Arg { name, default } => match given.get(name).cloned().or_else(|| default.clone()) {
+                Some(v) => {
                     global.insert(name.clone(), v);
                 }
-            }
+                None => {
+                    global_unset.insert(name.clone());
+                }
+            },
             _ => {
                 return Err(Error::Invalid(format!(
                     "Dockerfile:{}: only ARG may come before the first FROM",
@@ -230,14 +252,25 @@ pub fn build(
                 None => global.clone(),
             };
             let lookup = |v: &str| vars.get(v).cloned();
+            let unset = stage.as_ref().map_or(&global_unset, |st| &st.unset).clone();
             let expand = |t: &str| {
-                dockerfile::expand(t, df.escape, &lookup)
-                    .map_err(|e| Error::Invalid(format!("Dockerfile:{}: {e}", s.line)))
+                if let Some(n) = unset.iter().find(|n| refers_to(t, n)) {
+                    return Err(Error::Invalid(format!(
+                        "ARG {n} is used but has no value: give it one (ARG {n}=VALUE, or --build-arg {n}=VALUE)"
+                    )));
+                }
+                dockerfile::expand(t, df.escape, &lookup).map_err(Error::Invalid)
             };
             if let Instruction::From { image, alias, .. } = &s.instruction {
-                let name = expand(image)?;
+                let name = expand(image).map_err(|e| Error::Invalid(format!("Dockerfile:{}: {e}", s.line)))?;
+                if name.is_empty() {
+                    return Err(Error::Invalid(format!(
+                        "Dockerfile:{}: FROM: the image name is empty",
+                        s.line
+                    )));
+                }
                 let (img, config) = if name == "scratch" {
-                    (None, scratch_config())
+                    (None, scratch_config(o.platform.as_ref()))
                 } else if let Some(prev) = done.iter().find(|d| d.name.as_deref() == Some(name.as_str())) {
                     (prev.image.clone(), prev.config.clone())
                 } else {
@@ -255,6 +288,7 @@ pub fn build(
                     image: img,
                     config,
                     args: BTreeMap::new(),
+                    unset: BTreeSet::new(),
                     cmd_set: false,
                 });
                 continue;
@@ -267,8 +301,14 @@ pub fn build(
                     .cloned()
                     .or_else(|| default.as_deref().and_then(|d| expand(d).ok()))
                     .or_else(|| global.get(name).cloned());
-                if let Some(v) = v {
-                    st.args.insert(name.clone(), v);
+                match v {
+                    Some(v) => {
+                        st.args.insert(name.clone(), v);
+                        st.unset.remove(name);
+                    }
+                    None => {
+                        st.unset.insert(name.clone());
+                    }
                 }
                 continue;
             }
@@ -335,6 +375,9 @@ pub fn build(
     };
     for t in &o.tags {
         store.tag(image.digest.as_str(), t)?;
+    }
+    if o.tags.is_empty() {
+        store.keep(&image)?;
     }
     let image = store.resolve(image.digest.as_str())?;
     Ok(Built { image, ran, cached })

@@ -45,3 +45,26 @@ impl Store {
         keys.iter().all(|k| self.has_layer(k)).then_some(img)
     }
 }
+
+impl Store {
+    /// Give `img` an index entry of its own if only the cache names it: an untagged build
+    /// result is an image (listed as `<none>`, as docker lists it), not only a cache answer.
+    pub fn keep(&self, img: &Image) -> Result<()> {
+        let _l = self.lock(true)?;
+        let mut idx = self.index()?;
+        if idx
+            .manifests
+            .iter()
+            .any(|m| m.digest == img.digest && !is_cache_entry(m))
+        {
+            return Ok(());
+        }
+        if let Some(d) = idx.manifests.iter().find(|m| m.digest == img.digest).cloned() {
+            let mut d = d;
+            d.annotations.remove(CACHE_KEY);
+            idx.manifests.push(d);
+            self.write_index(&idx)?;
+        }
+        Ok(())
+    }
+}

@@ -338,7 +338,9 @@ pub fn command_after_image(args: &mut Vec<std::ffi::OsString>) {
         if i >= args.len() || s(&args[i]) != verb {
             return;
         }
-        let Some(next) = level.find_subcommand(verb) else { return };
+        let Some(next) = level.find_subcommand(verb) else {
+            return;
+        };
         level = next;
         i += 1;
     }
@@ -388,7 +390,10 @@ mod tests {
         );
         assert_eq!(after("--root /r container run img"), "--root /r container run img");
         assert_eq!(after("container run img -- -c"), "container run img -- -c");
-        assert_eq!(after("container run --name=x -eA=1 img ls -l"), "container run --name=x -eA=1 img -- ls -l");
+        assert_eq!(
+            after("container run --name=x -eA=1 img ls -l"),
+            "container run --name=x -eA=1 img -- ls -l"
+        );
         assert_eq!(after("container ls -a"), "container ls -a");
         assert_eq!(after("run --bundle b id"), "run --bundle b id");
     }
