@@ -1,5 +1,5 @@
 # The two entry points of the README, plus benchmarks. Everything runs as root.
-.PHONY: deps wasm-apps build demo test test-v2 bench bench-start bench-wasm bench-cri bench-front
+.PHONY: deps wasm-apps build demo test test-v2 bench bench-start bench-wasm bench-cri bench-front bench-build
 
 deps:
 	bash .ci/deps
@@ -56,6 +56,10 @@ test-v2: deps wasm-apps
 bench: build
 	cargo build --release -p wrun-benches --bins
 	bash benches/report.sh
+
+# wrun build vs podman build of the same Dockerfile, uncached and fully cached (issue #18).
+bench-build: build
+	bash benches/build.sh
 
 # wrun vs runc vs crun start-to-exit latency (hyperfine medians, same run).
 bench-start: build

@@ -12,7 +12,7 @@ wrun=${WRUN:-$here/target/release/wrun}
 [ -x "$wrun" ] || wrun=$here/target/debug/wrun
 out=$(mktemp -d /tmp/wrun-report-check.XXXXXX)
 trap 'rm -rf "$out"' EXIT
-leftovers() { ls -d /tmp/wrun-report.* /tmp/wrun-pull-bench.* /tmp/wrun-image-costs-* /tmp/wrun-front-bench.* 2>/dev/null | sort || true; }
+leftovers() { ls -d /tmp/wrun-report.* /tmp/wrun-pull-bench.* /tmp/wrun-image-costs-* /tmp/wrun-front-bench.* /tmp/wrun-build-bench.* 2>/dev/null | sort || true; }
 before=$(leftovers)
 fail() { echo "report-check: $*" >&2; exit 1; }
 start=$(date +%s)
@@ -23,7 +23,7 @@ r=$out/report.md
 for h in "## Start to exit of a no-op" "## CPU-bound kernel" "## Syscall-heavy loop" \
   "## create / start / delete cycle" "## Memory: nbody" "## Density: 4 idle containers" \
   "## Targets of issue #7" "## Where the time goes" "## Images: pull, unpack, mount" \
-  "## Front end: container run, ps, the monitor"; do
+  "## Front end: container run, ps, the monitor" "## Build: wrun build against podman build"; do
   grep -qF "$h" "$r" || fail "no section '$h'"
 done
 rows=("| host /bin/true" "| wrun native (busybox" "| wrun native, 200 ms after" "| wrun wasm (exit.wasm" "| wasmtime library, no container (exit.wasm"
@@ -33,7 +33,7 @@ rows=("| host /bin/true" "| wrun native (busybox" "| wrun native, 200 ms after" 
   "| wrun create + start" "| host nbody (the process)" "| wasmtime library, no container, nbody.wasm (the process)"
   "| wrun native, busybox sleep" "| wrun wasm, sleep.wasm"
   "| wrun container run (CNI bridge) |" "| wrun container run --network none |" "| wrun container ps, 4 running |"
-  "| wrun monitor |")
+  "| wrun monitor |" "| wrun build --no-cache |" "| wrun build, fully cached |")
 charts=(noop cpu syscalls cycle memory density)
 if command -v containerd >/dev/null; then
   grep -qF "## Through containerd" "$r" || fail "containerd is installed but the report has no containerd rows: $(grep -F 'containerd rows skipped' "$r")"
@@ -54,7 +54,7 @@ fi
 for row in "${rows[@]}"; do
   grep -F "$row" "$r" | grep -qE '\| \**[0-9]+\.[0-9]+\** \|' || fail "no figures in the row '$row'"
 done
-targets="native start|wasm start|CPU kernel|ps with|monitor RSS"
+targets="native start|wasm start|CPU kernel|ps with|monitor RSS|build uncached|build cached"
 command -v containerd >/dev/null && targets="$targets|shim"
 bad=$(grep -E "^\| ($targets)" "$r" | grep -vE "\| (met|\*\*missed\*\*) " || true)
 [ -z "$bad" ] || fail "targets without a result: $bad"

@@ -204,6 +204,32 @@ row("monitor RSS <= 2 MiB", f"{mk(0):.2f} MiB", mk(0) <= 2)
 open(report, "a").write("\n".join(out) + "\n")
 PY
 
+# The build rows (wrun build vs podman build, uncached and fully cached): appended too.
+if [ "$rounds" -le 3 ]; then build_rounds=2; else build_rounds=10; fi
+echo "report: build ($build_rounds rounds)"
+BUILD_JSON=$work/build.json WRUN=$wrun bash "$here/benches/build.sh" "$build_rounds" >"$work/build.txt" 2>&1 ||
+  { cat "$work/build.txt" >&2; echo "report: benches/build.sh failed" >&2; exit 1; }
+python3 - "$out/report.md" "$work/build.json" <<'PY'
+import json, statistics, sys
+report, f = sys.argv[1:3]
+d = json.load(open(f))
+med = lambda v: statistics.median(v) if v else None
+out = ["", "## Build: wrun build against podman build", "",
+       f"The same Dockerfile and context (a busybox base, COPY of 201 files, two RUN steps, config) built "
+       f"{d['rounds']} rounds alternating, with `--no-cache` and then fully cached (`benches/build.sh`).", "",
+       "| build | median ms |", "|---|---|"]
+for name, k in [("wrun build --no-cache", "wrun_uncached_ms"), ("wrun build, fully cached", "wrun_cached_ms"),
+                ("podman build --no-cache (runc)", "podman_uncached_ms"), ("podman build, fully cached", "podman_cached_ms")]:
+    m = med(d[k])
+    out.append(f"| {name} | {m:.1f} |" if m is not None else f"| {name} | skipped: podman is not installed |")
+out += ["", "| target | figure | result |", "|---|---|---|"]
+wu, wc, pu, pc = (med(d[k]) for k in ["wrun_uncached_ms", "wrun_cached_ms", "podman_uncached_ms", "podman_cached_ms"])
+if pu:
+    out.append(f"| build uncached <= 1.0x podman | {wu / pu:.2f}x | {'met' if wu / pu <= 1.0 else '**missed**'} |")
+    out.append(f"| build cached <= 0.5x podman | {wc / pc:.2f}x | {'met' if wc / pc <= 0.5 else '**missed**'} |")
+open(report, "a").write("\n".join(out) + "\n")
+PY
+
 # The image rows: appended to the report, as they need a registry rather than containerd.
 if [ "$rounds" -le 3 ]; then pull_args=(1 2 2) cost_rounds=3; else pull_args=(5 4 32) cost_rounds=30; fi
 images_skip=
