@@ -382,3 +382,43 @@ fn a_wasm_image_builds_from_scratch_and_runs_in_wasmtime() {
     assert!(out.contains("argv[1]=from-a-dockerfile"), "{out}");
     f.assert_nothing_left();
 }
+
+/// examples/myrand end to end: the Debian base (mmdebstrap), gcc from the Debian mirror, the
+/// three Dockerfiles, `-e VAL=5`. It reaches deb.debian.org, which the suite's tests do not do
+/// by default: WRUN_TEST_NETWORK=1 runs it.
+#[test]
+fn the_myrand_example_builds_and_runs_end_to_end() {
+    if std::env::var("WRUN_TEST_NETWORK").as_deref() != Ok("1") {
+        skip("the myrand example needs the Debian mirror (set WRUN_TEST_NETWORK=1 to run it)");
+        return;
+    }
+    if Command::new("mmdebstrap").arg("--version").output().is_err() {
+        skip("mmdebstrap is missing (apt-get install mmdebstrap)");
+        return;
+    }
+    let Some(f) = Front::new() else { return };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/myrand/run.sh");
+    // Minutes, not the suite's 20 s per command: mmdebstrap and two apt-get installs.
+    let o = Command::new("timeout")
+        .arg("900")
+        .arg("bash")
+        .arg(&script)
+        .env("WRUN", f.rt.bin())
+        .env("WRUN_DATA_ROOT", f.data_root())
+        .output()
+        .expect("run timeout(1)");
+    assert_ok(&o, "examples/myrand/run.sh");
+    let out = stdout(&o);
+    let numbers = |after: &str| {
+        out.split(after)
+            .nth(1)
+            .unwrap_or("")
+            .lines()
+            .take_while(|l| !l.starts_with("=="))
+            .filter(|l| l.parse::<u64>().is_ok())
+            .count()
+    };
+    assert_eq!(numbers("run --rm -e VAL=5 myrand\n"), 5, "{out}");
+    assert_eq!(numbers("run --rm myrand\n"), 1, "{out}");
+    f.assert_nothing_left();
+}

@@ -189,6 +189,8 @@ fn a_published_port_answers_on_127_0_0_1_containers_meet_and_rm_leaves_nothing()
     // rm -f: the veth, the lease and every rule naming its address or id go.
     let o = f.container(&["rm", "-f", "web"]);
     assert_ok(&o, "rm -f web");
+    // The kernel deletes a veth with its namespace, in the background: soon, not at once.
+    wait_until(Duration::from_secs(5), || net.ports_on_bridge().is_empty());
     assert_eq!(net.ports_on_bridge(), Vec::<String>::new(), "veths left");
     assert_eq!(net.leases(), Vec::<String>::new(), "leases left");
     let rules = stdout(&run_cmd(&mut Command::new("iptables-save"), None));
@@ -348,5 +350,88 @@ fn dns_add_host_and_the_networks_verbs_do_as_docker() {
         "already in use on the host",
     );
     assert_eq!(net.leases(), Vec::<String>::new());
+    wait_until(Duration::from_secs(5), || net.ports_on_bridge().is_empty());
     assert_eq!(net.ports_on_bridge(), Vec::<String>::new());
+}
+
+/// Outbound traffic of a bridge network leaves masqueraded (one rule for the network's
+/// subnet): a peer in a namespace of the test's own, routed from the host, sees the host's
+/// address, never the container's; an internal network has no way out at all.
+#[test]
+fn traffic_out_of_a_bridge_network_is_masqueraded() {
+    let Some(f) = Front::new() else { return };
+    let Some(net) = TestNet::new(&f) else { return };
+    f.import_busybox("bb:nat", &[]);
+    // "Outside": a namespace with a veth to the host, 198.18.N.2 there and .1 here.
+    let n = std::process::id() % 250;
+    let (ns, host_if, peer_if) = (format!("wrt-out-{n}"), format!("wrto{n}h"), format!("wrto{n}p"));
+    let (here, there) = (format!("198.18.{n}.1"), format!("198.18.{n}.2"));
+    struct Outside(String);
+    impl Drop for Outside {
+        fn drop(&mut self) {
+            let _ = run_cmd(Command::new("ip").args(["netns", "del", &self.0]), None);
+        }
+    }
+    host(&["ip", "netns", "add", &ns]);
+    let _outside = Outside(ns.clone());
+    host(&[
+        "ip", "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if, "netns", &ns,
+    ]);
+    host(&["ip", "addr", "add", &format!("{here}/24"), "dev", &host_if]);
+    host(&["ip", "link", "set", &host_if, "up"]);
+    host(&["ip", "-n", &ns, "addr", "add", &format!("{there}/24"), "dev", &peer_if]);
+    host(&["ip", "-n", &ns, "link", "set", &peer_if, "up"]);
+    // The peer prints the address each connection comes from.
+    let port = 39000 + n as u16;
+    let script = format!(
+        "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{there}', {port}))\ns.listen(1)\nc, a = s.accept()\nprint(a[0], flush=True)\n"
+    );
+    let mut peer = Command::new("ip")
+        .args(["netns", "exec", &ns, "python3", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 in the outside namespace");
+    std::thread::sleep(Duration::from_millis(300));
+    let o = f.container(&[
+        "run",
+        "--rm",
+        "--network",
+        &net.name,
+        "bb:nat",
+        "sh",
+        "-c",
+        &format!("echo hi | nc -w 3 {there} {port}; hostname -i"),
+    ]);
+    let seen = {
+        let _ = wait_until(Duration::from_secs(5), || peer.try_wait().is_ok_and(|s| s.is_some()));
+        let _ = peer.kill();
+        let mut out = String::new();
+        let _ = peer.stdout.take().unwrap().read_to_string(&mut out);
+        let _ = peer.wait();
+        out
+    };
+    assert_ok(&o, "run");
+    let container_ip = stdout(&o).trim().to_string();
+    assert_eq!(
+        seen.trim(),
+        here,
+        "the peer saw {seen:?}, the container is {container_ip}"
+    );
+    assert_ne!(seen.trim(), container_ip);
+    // An internal network: no masquerade rule, no route out.
+    let o = f.network(&["create", "--internal", "--subnet", &subnet(), "nat-internal"]);
+    assert_ok(&o, "network create --internal");
+    let o = f.container(&[
+        "run",
+        "--rm",
+        "--network",
+        "nat-internal",
+        "bb:nat",
+        "sh",
+        "-c",
+        &format!("echo hi | nc -w 2 {there} {port} && echo REACHED"),
+    ]);
+    assert!(!stdout(&o).contains("REACHED"), "{}", show(&o));
+    assert_ok(&f.network(&["rm", "nat-internal"]), "network rm");
 }

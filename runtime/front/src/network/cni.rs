@@ -95,7 +95,8 @@ pub fn conflist(n: &Network, ports: &[PortMapping]) -> Value {
         "type": "bridge",
         "bridge": n.bridge,
         "isGateway": true,
-        "ipMasq": !n.internal,
+        // Masquerading is one rule per network (guard.rs), not a chain per container.
+        "ipMasq": false,
         "hairpinMode": true,
         "ipam": ipam,
     })];
@@ -270,6 +271,14 @@ fn del_chain(a: &Attachment, plugins: &[Value], id: &str, netns: &Path) -> Resul
     let mut first_err = None;
     for p in plugins.iter().rev() {
         let ty = p["type"].as_str().unwrap_or_default();
+        if ty == "bridge" && p["ipMasq"] == false {
+            // Without a masquerade chain to take down, the bridge plugin needs the namespace
+            // only to delete the veth, which waits for the kernel (70-100 ms here). The
+            // namespace goes first instead: the kernel deletes its veth in the background, and
+            // the plugin, finding no namespace, releases the address (the CNI spec's DEL). The
+            // bridge is first in the chain, so its DEL is the last: no plugin needs it after.
+            let _ = crate::container::netns::remove(netns);
+        }
         let conf = plugin_conf(&a.conflist, p, a.result.as_ref(), &a.ports);
         if let Err(e) = exec("DEL", ty, id, netns, &conf) {
             first_err.get_or_insert(e);
@@ -344,9 +353,12 @@ mod tests {
         assert_eq!(c["runtimeConfig"]["portMappings"][0]["hostPort"], 8080);
         assert_eq!(c["name"], "wrun-0123456789ab");
         assert!(c["prevResult"].is_object());
+        assert_eq!(
+            l["plugins"][0]["ipMasq"], false,
+            "one masquerade rule per network instead"
+        );
         let l = conflist(&net(true), &[]);
         assert_eq!(types(&l), ["bridge", "firewall"]);
-        assert_eq!(l["plugins"][0]["ipMasq"], false);
         assert!(l["plugins"][0]["ipam"]["routes"].is_null());
     }
 

@@ -318,6 +318,10 @@ impl RunArgs {
 /// (`--entrypoint sh IMAGE -c CMD`). clap would take a `-c` there for one of run's own flags
 /// (`--cpu-shares`), so a `--` is put after IMAGE before clap reads the line.
 pub fn command_after_image(args: &mut Vec<std::ffi::OsString>) {
+    // Building clap's command costs a millisecond or two: only for a line that may be one.
+    if !(args.iter().any(|a| a == "container") && args.iter().any(|a| a == "run")) {
+        return;
+    }
     let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
     cmd.build();
     let takes = |c: &clap::Command, long: Option<&str>, short: Option<char>| {
