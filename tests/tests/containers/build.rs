@@ -332,6 +332,24 @@ fn a_hostile_dockerfile_context_or_base_image_cannot_reach_the_host() {
     }
     let o = f.build(&[f.work.join("no-such-context").to_str().unwrap()]);
     assert_one_line_error(&o, &["no-such-context"]);
+    // A symlink in the context leads nowhere outside it: `lnk/host-secret`, with `lnk` pointing
+    // at the host directory that holds the secret, is the context's own (missing) path.
+    for src in ["lnk/host-secret", "lnk/host-*"] {
+        let ctx = f.context("lnkctx", &format!("FROM bb:hostile\nCOPY {src} /s\n"), &[]);
+        std::os::unix::fs::symlink(f.work.path(), ctx.join("lnk")).unwrap();
+        let o = f.build(&[ctx.to_str().unwrap()]);
+        assert_one_line_error(&o, &["no such file"]);
+        f.assert_nothing_left();
+    }
+    // A FIFO in the context is neither read nor copied: the build does not hang on it.
+    let ctx = f.context("fifoctx", "FROM bb:hostile\nCOPY . /ctx/\n", &[("a.txt", "a\n")]);
+    let fifo = std::ffi::CString::new(ctx.join("pipe").to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let o = f.build(&["-t", "wrun.test/fifo:1", ctx.to_str().unwrap()]);
+    assert_ok(&o, "build with a FIFO in the context");
+    let out = f.run_ok(&["--network", "none", "wrun.test/fifo:1", "ls", "/ctx"]);
+    assert_eq!(out, "Dockerfile\na.txt\n");
 }
 
 /// The seed talk's myrand workflow in miniature (examples/myrand builds the real one from a

@@ -1,12 +1,18 @@
 //! The build context: the directory whose files COPY and ADD read, less what `.dockerignore`
 //! excludes. Sources are named relative to it and never lead out of it: `..` past its top is
-//! refused, and symlinks are copied as symlinks, never followed (inside or out of it).
+//! refused, every path is resolved by the kernel inside it (`openat2(RESOLVE_IN_ROOT)` from an
+//! fd on it: a symlink on the way to a source is followed as if the context were `/`, so
+//! `lnk/shadow` with `lnk -> /etc` is the context's `etc/shadow`, not the host's), and a source
+//! that is itself a symlink is copied as a symlink. Only regular files are read, never a FIFO
+//! or a device.
 
 use std::fs;
 use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+
+use nix::sys::stat::{FileStat, SFlag};
 
 use sha2::{Digest as _, Sha256};
 
@@ -20,11 +26,16 @@ struct Rule {
     keep: bool,
 }
 
-/// The context directory and its ignore rules.
+/// The context directory (held open) and its ignore rules.
 #[derive(Debug)]
 pub struct Context {
     pub root: PathBuf,
+    fd: OwnedFd,
     rules: Vec<Rule>,
+}
+
+fn kind(st: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
 }
 
 /// `p` cleaned as docker cleans a pattern or source: no `.`, `..` resolved lexically, no
@@ -99,6 +110,13 @@ impl Context {
                 root.display()
             )));
         }
+        let fd = nix::fcntl::open(
+            root,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(crate::container::cp::own)
+        .map_err(|e| Error::Invalid(format!("build context {}: {e}", root.display())))?;
         let mut rules = Vec::new();
         if let Ok(text) = fs::read_to_string(root.join(".dockerignore")) {
             for line in text.lines() {
@@ -117,8 +135,47 @@ impl Context {
         }
         Ok(Context {
             root: root.to_path_buf(),
+            fd,
             rules,
         })
+    }
+
+    /// `rel` opened with `flags`, resolved inside the context.
+    fn open_in(&self, rel: &[String], flags: i32) -> std::result::Result<OwnedFd, nix::errno::Errno> {
+        let p: PathBuf = if rel.is_empty() {
+            PathBuf::from(".")
+        } else {
+            rel.iter().collect()
+        };
+        wrun_sys::inroot::openat2_in_root(self.fd.as_raw_fd(), &p, flags)
+    }
+
+    /// What `rel` is (its last component not followed), if it exists in the context.
+    fn stat(&self, rel: &[String]) -> Option<FileStat> {
+        let fd = self.open_in(rel, libc::O_PATH | libc::O_NOFOLLOW).ok()?;
+        nix::sys::stat::fstat(fd.as_raw_fd()).ok()
+    }
+
+    /// Directory `rel` of the context, open.
+    pub fn open_dir(&self, rel: &[String]) -> Result<OwnedFd> {
+        self.open_in(rel, libc::O_RDONLY | libc::O_DIRECTORY)
+            .map_err(|e| Error::Invalid(format!("{}: {e} in the build context", rel.join("/"))))
+    }
+
+    /// The names in directory `rel` of the context, sorted.
+    fn names(&self, rel: &[String]) -> Vec<String> {
+        let Ok(fd) = self.open_in(rel, libc::O_RDONLY | libc::O_DIRECTORY) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
     }
 
     /// Whether `.dockerignore` leaves out `rel` (the last rule that matches it or one of its
@@ -142,7 +199,7 @@ impl Context {
             let mut found = Vec::new();
             self.walk(&mut Vec::new(), &pat, &mut found)?;
             found
-        } else if fs::symlink_metadata(self.path(&pat)).is_ok() && !self.excluded(&pat) {
+        } else if self.stat(&pat).is_some() && !self.excluded(&pat) {
             vec![pat]
         } else {
             Vec::new()
@@ -160,14 +217,7 @@ impl Context {
         if depth == pat.len() {
             return Ok(());
         }
-        let dir = self.path(at);
-        let Ok(rd) = fs::read_dir(&dir) else { return Ok(()) };
-        let mut names: Vec<String> = rd
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        for n in names {
+        for n in self.names(at) {
             if !match_component(pat[depth].as_bytes(), n.as_bytes()) {
                 continue;
             }
@@ -175,7 +225,7 @@ impl Context {
             if !self.excluded(at) {
                 if depth + 1 == pat.len() {
                     found.push(at.clone());
-                } else if fs::symlink_metadata(self.path(at)).is_ok_and(|m| m.is_dir()) {
+                } else if self.stat(at).is_some_and(|st| kind(&st) == SFlag::S_IFDIR) {
                     self.walk(at, pat, found)?;
                 }
             }
@@ -202,40 +252,45 @@ impl Context {
     /// A digest of what `rel` holds (names, kinds, modes, owners, contents and link targets,
     /// without times, less what is ignored): the build cache's key for a COPY of it.
     pub fn hash(&self, rel: &[String], h: &mut Sha256) -> Result<()> {
-        let p = self.path(rel);
-        let md = fs::symlink_metadata(&p).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
-        h.update(rel.join("/").as_bytes());
+        let shown = rel.join("/");
+        let bad = |e: &dyn std::fmt::Display| Error::Invalid(format!("{shown}: {e} in the build context"));
+        let st = self.stat(rel).ok_or_else(|| bad(&"no such file or directory"))?;
+        h.update(shown.as_bytes());
         h.update([0]);
-        h.update(format!("{:o} {} {}", md.mode(), md.uid(), md.gid()).as_bytes());
-        if md.is_symlink() {
-            let t = fs::read_link(&p).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
-            h.update(t.as_os_str().as_bytes());
-        } else if md.is_file() {
-            let mut f = fs::File::open(&p).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
-            let mut buf = vec![0u8; 64 << 10];
-            loop {
-                let n = f
-                    .read(&mut buf)
-                    .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
+        h.update(format!("{:o} {} {}", st.st_mode, st.st_uid, st.st_gid).as_bytes());
+        match kind(&st) {
+            SFlag::S_IFLNK => {
+                let fd = self
+                    .open_in(rel, libc::O_PATH | libc::O_NOFOLLOW)
+                    .map_err(|e| bad(&e))?;
+                let t = nix::fcntl::readlinkat(Some(fd.as_raw_fd()), "").map_err(|e| bad(&e))?;
+                h.update(t.as_bytes());
             }
-        } else if md.is_dir() {
-            let mut names: Vec<String> = fs::read_dir(&p)
-                .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            for n in names {
-                let mut child = rel.to_vec();
-                child.push(n);
-                if !self.excluded(&child) {
-                    self.hash(&child, h)?;
+            SFlag::S_IFREG => {
+                let fd = self
+                    .open_in(rel, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                    .map_err(|e| bad(&e))?;
+                let mut f = fs::File::from(fd);
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = f.read(&mut buf).map_err(|e| bad(&e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
                 }
             }
+            SFlag::S_IFDIR => {
+                for n in self.names(rel) {
+                    let mut child = rel.to_vec();
+                    child.push(n);
+                    if !self.excluded(&child) {
+                        self.hash(&child, h)?;
+                    }
+                }
+            }
+            // A FIFO, socket or device is not read (COPY skips it too).
+            _ => {}
         }
         h.update([1]);
         Ok(())

@@ -413,15 +413,15 @@ pub fn execute(w: &Work, ctx: &Context, st: &mut Stage, p: Plan, network: &str, 
             };
             let (archives, srcs): (Vec<Source>, Vec<Source>) = srcs
                 .into_iter()
-                .partition(|s| c.add && c.from.is_none() && !s.is_dir && is_archive(&s.shown));
+                .partition(|s| c.add && c.from.is_none() && !s.is_dir && is_archive(s));
             if !srcs.is_empty() {
                 step::copy_into(&root, &srcs, &c.dest, rules)?;
             }
             for a in archives {
                 // Unpacked as a layer is (every path resolved inside the destination).
                 let d = step::mkdir_in_root(root.fd(), Path::new(&c.dest), owner)?;
-                let f = std::fs::File::open(&a.shown)
-                    .map_err(|e| Error::Invalid(format!("ADD {}: {e}", a.shown.display())))?;
+                let f = open_regular(&a)
+                    .ok_or_else(|| Error::Invalid(format!("ADD {}: not a regular file", a.shown.display())))?;
                 wrun_image::unpack::unpack_layer(f, Path::new(&format!("/proc/self/fd/{}", d.as_raw_fd())))
                     .map_err(|e| Error::Invalid(format!("ADD {}: {e}", a.shown.display())))?;
             }
@@ -447,13 +447,12 @@ fn context_sources(ctx: &Context, sources: &[String]) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     for s in sources {
         for rel in ctx.sources(s, "COPY")? {
-            let p = ctx.path(&rel);
-            let shown = p.clone();
+            let shown = ctx.path(&rel);
             let (parent, name) = match rel.split_last() {
-                Some((n, parent)) => (ctx.path(parent), Some(n.clone())),
-                None => (ctx.root.clone(), None),
+                Some((n, parent)) => (parent, Some(n.clone())),
+                None => (&rel[..0], None),
             };
-            let pdir = cp::host_dir(&parent)?;
+            let pdir = ctx.open_dir(parent)?;
             out.push(open_source(pdir, name.as_deref(), shown)?);
         }
     }
@@ -516,15 +515,18 @@ fn open_source(pdir: std::os::fd::OwnedFd, name: Option<&str>, shown: PathBuf) -
     })
 }
 
-/// Whether the context file `p` (not a symlink) is a tar archive, compressed or not.
-fn is_archive(p: &Path) -> bool {
-    let Ok(md) = std::fs::symlink_metadata(p) else {
-        return false;
-    };
-    if !md.is_file() {
-        return false;
-    }
-    let Ok(f) = std::fs::File::open(p) else { return false };
+/// Source `s` opened for reading if it is a regular file (not a symlink, FIFO or device).
+fn open_regular(s: &Source) -> Option<std::fs::File> {
+    let name = s.name.as_deref()?;
+    let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+    let fd = cp::open_at(s.dir.as_raw_fd(), name, flags, 0).ok()?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).ok()?;
+    (st.st_mode & libc::S_IFMT == libc::S_IFREG).then(|| std::fs::File::from(fd))
+}
+
+/// Whether source `s` is a tar archive, compressed or not.
+fn is_archive(s: &Source) -> bool {
+    let Some(f) = open_regular(s) else { return false };
     let Ok(mut r) = wrun_image::unpack::decompressed(f) else {
         return false;
     };
