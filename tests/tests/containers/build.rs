@@ -341,6 +341,17 @@ fn a_hostile_dockerfile_context_or_base_image_cannot_reach_the_host() {
         assert_one_line_error(&o, &["no such file"]);
         f.assert_nothing_left();
     }
+    // The context's Dockerfile is read inside it, and only as a regular file: a symlink to a
+    // host file is the context's own (missing) path, a FIFO is refused (not waited on).
+    let ctx = f.context("dfctx", "", &[]);
+    fs::remove_file(ctx.join("Dockerfile")).unwrap();
+    std::os::unix::fs::symlink(&secret, ctx.join("Dockerfile")).unwrap();
+    assert_one_line_error(&f.build(&[ctx.to_str().unwrap()]), &["no Dockerfile"]);
+    fs::remove_file(ctx.join("Dockerfile")).unwrap();
+    let fifo = std::ffi::CString::new(ctx.join("Dockerfile").to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    assert_one_line_error(&f.build(&[ctx.to_str().unwrap()]), &["not a regular file"]);
     // A FIFO in the context is neither read nor copied: the build does not hang on it.
     let ctx = f.context("fifoctx", "FROM bb:hostile\nCOPY . /ctx/\n", &[("a.txt", "a\n")]);
     let fifo = std::ffi::CString::new(ctx.join("pipe").to_str().unwrap()).unwrap();

@@ -34,6 +34,24 @@ pub struct Context {
     rules: Vec<Rule>,
 }
 
+/// The text of open file `fd` (named `name` in messages): a regular file of at most 16 MiB.
+pub fn read_regular(fd: OwnedFd, name: &str) -> Result<String> {
+    const MAX: u64 = 16 << 20;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+    if kind(&st) != SFlag::S_IFREG {
+        return Err(Error::Invalid(format!("{name}: not a regular file")));
+    }
+    if st.st_size as u64 > MAX {
+        return Err(Error::Invalid(format!("{name}: larger than 16 MiB")));
+    }
+    let mut text = String::new();
+    fs::File::from(fd)
+        .take(MAX)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+    Ok(text)
+}
+
 fn kind(st: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
 }
@@ -117,8 +135,12 @@ impl Context {
         )
         .map(crate::container::cp::own)
         .map_err(|e| Error::Invalid(format!("build context {}: {e}", root.display())))?;
-        let mut rules = Vec::new();
-        if let Ok(text) = fs::read_to_string(root.join(".dockerignore")) {
+        let mut c = Context {
+            root: root.to_path_buf(),
+            fd,
+            rules: Vec::new(),
+        };
+        if let Some(text) = c.read_file(".dockerignore")? {
             for line in text.lines() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {
@@ -129,15 +151,23 @@ impl Context {
                     None => (false, line),
                 };
                 if let Some(pattern) = clean(pat) {
-                    rules.push(Rule { pattern, keep });
+                    c.rules.push(Rule { pattern, keep });
                 }
             }
         }
-        Ok(Context {
-            root: root.to_path_buf(),
-            fd,
-            rules,
-        })
+        Ok(c)
+    }
+
+    /// The text of file `name` at the top of the context (resolved inside it), None when there
+    /// is none; refused unless it is a regular file of at most 16 MiB (a FIFO or `/dev/zero`
+    /// behind a symlink would hang or fill the build).
+    pub fn read_file(&self, name: &str) -> Result<Option<String>> {
+        let fd = match self.open_in(&[name.to_string()], libc::O_RDONLY | libc::O_NONBLOCK) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(Error::Invalid(format!("{name}: {e} in the build context"))),
+        };
+        read_regular(fd, name).map(Some)
     }
 
     /// `rel` opened with `flags`, resolved inside the context.

@@ -164,9 +164,22 @@ pub fn build(
     base: &dyn Fn(&str) -> Result<Image>,
     out: &mut dyn Write,
 ) -> Result<Built> {
-    let file = o.file.clone().unwrap_or_else(|| o.context.join("Dockerfile"));
-    let text =
-        std::fs::read_to_string(&file).map_err(|e| Error::Invalid(format!("Dockerfile {}: {e}", file.display())))?;
+    let ctx = context::Context::open(&o.context)?;
+    // The context's own Dockerfile is read inside it; one named by -f is the user's to name.
+    let text = match &o.file {
+        None => ctx
+            .read_file("Dockerfile")?
+            .ok_or_else(|| Error::Invalid(format!("{}: no Dockerfile in the build context", o.context.display())))?,
+        Some(f) => {
+            let fd = nix::fcntl::open(
+                f,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| Error::Invalid(format!("Dockerfile {}: {e}", f.display())))?;
+            context::read_regular(crate::container::cp::own(fd), &format!("Dockerfile {}", f.display()))?
+        }
+    };
     let df = dockerfile::parse(&text).map_err(|e| Error::Invalid(e.to_string()))?;
     for w in &df.warnings {
         eprintln!("wrun: warning: {w}");
@@ -177,7 +190,6 @@ pub fn build(
             o.network
         )));
     }
-    let ctx = context::Context::open(&o.context)?;
     let given = build_args(o);
     let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) => Some(
