@@ -221,7 +221,7 @@ out = ["", "## Build: wrun build against podman build", "",
 for name, k in [("wrun build --no-cache", "wrun_uncached_ms"), ("wrun build, fully cached", "wrun_cached_ms"),
                 ("podman build --no-cache (runc)", "podman_uncached_ms"), ("podman build, fully cached", "podman_cached_ms")]:
     m = med(d[k])
-    out.append(f"| {name} | {m:.1f} |" if m is not None else f"| {name} | skipped: podman is not installed |")
+    out.append(f"| {name} | {m:.1f} |" if m is not None else f"| {name} | skipped: {d.get('podman_skip', 'podman is not installed')} |")
 out += ["", "| target | figure | result |", "|---|---|---|"]
 wu, wc, pu, pc = (med(d[k]) for k in ["wrun_uncached_ms", "wrun_cached_ms", "podman_uncached_ms", "podman_cached_ms"])
 if pu:

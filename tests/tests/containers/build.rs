@@ -76,6 +76,19 @@ fn build_makes_the_image_the_dockerfile_describes() {
     // The entrypoint and cmd, the user, the ARG given to RUN.
     let out = f.run_ok(&["--network", "none", "wrun.test/built:1"]);
     assert_eq!(out, "hi from run\n");
+    // --build-arg over the ARG's default: a new key, so the RUN runs again.
+    let o = f.build(&[
+        "--build-arg",
+        "GREETING=hello",
+        "-t",
+        "wrun.test/built:2",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_ok(&o, "build --build-arg");
+    assert_eq!(
+        f.run_ok(&["--network", "none", "wrun.test/built:2"]),
+        "hello from run\n"
+    );
     let out = f.run_ok(&[
         "--network",
         "none",
@@ -117,9 +130,9 @@ fn build_makes_the_image_the_dockerfile_describes() {
     assert!(history.iter().any(|h| h.contains("WORKDIR /app")), "{history:?}");
     // A layer per RUN and COPY (the base has one).
     assert_eq!(img["RootFS"]["Layers"].as_array().map(Vec::len), Some(1 + 5), "{img}");
-    // The cache's images are not listed; the built one is.
+    // The cache's images are not listed; the built ones are.
     let ls = stdout(&f.image(&["ls"]));
-    assert_eq!(ls.lines().count(), 3, "{ls}");
+    assert_eq!(ls.lines().count(), 4, "{ls}");
     f.assert_nothing_left();
 }
 
@@ -163,6 +176,22 @@ fn the_cache_skips_unchanged_steps_and_reruns_from_a_changed_copy() {
     assert_ok(&o, "build -q");
     let out = stdout(&o);
     assert!(out.starts_with("sha256:") && out.lines().count() == 1, "{}", show(&o));
+    // --iidfile and --label: the id written, the label on the image (a new image: a new id).
+    let iid = f.work.join("iid");
+    let o = f.build(&[
+        "--iidfile",
+        iid.to_str().unwrap(),
+        "--label",
+        "built.by=wrun",
+        "-t",
+        "wrun.test/c:2",
+        c,
+    ]);
+    assert_ok(&o, "build --iidfile --label");
+    let img = f.image_config("wrun.test/c:2");
+    assert_eq!(fs::read_to_string(&iid).unwrap(), img["Id"].as_str().unwrap());
+    assert_eq!(img["Config"]["Labels"]["built.by"], "wrun");
+    assert_ne!(img["Id"], f.image_config("wrun.test/c:1")["Id"]);
     f.assert_nothing_left();
 }
 
