@@ -128,6 +128,31 @@ fn every_hook_runs_once_in_order_with_the_right_state() {
     assert_eq!(log, want);
 }
 
+/// A startContainer hook without an `env` of its own runs with the container process's
+/// environment (runc's behaviour, which tools such as nvidia's hook rely on); one with an
+/// `env` gets exactly that.
+#[test]
+fn a_start_container_hook_gets_the_process_env_unless_it_has_its_own() {
+    let dir = TempDir::new("hookenv");
+    let mut b = Bundle::busybox();
+    b.bind(dir.path(), "/hooks", &[]).args(&["true"]);
+    b.with_config(|c| {
+        c["process"]["env"] = json!(["PATH=/bin:/usr/bin", "FROM_PROCESS=yes"]);
+        c["hooks"] = json!({"startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "echo \"a=$FROM_PROCESS b=$OWN\" >> /hooks/log"]},
+            {"path": "/bin/sh", "args": ["sh", "-c", "echo \"a=$FROM_PROCESS b=$OWN\" >> /hooks/log"], "env": ["OWN=mine"]},
+        ]});
+    });
+    let rt = Runtime::new();
+    let id = rt.id("hookenv");
+    let o = rt.exec(&["run", "--bundle", b.path_str(), &id]);
+    assert_ok(&o, "run");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("log")).unwrap(),
+        "a=yes b=\na= b=mine\n"
+    );
+}
+
 #[test]
 fn a_failing_create_runtime_hook_fails_create_and_leaves_nothing() {
     let mut b = Bundle::busybox();

@@ -74,6 +74,13 @@ impl Root {
         })
     }
 
+    /// What `inside` is, its last component not followed (the ones before it resolved in the
+    /// root): a symlink there is seen as one.
+    pub fn lstat(&self, inside: &Path) -> std::result::Result<nix::sys::stat::FileStat, Errno> {
+        let fd = openat2_in_root(self.fd.as_raw_fd(), &relative(inside), libc::O_PATH | libc::O_NOFOLLOW)?;
+        nix::sys::stat::fstat(fd.as_raw_fd())
+    }
+
     /// `inside` resolved in the root and opened for reading.
     pub fn open_file(&self, inside: &Path) -> std::result::Result<OwnedFd, Errno> {
         openat2_in_root(self.fd.as_raw_fd(), &relative(inside), libc::O_RDONLY)

@@ -257,3 +257,37 @@ fn a_wasm_module_symlinked_to_a_host_file_is_not_run() {
         show(&o)
     );
 }
+
+// ---------------------------------------------------------------------------
+// /proc and /sys that are symlinks in the rootfs (runc: "must be mounted on ordinary directory")
+// ---------------------------------------------------------------------------
+
+/// A rootfs whose /proc or /sys is a symlink is refused, as runc refuses it, rather than the
+/// symlink being followed and proc or sysfs mounted where the image chose; nothing is left.
+#[test]
+fn a_rootfs_whose_proc_or_sys_is_a_symlink_is_refused() {
+    let rt = Runtime::new();
+    for dir in ["proc", "sys"] {
+        let mut b = Bundle::busybox();
+        b.args(&["true"]);
+        let p = b.rootfs().join(dir);
+        let _ = fs::remove_dir_all(&p);
+        let _ = fs::remove_file(&p);
+        fs::create_dir_all(b.rootfs().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink("/elsewhere", &p).unwrap();
+        let id = unique("proclink");
+        let o = run(&rt, &id, &b);
+        assert_fails(&o, &format!("run with /{dir} a symlink"));
+        assert!(
+            stderr(&o).contains(&format!("/{dir}")),
+            "the error names /{dir}: {}",
+            show(&o)
+        );
+        assert_eq!(
+            fs::read_dir(b.rootfs().join("elsewhere")).unwrap().count(),
+            0,
+            "nothing was mounted at the symlink's target"
+        );
+        assert_clean(rt.root(), &id, b.path());
+    }
+}

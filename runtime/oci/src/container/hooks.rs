@@ -80,6 +80,17 @@ pub fn validate(h: &Hooks) -> Result<()> {
 
 /// Run every hook of `kind` in order; the first failure stops the rest.
 pub fn run(kind: Kind, hooks: Option<&Hooks>, state: &OciState<'_>) -> Result<()> {
+    run_with_env(kind, hooks, state, None)
+}
+
+/// `run`, where a hook without an `env` of its own gets `default_env` (runc gives a
+/// startContainer hook the container process's environment, and tools expect it).
+pub fn run_with_env(
+    kind: Kind,
+    hooks: Option<&Hooks>,
+    state: &OciState<'_>,
+    default_env: Option<&[String]>,
+) -> Result<()> {
     let Some(h) = hooks else { return Ok(()) };
     let list = kind.of(h);
     if list.is_empty() {
@@ -87,7 +98,7 @@ pub fn run(kind: Kind, hooks: Option<&Hooks>, state: &OciState<'_>) -> Result<()
     }
     let json = serde_json::to_vec(state).unwrap_or_default();
     for (i, hook) in list.iter().enumerate() {
-        run_one(hook, &json)
+        run_one(hook, &json, default_env)
             .map_err(|why| Error::Invalid(format!("hooks.{}[{i}] {}: {why}", kind.name(), hook.path().display())))?;
     }
     Ok(())
@@ -99,7 +110,7 @@ pub fn run_warn(kind: Kind, hooks: Option<&Hooks>, state: &OciState<'_>) {
     let Some(h) = hooks else { return };
     let json = serde_json::to_vec(state).unwrap_or_default();
     for (i, hook) in kind.of(h).iter().enumerate() {
-        if let Err(why) = run_one(hook, &json) {
+        if let Err(why) = run_one(hook, &json, None) {
             let e = format!("hooks.{}[{i}] {}: {why}", kind.name(), hook.path().display());
             tracing::warn!("{e}");
             eprintln!("wrun: warning: {e}");
@@ -107,14 +118,14 @@ pub fn run_warn(kind: Kind, hooks: Option<&Hooks>, state: &OciState<'_>) {
     }
 }
 
-fn run_one(hook: &Hook, state: &[u8]) -> std::result::Result<(), String> {
+fn run_one(hook: &Hook, state: &[u8], default_env: Option<&[String]>) -> std::result::Result<(), String> {
     let mut cmd = Command::new(hook.path());
     let args = hook.args().clone().unwrap_or_default();
     if let Some((argv0, rest)) = args.split_first() {
         cmd.arg0(argv0).args(rest);
     }
     cmd.env_clear();
-    for kv in hook.env().as_deref().unwrap_or_default() {
+    for kv in hook.env().as_deref().or(default_env).unwrap_or_default() {
         if let Some((k, v)) = kv.split_once('=') {
             cmd.env(k, v);
         }

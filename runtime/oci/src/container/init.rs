@@ -43,7 +43,19 @@ pub struct InitPlan {
 fn run_hooks(plan: &InitPlan, kind: Kind, host_pid: i32, status: Status) -> Result<()> {
     let mut state = plan.record.oci_state(status);
     state.pid = host_pid;
-    super::hooks::run(kind, plan.record.hooks.as_ref(), &state)
+    // A startContainer hook runs as the container's process would: without an env of its own,
+    // it gets the process's (runc's behaviour).
+    let env: Vec<String> = match kind {
+        Kind::StartContainer => plan
+            .process
+            .env
+            .iter()
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let default_env = (kind == Kind::StartContainer).then_some(env.as_slice());
+    super::hooks::run_with_env(kind, plan.record.hooks.as_ref(), &state, default_env)
 }
 
 /// Run in the cloned child. Returns only with an error, which the caller reports.

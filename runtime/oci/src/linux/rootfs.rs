@@ -229,6 +229,27 @@ fn check_proc_mount(rootfs: &Path, resolved: &Path, typ: &str, bind_source: Opti
     )))
 }
 
+/// runc's rule for proc and sysfs: where the destination exists it must be a real directory.
+/// A symlink there (a rootfs whose `/proc` points elsewhere) is refused rather than followed,
+/// even inside the root: mounting proc somewhere the image chose has been an attack before
+/// (CVE-2019-19921's class), and nothing legitimate needs it.
+fn ordinary_dir(root: &Root, inside: &Path, typ: &str) -> Result<()> {
+    match root.lstat(inside) {
+        Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => {
+            let what = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                "a symlink"
+            } else {
+                "not a directory"
+            };
+            Err(Error::Invalid(format!(
+                "mount destination {}: {typ} must be mounted on an ordinary directory, and the rootfs has {what} there",
+                inside.display()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Everything before pivot_root: propagation, the rootfs bind, mounts, devices, symlinks.
 /// `idmapped_trees[i]` is the detached, idmapped tree for mount `i`, made by the parent.
 pub fn prepare(p: &RootfsPlan, idmapped_trees: &[Option<OwnedFd>]) -> Result<()> {
@@ -285,6 +306,9 @@ fn mount_entry(p: &RootfsPlan, root: &Root, m: &PlannedMount, idmapped_tree: Opt
             remount_bind(&mounted(root, &m.dest)?.proc_path(), extra)?;
         }
     } else {
+        if matches!(m.typ.as_str(), "proc" | "sysfs") {
+            ordinary_dir(root, &m.dest, &m.typ)?;
+        }
         let target = root.make(&m.dest, false)?;
         let dest = target.proc_path();
         let src = m.source.clone().unwrap_or_else(|| PathBuf::from(&m.typ));
