@@ -12,21 +12,9 @@ wrun=${WRUN:-$here/target/release/wrun}
 [ -x "$wrun" ] || { echo "build-bench: $wrun missing: run make build first" >&2; exit 1; }
 work=$(mktemp -d /tmp/wrun-build-bench.XXXXXX)
 data=$work/data
-pod() { podman --root "$work/podman" --runroot "$work/podman-run" --cgroup-manager cgroupfs \
-  --events-backend file --storage-driver overlay --runtime runc "$@"; }
-cleanup() {
-  if command -v podman >/dev/null; then pod rmi -af >/dev/null 2>&1 || true; fi
-  { findmnt -rn -o TARGET | grep "^$work" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done; } || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-WRUN=$wrun "$here/tests/busybox-bundle.sh" "$work/bundle" true >/dev/null
-tar -C "$work/bundle/rootfs" -cf "$work/busybox.tar" .
-"$wrun" image --data-root "$data" import -q "$work/busybox.tar" --name bench/busybox:1 >/dev/null
-have_podman=
-if command -v podman >/dev/null; then
-  pod import -q "$work/busybox.tar" bench/busybox:1 >/dev/null && have_podman=1
-fi
+. "$here/benches/podman-common.sh"
+trap remove_work EXIT
+import_busybox
 # The context: 200 small files and one of 4 MiB; the Dockerfile copies them, runs two shell
 # steps (one adds files, one deletes some: a whiteout) and sets config.
 ctx=$work/ctx
@@ -44,7 +32,7 @@ CMD ["ls", "/data"]
 DF
 # A podman that cannot build here (storage, network) is reported and left out, not a failure.
 podman_skip="podman is not installed (apt-get install podman)"
-if [ -n "$have_podman" ] && ! out=$(pod build -q --pull=never --network host -t bench/probe:1 "$ctx" 2>&1); then
+if [ -n "$have_podman" ] && ! out=$(pod --runtime runc build -q --pull=never --network host -t bench/probe:1 "$ctx" 2>&1); then
   have_podman= podman_skip="podman build failed here: $(echo "$out" | tail -1)"
 fi
 ms() { local t=${EPOCHREALTIME/./}; echo "${t#0}"; }
@@ -57,8 +45,8 @@ for r in $(seq "$rounds"); do
     case $who in
       wrun-uncached) "$wrun" build --data-root "$data" -q --no-cache -t bench/built:1 "$ctx" >/dev/null ;;
       wrun-cached) "$wrun" build --data-root "$data" -q -t bench/built:1 "$ctx" >/dev/null ;;
-      podman-uncached) pod build -q --no-cache --pull=never --network host -t bench/built:1 "$ctx" >/dev/null 2>&1 ;;
-      podman-cached) pod build -q --pull=never --network host -t bench/built:1 "$ctx" >/dev/null 2>&1 ;;
+      podman-uncached) pod --runtime runc build -q --no-cache --pull=never --network host -t bench/built:1 "$ctx" >/dev/null 2>&1 ;;
+      podman-cached) pod --runtime runc build -q --pull=never --network host -t bench/built:1 "$ctx" >/dev/null 2>&1 ;;
     esac
     t1=$(ms)
     t[$who]+="$((t1 - t0)) "

@@ -13,25 +13,13 @@ wrun=${WRUN:-$here/target/release/wrun}
 [ -x "$wrun" ] || { echo "front-run: $wrun missing: run make build first" >&2; exit 1; }
 work=$(mktemp -d /tmp/wrun-front-bench.XXXXXX)
 data=$work/data
-pod() { podman --root "$work/podman" --runroot "$work/podman-run" --cgroup-manager cgroupfs \
-  --events-backend file --storage-driver overlay "$@"; }
+. "$here/benches/podman-common.sh"
 cleanup() {
   for i in $(seq "$n"); do "$wrun" container --data-root "$data" rm -f "ps$i" >/dev/null 2>&1 || true; done
-  if command -v podman >/dev/null; then
-    pod rm -af >/dev/null 2>&1 || true
-    pod rmi -af >/dev/null 2>&1 || true
-  fi
-  { findmnt -rn -o TARGET | grep "^$work" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done; } || true
-  rm -rf "$work"
+  remove_work
 }
 trap cleanup EXIT
-WRUN=$wrun "$here/tests/busybox-bundle.sh" "$work/bundle" true >/dev/null
-tar -C "$work/bundle/rootfs" -cf "$work/busybox.tar" .
-"$wrun" image --data-root "$data" import -q "$work/busybox.tar" --name bench/busybox:1 >/dev/null
-have_podman=
-if command -v podman >/dev/null; then
-  pod import -q "$work/busybox.tar" bench/busybox:1 >/dev/null && have_podman=1
-fi
+import_busybox
 # Microseconds from bash itself: a clock read that starts no process (a python3 per read
 # would add tens of ms to every sample).
 ms() { local t=${EPOCHREALTIME/./}; echo "${t#0}"; }

@@ -381,6 +381,15 @@ fn a_hostile_dockerfile_context_or_base_image_cannot_reach_the_host() {
     // SAFETY: a valid C string.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
     assert_one_line_error(&f.build(&[ctx.to_str().unwrap()]), &["not a regular file"]);
+    // COPY --from resolves inside the source image's root: a stage whose /lnk points at the
+    // host directory of the secret gives `/lnk/host-secret` only if its own tree has it.
+    let df = format!(
+        "FROM bb:hostile AS src\nRUN ln -s {} /lnk\nFROM bb:hostile\nCOPY --from=src /lnk/host-secret /s\n",
+        f.work.path().display()
+    );
+    let ctx = f.context("fromctx", &df, &[]);
+    assert_one_line_error(&f.build(&[ctx.to_str().unwrap()]), &["host-secret"]);
+    f.assert_nothing_left();
     // A FIFO in the context is neither read nor copied: the build does not hang on it.
     let ctx = f.context("fifoctx", "FROM bb:hostile\nCOPY . /ctx/\n", &[("a.txt", "a\n")]);
     let fifo = std::ffi::CString::new(ctx.join("pipe").to_str().unwrap()).unwrap();
