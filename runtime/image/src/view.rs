@@ -207,3 +207,42 @@ pub fn usage(store: &Store) -> Result<Usage> {
     }
     Ok(u)
 }
+
+/// docker's sizes: decimal units, three significant digits (`4.26MB`, `12.3kB`, `0B`).
+pub fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    let s = if v >= 100.0 || i == 0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    format!("{s}{}", units[i])
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn sizes_print_as_docker_prints_them() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1000), "1kB");
+        assert_eq!(human_size(12_345), "12.3kB");
+        assert_eq!(human_size(4_261_000), "4.26MB");
+        assert_eq!(human_size(123_456_789), "123MB");
+    }
+}

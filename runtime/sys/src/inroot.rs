@@ -223,11 +223,27 @@ struct OpenHow {
 
 /// openat2(dirfd, path, flags | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS).
 pub fn openat2_in_root(dirfd: RawFd, path: &Path, flags: i32) -> std::result::Result<OwnedFd, Errno> {
+    openat2(dirfd, path, flags, libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS)
+}
+
+/// openat2(dirfd, path, flags | O_NOFOLLOW | O_CLOEXEC, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS):
+/// `path` as it is written, beneath `dirfd`, with no symlink followed anywhere on the way (a
+/// caller that resolves an overlay's symlinks itself reads layers this way).
+pub fn openat2_literal(dirfd: RawFd, path: &Path, flags: i32) -> std::result::Result<OwnedFd, Errno> {
+    openat2(
+        dirfd,
+        path,
+        flags | libc::O_NOFOLLOW,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+    )
+}
+
+fn openat2(dirfd: RawFd, path: &Path, flags: i32, resolve: u64) -> std::result::Result<OwnedFd, Errno> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: 0,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        resolve,
     };
     loop {
         // SAFETY: a valid dirfd, C string and open_how of the size we pass.

@@ -489,3 +489,87 @@ fn the_myrand_example_builds_and_runs_end_to_end() {
     assert_eq!(numbers("run --rm myrand\n"), 1, "{out}");
     f.assert_nothing_left();
 }
+
+#[test]
+fn build_scan_keeps_a_vulnerable_image_untagged_and_deleted_files_are_warned_of() {
+    let Some(f) = Front::new() else { return };
+    f.import_busybox("bb:scan", &[]);
+    let status = "Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl\nVersion: 3.0.11-1~deb12u2\n";
+    let db = f.work.join("osv");
+    fs::create_dir_all(&db).unwrap();
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    let adv = serde_json::json!({"id": "DSA-B1", "modified": String::from_utf8(date.stdout).unwrap().trim(),
+        "database_specific": {"severity": "HIGH"},
+        "affected": [{"package": {"ecosystem": "Debian:12", "name": "openssl"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.0.13-1~deb12u1"}]}]}]});
+    fs::write(db.join("DSA-B1.json"), adv.to_string()).unwrap();
+    let df = "FROM bb:scan\n\
+              COPY status /var/lib/dpkg/status\n\
+              COPY os-release /etc/os-release\n\
+              RUN head -c 200000 /dev/zero > /big\n\
+              RUN rm /big\n";
+    let ctx = f.context(
+        "scan",
+        df,
+        &[("status", status), ("os-release", "ID=debian\nVERSION_ID=12\n")],
+    );
+    let d = db.to_str().unwrap();
+    let o = f.build(&[
+        "-t",
+        "wrun.test/vuln:1",
+        "--scan",
+        "--db",
+        d,
+        "--fail-on",
+        "high",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_fails(&o, "a high finding fails build --scan --fail-on high");
+    let e = stderr(&o);
+    assert!(
+        e.contains("1 vulnerabilities at or above high (DSA-B1 in libssl3)"),
+        "{e}"
+    );
+    assert!(stdout(&o).contains("DSA-B1"), "the report is printed: {}", show(&o));
+    // The chained-RUN lesson, computed: the second RUN deletes what the first added.
+    assert!(
+        e.contains("RUN rm /big deletes 200kB in 1 files (/big) that RUN head -c 200000 /dev/zero > /big added"),
+        "{e}"
+    );
+    let ls = stdout(&f.image(&["ls"]));
+    assert!(!ls.contains("wrun.test/vuln"), "a refused build is not tagged: {ls}");
+
+    // Below the threshold the build is named; the steps come from the cache.
+    let o = f.build(&[
+        "-t",
+        "wrun.test/vuln:1",
+        "--scan",
+        "--db",
+        d,
+        "--fail-on",
+        "critical",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_ok(&o, "build --scan --fail-on critical");
+    assert!(built_counts(&o).contains("0 steps run"), "{}", show(&o));
+    assert!(
+        stdout(&o).contains("1 vulnerabilities (0 critical, 1 high"),
+        "{}",
+        show(&o)
+    );
+    assert!(stdout(&f.image(&["ls"])).contains("wrun.test/vuln"));
+
+    // Chained in one RUN, nothing is carried and nothing is said.
+    let df = "FROM bb:scan\nRUN head -c 200000 /dev/zero > /big && rm /big\nRUN touch /x\n";
+    let ctx = f.context("chained", df, &[]);
+    let o = f.build(&["-t", "wrun.test/chained:1", ctx.to_str().unwrap()]);
+    assert_ok(&o, "build chained");
+    assert!(!stderr(&o).contains("deletes"), "{}", show(&o));
+    // --db without --scan is a mistake, said so.
+    let o = f.build(&["--db", d, ctx.to_str().unwrap()]);
+    assert_fails(&o, "--db without --scan");
+    assert!(stderr(&o).contains("--db and --fail-on go with --scan"), "{}", show(&o));
+}

@@ -8,6 +8,7 @@ mod archives;
 mod badinput;
 mod formats;
 mod hostile;
+mod provenance;
 mod registry;
 mod unpack;
 

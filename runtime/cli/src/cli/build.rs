@@ -48,6 +48,12 @@ pub struct BuildArgs {
     /// Write the image id to this file.
     #[arg(long)]
     pub iidfile: Option<PathBuf>,
+    /// Scan the built image for vulnerabilities (with --db) before naming it; with
+    /// --fail-on, a finding at or above that severity fails the build and no tag is given.
+    #[arg(long)]
+    pub scan: bool,
+    #[command(flatten)]
+    pub scan_opts: super::provenance::ScanOptions,
     /// The build context: the directory COPY and ADD read.
     pub context: PathBuf,
 }
@@ -98,15 +104,39 @@ pub fn run(a: &BuildArgs) -> anyhow::Result<i32> {
     let built = build::build(&st, &cs, &o, &base, &mut out);
     drop(hush);
     let built = built?;
+    if a.scan {
+        // The report goes where the build's output went (nowhere with -q); a failure is
+        // the build's error, and the image stays only in the build cache.
+        let mut sink: Box<dyn Write> = if a.quiet {
+            Box::new(std::io::sink())
+        } else {
+            Box::new(std::io::stdout())
+        };
+        let name = o
+            .tags
+            .first()
+            .map_or_else(|| built.image.id.short().to_string(), wrun_image::store::familiar);
+        super::provenance::scan_image(
+            &st,
+            &built.image,
+            &name,
+            &a.scan_opts,
+            super::provenance::ScanFormat::Table,
+            &mut sink,
+        )?;
+    } else if a.scan_opts.db.is_some() || a.scan_opts.fail_on.is_some() {
+        anyhow::bail!("--db and --fail-on go with --scan");
+    }
+    let image = build::publish(&st, &built.image, &o.tags)?;
     if let Some(f) = &a.iidfile {
-        std::fs::write(f, built.image.id.as_str()).map_err(|e| anyhow::anyhow!("--iidfile {}: {e}", f.display()))?;
+        std::fs::write(f, image.id.as_str()).map_err(|e| anyhow::anyhow!("--iidfile {}: {e}", f.display()))?;
     }
     if a.quiet {
-        println!("{}", built.image.id);
+        println!("{}", image.id);
     } else {
         println!(
             "Successfully built {} ({} steps run, {} from the cache)",
-            built.image.id.short(),
+            image.id.short(),
             built.ran,
             built.cached
         );

@@ -52,6 +52,11 @@ pub enum ImageCommand {
     /// Unmount what `image mount` mounted at DIR, and remove its writes.
     #[command(alias = "umount")]
     Unmount(DirArg),
+    /// List the packages in an image (dpkg, apk, known binaries, wasm modules), each with its
+    /// layer, as a table, SPDX or CycloneDX.
+    Sbom(super::provenance::SbomArgs),
+    /// Match an image's packages against a local OSV vulnerability database.
+    Scan(super::provenance::ScanArgs),
 }
 
 #[derive(Args, Debug)]
@@ -289,6 +294,8 @@ pub fn run(a: &ImageArgs) -> anyhow::Result<i32> {
             writeln!(out, "{}", store.mount(&img, &m.dir)?.display())?;
         }
         ImageCommand::Unmount(d) => store.unmount(&d.dir)?,
+        ImageCommand::Sbom(a) => return super::provenance::sbom(&store, a, &mut out),
+        ImageCommand::Scan(a) => return super::provenance::scan_cmd(&store, a, &mut out),
         ImageCommand::Df => {
             let u = view::usage(&store)?;
             writeln!(
@@ -416,29 +423,7 @@ fn history(store: &Store, h: &NameArg, out: &mut impl Write) -> anyhow::Result<(
     Ok(())
 }
 
-/// docker's sizes: decimal units, three significant digits (`4.26MB`, `12.3kB`, `0B`).
-pub fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    let s = if v >= 100.0 || i == 0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    };
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}{}", units[i])
-}
+pub use wrun_image::view::human_size;
 
 /// docker's CREATED column: "2 hours ago", "N/A" when unknown.
 fn ago(created: Option<&str>) -> String {
@@ -464,21 +449,6 @@ fn ago(created: Option<&str>) -> String {
         format!("{} {unit} ago", if unit == "hour" { "An" } else { "1" })
     } else {
         format!("{n} {unit}s ago")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_print_as_docker_prints_them() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(1000), "1kB");
-        assert_eq!(human_size(12_345), "12.3kB");
-        assert_eq!(human_size(4_261_000), "4.26MB");
-        assert_eq!(human_size(123_456_789), "123MB");
     }
 }
 

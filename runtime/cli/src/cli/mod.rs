@@ -7,6 +7,7 @@ mod features;
 mod image;
 mod lifecycle;
 mod network;
+mod provenance;
 mod resources;
 mod spec_cmd;
 mod system;

@@ -131,6 +131,7 @@ pub fn plan(
                 args: st.args.clone(),
                 unset: Default::default(),
                 cmd_set: false,
+                base_layers: 0,
             };
             let mut shown = Vec::new();
             for (k, v) in pairs {

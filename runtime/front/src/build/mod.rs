@@ -70,6 +70,8 @@ pub struct Stage {
     pub unset: BTreeSet<String>,
     /// Whether the stage set CMD itself (ENTRYPOINT then keeps it; else it clears the base's).
     pub cmd_set: bool,
+    /// How many of its layers its FROM image had (not this Dockerfile's doing).
+    pub base_layers: usize,
 }
 
 impl Stage {
@@ -281,14 +283,15 @@ pub fn build(
                         s.line
                     )));
                 }
-                let (img, config) = if name == "scratch" {
-                    (None, scratch_config(o.platform.as_ref()))
+                let (img, config, base_layers) = if name == "scratch" {
+                    (None, scratch_config(o.platform.as_ref()), 0)
                 } else if let Some(prev) = done.iter().find(|d| d.name.as_deref() == Some(name.as_str())) {
-                    (prev.image.clone(), prev.config.clone())
+                    (prev.image.clone(), prev.config.clone(), prev.base_layers)
                 } else {
                     let img = base(&name)?;
                     let cfg = img.config.clone();
-                    (Some(img), cfg)
+                    let n = img.manifest.layers.len();
+                    (Some(img), cfg, n)
                 };
                 if !o.quiet {
                     if let Some(i) = &img {
@@ -302,6 +305,7 @@ pub fn build(
                     args: BTreeMap::new(),
                     unset: BTreeSet::new(),
                     cmd_set: false,
+                    base_layers,
                 });
                 continue;
             }
@@ -385,12 +389,48 @@ pub fn build(
             &key(None, "", &BTreeMap::new(), &[]),
         )?,
     };
-    for t in &o.tags {
+    if !o.quiet {
+        warn_deleted_later(store, &image, fin.base_layers);
+    }
+    Ok(Built { image, ran, cached })
+}
+
+/// Name the built image with `tags` (with none: keep it as an untagged image, as docker
+/// lists a build without -t). Until then the build is only the cache's.
+pub fn publish(store: &Store, image: &Image, tags: &[Reference]) -> Result<Image> {
+    for t in tags {
         store.tag(image.digest.as_str(), t)?;
     }
-    if o.tags.is_empty() {
-        store.keep(&image)?;
+    if tags.is_empty() {
+        store.keep(image)?;
     }
-    let image = store.resolve(image.digest.as_str())?;
-    Ok(Built { image, ran, cached })
+    Ok(store.resolve(image.digest.as_str())?)
+}
+
+/// Warn of files one step adds and a later step deletes: the image still carries them.
+fn warn_deleted_later(store: &Store, image: &Image, from: usize) {
+    let Ok(waste) = wrun_provenance::waste::deleted_later(store, image, from) else {
+        return;
+    };
+    // The instruction that made each layer: the history entries that are not empty layers.
+    let by: Vec<String> = image.config["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h["empty_layer"].as_bool() != Some(true))
+        .map(|h| h["created_by"].as_str().unwrap_or("").to_string())
+        .collect();
+    let step = |i: usize| by.get(i).map_or_else(|| format!("layer {}", i + 1), |b| b.clone());
+    for w in waste.iter().filter(|w| w.bytes >= 1000) {
+        let paths: Vec<String> = w.paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "wrun: warning: {} deletes {} in {} files ({}{}) that {} added: the image still carries them; do both in one RUN",
+            step(w.deleted_in),
+            wrun_image::view::human_size(w.bytes),
+            w.files,
+            paths.join(", "),
+            if w.files as usize > paths.len() { ", …" } else { "" },
+            step(w.added_in)
+        );
+    }
 }
