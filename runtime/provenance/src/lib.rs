@@ -8,6 +8,9 @@
 //!   written as SPDX 2.3 or CycloneDX 1.5 JSON;
 //! - `scan`: that SBOM matched against a local OSV database with each ecosystem's version
 //!   ordering (`version`), no network;
+//! - `policy` and `trust`: containers' policy.json, enforced on pulls: `sigstore` (cosign's
+//!   key-based signatures: sign, store, verify) and `simplesign` (GPG simple signing from
+//!   registries.d lookaside storage, checked by gpgv);
 //! - `waste`: what one layer adds and a later one deletes (space the image carries for
 //!   nothing), for `wrun build`'s warning.
 //!
@@ -15,8 +18,12 @@
 //! errors name the file, and nothing here writes outside what the caller asks for.
 
 pub mod layers;
+pub mod policy;
 pub mod sbom;
 pub mod scan;
+pub mod sigstore;
+pub mod simplesign;
+pub mod trust;
 pub mod waste;
 
 pub use wrun_image::{Error, Result};

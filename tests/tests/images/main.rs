@@ -10,6 +10,7 @@ mod formats;
 mod hostile;
 mod provenance;
 mod registry;
+mod trust;
 mod unpack;
 
 use std::fs;

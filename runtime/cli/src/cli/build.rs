@@ -54,6 +54,8 @@ pub struct BuildArgs {
     pub scan: bool,
     #[command(flatten)]
     pub scan_opts: super::provenance::ScanOptions,
+    #[command(flatten)]
+    pub trust: super::trust::TrustArgs,
     /// The build context: the directory COPY and ADD read.
     pub context: PathBuf,
 }
@@ -94,7 +96,7 @@ pub fn run(a: &BuildArgs) -> anyhow::Result<i32> {
             &st,
             &r,
             platform.as_ref(),
-            &RegistryOptions::default(),
+            &a.trust.options(RegistryOptions::default()),
             Progress::Quiet,
         )?)
     };

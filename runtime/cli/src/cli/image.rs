@@ -57,6 +57,12 @@ pub enum ImageCommand {
     Sbom(super::provenance::SbomArgs),
     /// Match an image's packages against a local OSV vulnerability database.
     Scan(super::provenance::ScanArgs),
+    /// Sign an image in a registry (cosign's key-based format, stored beside it).
+    Sign(super::trust::SignArgs),
+    /// Verify an image's cosign signatures in a registry with a public key.
+    Verify(super::trust::VerifyArgs),
+    /// Make a key pair for `image sign` (PREFIX.key, mode 0600, and PREFIX.pub).
+    Keygen(super::trust::KeygenArgs),
 }
 
 #[derive(Args, Debug)]
@@ -82,14 +88,18 @@ pub struct RegistryArgs {
     /// Speak plain HTTP to this registry (host[:port]); loopback registries always are.
     #[arg(long, value_name = "REGISTRY")]
     pub insecure_registry: Vec<String>,
+    #[command(flatten)]
+    pub trust: super::trust::TrustArgs,
 }
 
 impl RegistryArgs {
     pub fn options(&self) -> RegistryOptions {
-        RegistryOptions {
+        let plain = RegistryOptions {
             insecure: self.insecure_registry.clone(),
             auth_file: self.authfile.clone(),
-        }
+            verify: None,
+        };
+        self.trust.options(plain)
     }
 }
 
@@ -296,6 +306,9 @@ pub fn run(a: &ImageArgs) -> anyhow::Result<i32> {
         ImageCommand::Unmount(d) => store.unmount(&d.dir)?,
         ImageCommand::Sbom(a) => return super::provenance::sbom(&store, a, &mut out),
         ImageCommand::Scan(a) => return super::provenance::scan_cmd(&store, a, &mut out),
+        ImageCommand::Sign(a) => return super::trust::sign(a, &mut out),
+        ImageCommand::Verify(a) => return super::trust::verify(a, &mut out),
+        ImageCommand::Keygen(a) => return super::trust::keygen(a, &mut out),
         ImageCommand::Df => {
             let u = view::usage(&store)?;
             writeln!(

@@ -11,6 +11,7 @@ mod provenance;
 mod resources;
 mod spec_cmd;
 mod system;
+mod trust;
 
 use std::path::PathBuf;
 

@@ -28,6 +28,7 @@ use crate::store::oci::{self, Descriptor, Index, Manifest, Platform};
 use crate::store::{Image, Store};
 use crate::{Error, Result};
 
+pub mod artifact;
 mod manifest;
 pub use manifest::MAX_MANIFEST;
 
@@ -60,6 +61,23 @@ pub struct RegistryOptions {
     pub insecure: Vec<String>,
     /// The credentials file (`--authfile`); see `auth::auth_file`.
     pub auth_file: Option<PathBuf>,
+    /// The trust check of a pull: called with the reference and the digest of the manifest it
+    /// resolved to (an index's, for a multi-platform image) before anything is downloaded or
+    /// stored; its error ends the pull.
+    pub verify: Option<Verifier>,
+}
+
+/// A pull's trust check (see `RegistryOptions::verify`).
+#[derive(Clone)]
+pub struct Verifier(pub Arc<VerifyFn>);
+
+/// The check itself: the reference pulled and the manifest digest it resolved to.
+pub type VerifyFn = dyn Fn(&Reference, &Digest) -> Result<()> + Send + Sync;
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Verifier")
+    }
 }
 
 impl RegistryOptions {
@@ -220,7 +238,7 @@ fn pull_inner(
     let auth = opts.auth(&r.domain)?;
     let oref = oci_ref(r);
     let rt = runtime()?;
-    rt.block_on(async {
+    let (bytes, digest, top) = rt.block_on(async {
         let (mut bytes, header_digest) = opts.manifest(&client, r, &oref, &auth).await?;
         let mut digest = Digest::of(&bytes);
         if let Some(want) = &r.digest {
@@ -230,6 +248,7 @@ fn pull_inner(
         }
         let v: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| Error::invalid(format!("manifest {digest}: {e}")))?;
+        let top = digest.clone();
         if v.get("manifests").is_some() {
             let idx: Index = serde_json::from_value(v).map_err(|e| Error::invalid(format!("index {digest}: {e}")))?;
             let d = select_platform(&idx, platform)?.digest.clone();
@@ -239,6 +258,13 @@ fn pull_inner(
             bytes = b;
             digest = d;
         }
+        Ok::<_, Error>((bytes, digest, top))
+    })?;
+    // The trust policy decides before anything is downloaded or stored.
+    if let Some(v) = &opts.verify {
+        (v.0)(r, &top)?;
+    }
+    rt.block_on(async {
         let manifest: Manifest =
             serde_json::from_slice(&bytes).map_err(|e| Error::invalid(format!("manifest {digest}: {e}")))?;
         let mut staged = store.stage()?;

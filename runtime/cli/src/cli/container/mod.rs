@@ -443,7 +443,8 @@ fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<i32> {
         (PullPolicy::Always, _) | (PullPolicy::Missing, Err(wrun_image::Error::NotFound(_))) => {
             let r = Reference::parse(&a.image)?;
             // The pull's progress goes to stderr's place: stdout is the container's.
-            registry::pull(&st, &r, platform.as_ref(), &RegistryOptions::default(), Progress::Quiet)?
+            let opts = a.trust.options(RegistryOptions::default());
+            registry::pull(&st, &r, platform.as_ref(), &opts, Progress::Quiet)?
         }
         (PullPolicy::Never, Err(wrun_image::Error::NotFound(_))) => {
             anyhow::bail!("image {}: not in the store, and --pull never", a.image)

@@ -161,6 +161,8 @@ pub struct RunArgs {
     /// The platform to pull (os/arch[/variant]).
     #[arg(long)]
     pub platform: Option<String>,
+    #[command(flatten)]
+    pub trust: super::super::trust::TrustArgs,
     #[arg(long = "cap-add")]
     pub cap_add: Vec<String>,
     #[arg(long = "cap-drop")]
