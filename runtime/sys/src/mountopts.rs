@@ -167,12 +167,16 @@ fn recursive_option(opt: &str) -> Option<(bool, u64)> {
     })
 }
 
+/// The atime setting a recursive option gives: mount_setattr's atime attributes are one field
+/// (an enum: relatime, noatime, strictatime), not flags, so each option names the value the
+/// whole field takes. The negative forms clear their value as mount(2)'s `atime`,
+/// `norelatime` and `nostrictatime` do, leaving the kernel's default: relatime (what runc
+/// leaves for `rnorelatime` too).
 fn recursive_atime_option(opt: &str) -> Option<u64> {
     Some(match opt {
-        "rrelatime" => MOUNT_ATTR_RELATIME,
+        "rrelatime" | "ratime" | "rnorelatime" | "rnostrictatime" => MOUNT_ATTR_RELATIME,
         "rnoatime" => MOUNT_ATTR_NOATIME,
-        // Updating atime on every access is what strictatime means.
-        "ratime" | "rnorelatime" | "rstrictatime" => MOUNT_ATTR_STRICTATIME,
+        "rstrictatime" => MOUNT_ATTR_STRICTATIME,
         _ => return None,
     })
 }
@@ -238,6 +242,7 @@ pub fn known_options() -> Vec<&'static str> {
         "ratime",
         "rnoatime",
         "rstrictatime",
+        "rnostrictatime",
         "idmap",
         "ridmap",
     ];
@@ -290,6 +295,17 @@ mod tests {
         );
         let atime = p(&["rnoatime"]).rec;
         assert_eq!((atime.set, atime.clr), (MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME));
+        // The whole field is cleared and set to one value, the last option's.
+        for (opt, want) in [
+            ("rrelatime", MOUNT_ATTR_RELATIME),
+            ("rstrictatime", MOUNT_ATTR_STRICTATIME),
+            ("ratime", MOUNT_ATTR_RELATIME),
+            ("rnorelatime", MOUNT_ATTR_RELATIME),
+            ("rnostrictatime", MOUNT_ATTR_RELATIME),
+        ] {
+            let a = p(&["rnoatime", opt]).rec;
+            assert_eq!((a.set, a.clr), (want, MOUNT_ATTR__ATIME), "{opt}");
+        }
     }
 
     #[test]
