@@ -231,3 +231,76 @@ fn oci_version_1_2_0_is_accepted() {
 fn oci_version_1_3_0_is_accepted() {
     runs_with_oci_version("1.3.0");
 }
+
+/// The atime setting of the mounts at and under `/data` (relatime, noatime or strictatime),
+/// as mountinfo's per-mount options show it, for a recursive bind with `opt`.
+fn atime_under_data(opt: &str) -> String {
+    let host_dir = TempDir::new("ratime");
+    // The submount starts at strictatime, the top at the host's default: both must change.
+    let _sub = HostMount::tmpfs(&host_dir.join("sub"), "size=1m");
+    let sub = host_dir.join("sub");
+    assert_ok(
+        &run_cmd(
+            std::process::Command::new("mount")
+                .args(["-o", "remount,strictatime"])
+                .arg(&sub),
+            None,
+        ),
+        "remount the submount strictatime",
+    );
+    let mut b = Bundle::busybox();
+    b.add_mount(json!({
+        "destination": "/data", "type": "bind",
+        "source": host_dir.path().to_str().unwrap(),
+        "options": ["rbind", opt]
+    }));
+    let rt = Runtime::new();
+    rt.run_sh(
+        &mut b,
+        "for m in /data /data/sub; do \
+           o=$(awk -v m=$m '$5 == m {print $6}' /proc/self/mountinfo); \
+           case ,$o, in *,relatime,*) echo relatime;; *,noatime,*) echo noatime;; *) echo strictatime;; esac; \
+         done",
+    )
+}
+
+#[test]
+fn recursive_atime_options_set_the_whole_atime_field() {
+    for (opt, want) in [
+        ("rrelatime", "relatime"),
+        ("rnoatime", "noatime"),
+        ("rstrictatime", "strictatime"),
+        // The negative forms clear their value as mount(2)'s do: the kernel's relatime.
+        ("rnorelatime", "relatime"),
+        ("ratime", "relatime"),
+        ("rnostrictatime", "relatime"),
+    ] {
+        assert_eq!(atime_under_data(opt), format!("{want}\n{want}\n"), "{opt}");
+    }
+}
+
+// runc 1.3 re-adds a moved device's addresses; the kernel drops them on the move.
+#[test]
+fn a_moved_net_device_keeps_its_addresses() {
+    let link = DummyLink::new();
+    assert_ok(
+        &run_cmd(
+            std::process::Command::new("ip").args(["addr", "add", "192.0.2.77/24", "dev", &link.name]),
+            None,
+        ),
+        "ip addr add",
+    );
+    assert_ok(
+        &run_cmd(
+            std::process::Command::new("ip").args(["addr", "add", "2001:db8::77/64", "dev", &link.name]),
+            None,
+        ),
+        "ip addr add (v6)",
+    );
+    let mut b = Bundle::busybox();
+    b.with_config(|c| c["linux"]["netDevices"] = json!({ link.name.clone(): {"name": "eth8"} }));
+    let rt = Runtime::new();
+    let out = rt.run_sh(&mut b, "ip addr show eth8");
+    assert!(out.contains("inet 192.0.2.77/24"), "{out}");
+    assert!(out.contains("inet6 2001:db8::77/64"), "{out}");
+}
