@@ -1,5 +1,6 @@
 //! create / start / state / kill / delete / run: the container lifecycle.
 
+use serde_json::json;
 use std::time::Duration;
 use wrun_tests::*;
 
@@ -406,4 +407,29 @@ fn create_and_start_work_for_a_non_root_user_and_in_a_user_namespace() {
         let want = if userns { "0" } else { "1000" };
         assert_eq!(written(), want);
     }
+}
+
+#[test]
+fn state_of_a_container_still_being_created_says_creating() {
+    let rt = Runtime::new();
+    let id = rt.id("creating");
+    let mark = TempDir::new("creating-mark");
+    let (started, release) = (mark.join("started"), mark.join("release"));
+    let mut b = sleeper();
+    // A createRuntime hook holds the create until the test has looked.
+    b.with_config(|c| {
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c",
+            format!("touch {0}; i=0; while [ ! -e {1} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done",
+                started.display(), release.display())]}]});
+    });
+    let create = rt.spawn(&["create", &id, "--bundle", b.path_str()]);
+    rt.track(&id);
+    assert!(wait_until(Duration::from_secs(10), || started.exists()), "the hook ran");
+    let st = rt.state(&id);
+    assert_eq!(st["status"], "creating", "{st}");
+    assert_eq!(st["id"], id.as_str());
+    std::fs::write(&release, "").unwrap();
+    assert_ok(&create.wait(), "create");
+    assert_eq!(rt.state(&id)["status"], "created");
+    assert_ok(&rt.delete_force(&id), "delete");
 }

@@ -107,10 +107,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
 
 pub fn state(cli: &Cli, a: &IdArg) -> anyhow::Result<()> {
     let c = container::load(&cli.root, &a.id)?;
-    let s = c
-        .oci_state()
-        .ok_or_else(|| anyhow::anyhow!("container {} is still being created", a.id))?;
-    println!("{}", serde_json::to_string_pretty(&s)?);
+    println!("{}", serde_json::to_string_pretty(&c.state_json())?);
     Ok(())
 }
 

@@ -30,6 +30,24 @@ impl Loaded {
         self.rec.as_ref().map(|r| r.oci_state(self.status))
     }
 
+    /// The state JSON, also while the container is still being created (status `creating`,
+    /// from the record the create noted so far, or with only its id and no pid yet).
+    pub fn state_json(&self) -> serde_json::Value {
+        if let Some(s) = self.oci_state() {
+            return serde_json::to_value(s).unwrap_or_default();
+        }
+        match self.dir.read_setup() {
+            Some(r) => serde_json::to_value(r.oci_state(Status::Creating)).unwrap_or_default(),
+            None => serde_json::json!({
+                "ociVersion": crate::spec::OCI_VERSION_MAX,
+                "id": self.dir.id,
+                "pid": 0,
+                "status": Status::Creating.as_str(),
+                "bundle": "",
+            }),
+        }
+    }
+
     pub(super) fn wrong(&self, why: &'static str) -> Error {
         Error::WrongStatus {
             id: self.dir.id.clone(),
