@@ -115,3 +115,65 @@ fn exec_with_a_malformed_process_file_fails() {
     assert_ok(&o, "exec --process");
     assert_eq!(stdout(&o).trim(), "from-file");
 }
+
+#[test]
+fn exec_into_a_paused_container_needs_ignore_paused_and_runs_on_resume() {
+    let rt = Runtime::new();
+    let (_b, id) = running(&rt, "exec-paused");
+    assert_ok(&rt.exec(&["pause", &id]), "pause");
+    let o = rt.exec(&["exec", &id, "true"]);
+    assert_fails(&o, "exec into a paused container without --ignore-paused");
+    assert!(stderr(&o).contains("--ignore-paused"), "{}", show(&o));
+    let mut spawned = rt.spawn(&["exec", "--ignore-paused", &id, "sh", "-c", "echo ran"]);
+    // While the container is paused the process does not run, so exec does not return.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!spawned.exited(), "exec returned while the container was paused");
+    assert_eq!(rt.status(&id).as_deref(), Some("paused"));
+    assert_ok(&rt.exec(&["resume", &id]), "resume");
+    let o = spawned.wait();
+    assert_ok(&o, "exec --ignore-paused after resume");
+    assert_eq!(stdout(&o), "ran\n");
+}
+
+#[test]
+fn exec_cgroup_runs_the_process_in_a_sub_cgroup_of_the_container() {
+    let rt = Runtime::new();
+    let (_b, id) = running(&rt, "exec-subcg");
+    let controller = if is_cgroup_v2() { "" } else { "pids" };
+    let sub = container_cgroup(controller, &id).join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let flag = if is_cgroup_v2() {
+        "sub".to_string()
+    } else {
+        "pids:sub".to_string()
+    };
+    let o = rt.exec(&["exec", "--cgroup", &flag, &id, "cat", "/proc/self/cgroup"]);
+    assert_ok(&o, "exec --cgroup");
+    let mine = stdout(&o);
+    let line = mine
+        .lines()
+        .find(|l| {
+            if is_cgroup_v2() {
+                l.starts_with("0::")
+            } else {
+                l.contains(":pids:")
+            }
+        })
+        .unwrap_or_else(|| panic!("{mine}"));
+    assert!(line.ends_with("/sub"), "the pids hierarchy is the sub-cgroup: {mine}");
+    // A path that climbs out, and one that does not exist: one-line errors.
+    let o = rt.exec(&["exec", "--cgroup", "../..", &id, "true"]);
+    assert_fails(&o, "--cgroup ../..");
+    assert!(stderr(&o).contains("without `..`"), "{}", show(&o));
+    let o = rt.exec(&["exec", "--cgroup", "nope", &id, "true"]);
+    assert_fails(&o, "--cgroup of a missing sub-cgroup");
+    assert!(stderr(&o).contains("does not exist"), "{}", show(&o));
+    // A process left in the sub-cgroup does not stop delete: it is killed and the
+    // sub-cgroup removed with the container's.
+    assert_ok(
+        &rt.exec(&["exec", "-d", "--cgroup", &flag, &id, "sleep", "1000"]),
+        "exec -d into the sub-cgroup",
+    );
+    assert_ok(&rt.delete_force(&id), "delete --force");
+    assert!(!sub.exists(), "the sub-cgroup is removed with the container");
+}

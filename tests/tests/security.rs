@@ -1,7 +1,7 @@
 //! Confinement seen from inside the container: capabilities (and, as they land, seccomp and
 //! hooks). Each test checks what a process in the container can and cannot do.
 
-use serde_json::json;
+use serde_json::{json, Value};
 use wrun_tests::*;
 
 fn with_caps(b: &mut Bundle, caps: &[&str]) {
@@ -243,18 +243,151 @@ fn a_seccomp_rule_makes_mkdir_fail_with_the_configured_errno() {
 }
 
 #[test]
-fn a_seccomp_profile_with_notify_is_refused_and_leaves_nothing() {
-    let mut b = Bundle::busybox();
-    b.with_config(|c| {
-        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
-            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]});
-    });
+fn a_notify_rule_without_a_listener_or_agent_is_refused_and_leaves_nothing() {
     let rt = Runtime::new();
-    let id = rt.id("notify");
-    let o = rt.create(&id, &b);
-    assert_fails(&o, "create");
-    assert_one_line_error(&o, &["seccomp", "SCMP_ACT_NOTIFY"]);
-    assert_clean(rt.root(), &id, b.path());
+    for (name, listener, want) in [
+        ("notify-nolistener", None, "listenerPath"),
+        (
+            "notify-noagent",
+            Some("/run/wrun-test-no-agent.sock"),
+            "wrun-test-no-agent.sock",
+        ),
+    ] {
+        let mut b = Bundle::busybox();
+        b.with_config(|c| {
+            c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]});
+            if let Some(l) = listener {
+                c["linux"]["seccomp"]["listenerPath"] = json!(l);
+            }
+        });
+        let id = rt.id(name);
+        let o = rt.create(&id, &b);
+        assert_fails(&o, "create");
+        assert_one_line_error(&o, &["seccomp", want]);
+        assert_clean(rt.root(), &id, b.path());
+    }
+}
+
+/// The tests' agent (tests/src/bin/seccomp-agent.rs) listening in a temp dir: (its process,
+/// the socket, the log of what it received and answered).
+fn seccomp_agent(dir: &TempDir) -> (Spawned, std::path::PathBuf, std::path::PathBuf) {
+    let (sock, log) = (dir.join("agent.sock"), dir.join("agent.log"));
+    let agent = Spawned::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_seccomp-agent")).args([&sock, &log]),
+        None,
+    );
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || sock.exists()),
+        "the agent listens"
+    );
+    (agent, sock, log)
+}
+
+fn notify_mkdir(b: &mut Bundle, sock: &std::path::Path, nnp: bool) {
+    b.add_mount(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]}));
+    b.with_config(|c| {
+        c["process"]["noNewPrivileges"] = json!(nnp);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock, "listenerMetadata": "wrun-test-metadata",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+    });
+}
+
+/// The containerProcessState messages the agent logged.
+fn agent_messages(log: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn seccomp_notifications_reach_the_agent_which_denies_one_mkdir_and_lets_another_through() {
+    let rt = Runtime::new();
+    let dir = TempDir::new("notify");
+    let (_agent, sock, log) = seccomp_agent(&dir);
+    for nnp in [false, true] {
+        let mut b = Bundle::busybox();
+        b.args(&["sleep", "1000"]);
+        notify_mkdir(&mut b, &sock, nnp);
+        let id = rt.id(if nnp { "notify-nnp" } else { "notify" });
+        rt.create_ok(&id, &b);
+        let msgs = agent_messages(&log);
+        let m = msgs.last().unwrap_or_else(|| {
+            panic!(
+                "the agent got nothing: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        assert_eq!(m["fds"], json!(["seccompFd"]), "{m}");
+        assert_eq!(m["metadata"], "wrun-test-metadata");
+        assert_eq!(m["state"]["id"], id.as_str());
+        assert_eq!(m["state"]["status"], "creating");
+        assert_eq!(m["pid"], rt.pid(&id), "{m}");
+        assert_ok(&rt.start(&id), "start");
+        let o = rt.exec(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "mkdir /tmp/deny-a; echo deny=$?; mkdir /tmp/ok-b; echo ok=$?; ls -d /tmp/ok-b; \
+             for f in /proc/1/fd/* /proc/self/fd/*; do readlink $f; done | grep -c seccomp",
+        ]);
+        let out = stdout(&o);
+        assert!(
+            out.contains("deny=1\nok=0\n/tmp/ok-b\n0\n"),
+            "noNewPrivileges={nnp}: {}",
+            show(&o)
+        );
+        assert!(
+            stderr(&o).contains("cross-device"),
+            "the agent's errno (EXDEV): {}",
+            show(&o)
+        );
+        // exec's process got its own fd, with its own pid.
+        let msgs = agent_messages(&log);
+        let e = msgs.last().unwrap();
+        assert_ne!(e["pid"], m["pid"], "exec's message: {e}");
+        assert_eq!(e["state"]["id"], id.as_str());
+        rt.delete_force(&id);
+    }
+    let answers = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        answers.contains("mkdir /tmp/deny-a: deny") && answers.contains("mkdir /tmp/ok-b: continue"),
+        "{answers}"
+    );
+}
+
+#[test]
+fn a_wasm_guests_mkdir_is_notified_to_the_agent_too() {
+    let rt = Runtime::new();
+    if rt.kind() != RuntimeKind::Wrun {
+        skip("wasm guests are wrun's own workload");
+        return;
+    }
+    let dir = TempDir::new("notify-wasm");
+    let (_agent, sock, log) = seccomp_agent(&dir);
+    let mut b = Bundle::wasm("mkdir", &["/tmp/deny-w", "/tmp/ok-w"]);
+    notify_mkdir(&mut b, &sock, true);
+    let o = rt.run(&rt.id("notify-wasm"), &b);
+    assert_ok(&o, "run the wasm guest under a notifying filter");
+    let out = stdout(&o);
+    // The guest sees the denial as WASI reports it (wasmtime maps EXDEV to EPERM); without the
+    // agent's answer the mkdir would succeed, as the other one does.
+    assert!(
+        !out.contains("/tmp/deny-w: ok") && out.contains("/tmp/deny-w: ") && out.contains("/tmp/ok-w: ok"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        std::fs::read_to_string(&log).unwrap().contains("deny-w: deny"),
+        "the agent answered the guest's mkdirat (relative to its preopen)"
+    );
 }
 
 #[test]

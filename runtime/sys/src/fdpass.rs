@@ -21,11 +21,17 @@ pub fn send_fd(sock: RawFd, fd: RawFd, payload: &[u8]) -> Result<()> {
 /// Receive one fd sent with SCM_RIGHTS on `sock` (close-on-exec). `what` names the fd in
 /// errors ("the pty master"). Any further fds in the same message are closed.
 pub fn recv_fd(sock: RawFd, what: &str) -> Result<OwnedFd> {
-    let mut buf = [0u8; 4096];
+    recv_fd_with_data(sock, what).map(|(fd, _)| fd)
+}
+
+/// `recv_fd`, and the message's data (up to 64 KiB).
+pub fn recv_fd_with_data(sock: RawFd, what: &str) -> Result<(OwnedFd, Vec<u8>)> {
+    let mut buf = vec![0u8; 64 << 10];
     let mut iov = [IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([RawFd; 4]);
     let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
         .ctx(|| format!("receive {what}"))?;
+    let n = msg.bytes;
     let mut got = None;
     for c in msg.cmsgs().ctx(|| format!("receive {what}"))? {
         if let ControlMessageOwned::ScmRights(fds) = c {
@@ -38,7 +44,9 @@ pub fn recv_fd(sock: RawFd, what: &str) -> Result<OwnedFd> {
             }
         }
     }
-    got.ok_or_else(|| Error::Invalid(format!("receive {what}: the message carried no file descriptor")))
+    let fd = got.ok_or_else(|| Error::Invalid(format!("receive {what}: the message carried no file descriptor")))?;
+    buf.truncate(n);
+    Ok((fd, buf))
 }
 
 #[cfg(test)]

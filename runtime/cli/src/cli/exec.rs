@@ -49,6 +49,14 @@ pub struct ExecArgs {
     /// Accepted for runc compatibility; this host has no SELinux, so it is not applied.
     #[arg(long)]
     pub process_label: Option<String>,
+    /// Exec into a paused container too: the process runs (and exec returns) once the
+    /// container is resumed.
+    #[arg(long)]
+    pub ignore_paused: bool,
+    /// Run the process in an existing sub-cgroup of the container: PATH, or CONTROLLER:PATH
+    /// for one v1 controller's hierarchy (repeatable).
+    #[arg(long, value_name = "[CONTROLLER:]PATH")]
+    pub cgroup: Vec<String>,
 }
 
 fn from_flags(base: Process, a: &ExecArgs) -> anyhow::Result<Process> {
@@ -127,6 +135,8 @@ pub fn exec(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
         detach: a.detach,
         pid_file: a.pid_file.clone(),
         preserve_fds: a.preserve_fds,
+        ignore_paused: a.ignore_paused,
+        cgroup: a.cgroup.clone(),
     };
     Ok(container::exec(&opts)?)
 }

@@ -80,6 +80,8 @@ pub fn exec(cs: &Containers, name: &str, req: &ExecRequest) -> Result<i32> {
         detach: req.detach,
         pid_file: None,
         preserve_fds: 0,
+        ignore_paused: false,
+        cgroup: Vec::new(),
     };
     Ok(wrun::container::exec(&opts)?)
 }

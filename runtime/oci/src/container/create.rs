@@ -121,6 +121,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
         .as_ref()
         .is_some_and(|h| !Kind::Prestart.of(h).is_empty() || !Kind::CreateRuntime.of(h).is_empty());
     let seccomp = linux.seccomp().as_ref().map(crate::linux::seccomp::build).transpose()?;
+    let seccomp_listener = seccomp.as_ref().and_then(|f| f.listener().cloned());
     let join_fds = namespaces::open_join_fds(&ns)?;
     if process.terminal && opts.console_socket.is_none() {
         return Err(Error::Invalid(
@@ -221,6 +222,16 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
                     rec.hooks.as_ref(),
                     &rec.oci_state(Status::Creating),
                 )?;
+                parent.send(&Msg::Go)?;
+            }
+            Some(Msg::SeccompFd) => {
+                let fd = parent.recv_seccomp_fd()?;
+                let listener = seccomp_listener
+                    .as_ref()
+                    .ok_or_else(|| Error::init("a seccomp fd from an init whose filter has no listener"))?;
+                let state = serde_json::to_value(rec.oci_state(Status::Creating)).unwrap_or_default();
+                crate::linux::seccomp::send_to_listener(listener, &fd, pid, state)?;
+                drop(fd);
                 parent.send(&Msg::Go)?;
             }
             Some(Msg::Failed(f)) => return Err(explain_setup_failure(f.into(), linux, &cgroup_dirs)),

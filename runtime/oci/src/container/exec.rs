@@ -33,6 +33,63 @@ pub struct ExecOptions {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
+    /// Exec into a paused container too (the process runs once it is resumed).
+    pub ignore_paused: bool,
+    /// `[CONTROLLER:]PATH`: run in this existing sub-cgroup of the container's cgroup (in
+    /// every hierarchy, or in CONTROLLER's), as runc's `exec --cgroup`.
+    pub cgroup: Vec<String>,
+}
+
+/// The cgroup directories an exec joins: the container's, each replaced by its sub-cgroup
+/// where `--cgroup` names one. A path must be relative, stay beneath the container's cgroup
+/// (no `..`) and exist.
+fn exec_cgroups(dirs: &[PathBuf], specs: &[String]) -> Result<Vec<PathBuf>> {
+    let mut out = dirs.to_vec();
+    for spec in specs {
+        let (controller, sub) = match spec.split_once(':') {
+            Some((c, p)) => (Some(c), p),
+            None => (None, spec.as_str()),
+        };
+        let rel = std::path::Path::new(sub.trim_start_matches('/'));
+        if rel.as_os_str().is_empty() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            return Err(Error::Invalid(format!(
+                "--cgroup {spec:?}: a path beneath the container's cgroup, without `..`"
+            )));
+        }
+        let mut hit = false;
+        for (i, d) in dirs.iter().enumerate() {
+            // The hierarchy's controllers, from its mount's directory name ("cpu,cpuacct").
+            let hierarchy = d
+                .strip_prefix("/sys/fs/cgroup")
+                .ok()
+                .and_then(|r| r.components().next())
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let takes = match controller {
+                None => true,
+                Some(c) => hierarchy.split(',').any(|h| h == c) || (hierarchy == "unified" && c.is_empty()),
+            };
+            if !takes {
+                continue;
+            }
+            let target = d.join(rel);
+            if !target.is_dir() {
+                return Err(Error::Invalid(format!(
+                    "--cgroup {spec:?}: {} does not exist (exec joins an existing sub-cgroup)",
+                    target.display()
+                )));
+            }
+            out[i] = target;
+            hit = true;
+        }
+        if !hit {
+            return Err(Error::Invalid(format!(
+                "--cgroup {spec:?}: the container has no cgroup of controller {:?}",
+                controller.unwrap_or("")
+            )));
+        }
+    }
+    Ok(out)
 }
 
 /// Run the process; returns its exit code (128+N after signal N), or 0 with `detach`.
@@ -40,7 +97,14 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     // 1. Validate everything first: a bad exec must not disturb the container.
     init::check_preserve_fds(opts.preserve_fds)?;
     let c = load(&opts.root, &opts.id)?;
-    if !matches!(c.status, Status::Created | Status::Running) {
+    if c.status == Status::Paused && !opts.ignore_paused {
+        return Err(Error::WrongStatus {
+            id: opts.id.clone(),
+            status: c.status.to_string(),
+            why: "exec into a paused container needs --ignore-paused (the process then runs when it is resumed)",
+        });
+    }
+    if !matches!(c.status, Status::Created | Status::Running | Status::Paused) {
         return Err(Error::WrongStatus {
             id: opts.id.clone(),
             status: c.status.to_string(),
@@ -48,6 +112,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         });
     }
     let rec = c.rec.clone().ok_or_else(|| Error::NotFound(opts.id.clone()))?;
+    let cgroup_dirs = exec_cgroups(&rec.cgroup_dirs, &opts.cgroup)?;
     let bundle = Bundle::load(&rec.bundle)?;
     let mut spec = bundle.spec.clone();
     let linux = spec
@@ -127,9 +192,28 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     drop(child);
     drop(console);
     let started = (|| {
-        cgroups::join(&rec.cgroup_dirs, pid)?;
+        cgroups::join(&cgroup_dirs, pid)?;
         parent.send(&Msg::Go)?;
-        parent.expect(Msg::Ready)
+        loop {
+            match parent.recv()? {
+                Some(Msg::Ready) => return Ok(()),
+                Some(Msg::SeccompFd) => {
+                    // The agent gets the exec'd process's fd, with the container's state and
+                    // this process's pid (runc's containerProcessState for exec).
+                    let fd = parent.recv_seccomp_fd()?;
+                    let listener = filter
+                        .as_ref()
+                        .and_then(|f| f.listener())
+                        .ok_or_else(|| Error::init("a seccomp fd from a filter without a listener"))?;
+                    let state = serde_json::to_value(rec.oci_state(c.status)).unwrap_or_default();
+                    seccomp::send_to_listener(listener, &fd, pid, state)?;
+                    parent.send(&Msg::Go)?;
+                }
+                Some(Msg::Failed(f)) => return Err(f.into()),
+                Some(m) => return Err(Error::init(format!("unexpected {m:?} during exec setup"))),
+                None => return Err(Error::init("the other side of the setup socket went away")),
+            }
+        }
     })();
     if let Err(e) = started {
         namespaces::kill_and_reap(pid);
@@ -156,6 +240,14 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
 }
 
 /// In the forked child: join the namespaces, wait for the cgroup, set the process up, exec.
+/// Load the filter; a notification fd goes to the parent, for the agent.
+fn load_filter(filter: Option<&seccomp::Filter>, sock: &SyncSocket) -> Result<()> {
+    match filter.map(|f| f.load()).transpose()?.flatten() {
+        Some(fd) => sock.send_seccomp_fd(fd),
+        None => Ok(()),
+    }
+}
+
 fn exec_child(
     join: &[(LinuxNamespaceType, File)],
     sock: &SyncSocket,
@@ -178,7 +270,7 @@ fn exec_child(
     crate::linux::process::enter_cwd(p)?;
     init::mark_fds_cloexec(opts.preserve_fds)?;
     if !p.no_new_privs {
-        filter.map_or(Ok(()), |f| f.load())?;
+        load_filter(filter, sock)?;
     }
     crate::linux::process::switch_user_with_capabilities(p)?;
     let workload = Workload::Native {
@@ -188,7 +280,7 @@ fn exec_child(
     init::reset_signals();
     crate::linux::process::set_no_new_privs(p)?;
     if p.no_new_privs {
-        filter.map_or(Ok(()), |f| f.load())?;
+        load_filter(filter, sock)?;
     }
     sock.send(&Msg::Ready)?;
     workload.run(p)

@@ -79,14 +79,20 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     close_host_fds(plan.preserve_fds, &[sock.0.as_raw_fd(), plan.gate.raw_fd()])?;
     process::enter_cwd(&plan.process)?;
     mark_fds_cloexec(plan.preserve_fds)?;
+    // A filter that notifies an agent is loaded before Ready either way: the fd must reach
+    // the agent through the parent, which is gone by the time a started init would load it.
+    let notifies = plan.seccomp.as_ref().is_some_and(|f| f.listener().is_some());
     if !plan.process.no_new_privs {
         // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before it is dropped.
-        load_seccomp(plan)?;
+        load_seccomp(plan, sock)?;
     }
     process::switch_user_with_capabilities(&plan.process)?;
     let workload = prepared.resolve(&plan.process)?;
     reset_signals();
     process::set_no_new_privs(&plan.process)?;
+    if plan.process.no_new_privs && notifies {
+        load_seccomp(plan, sock)?;
+    }
     plan.gate.check()?;
     sock.send(&Msg::Ready)?;
     let ack = plan.gate.wait(sock)?;
@@ -94,8 +100,8 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
     ack.report(sock, &started)?;
     started?;
     apply_final_affinity(&plan.process)?;
-    if plan.process.no_new_privs {
-        load_seccomp(plan)?;
+    if plan.process.no_new_privs && !notifies {
+        load_seccomp(plan, sock)?;
     }
     // Whoever waits for our end of the setup socket or the exec fifo to close (`run` and
     // `start`, before poststart) must not wait for a workload that runs in this process
@@ -129,8 +135,12 @@ fn run_create_hooks(plan: &InitPlan, sock: &SyncSocket, host_pid: i32) -> Result
     run_hooks(plan, Kind::CreateContainer, host_pid, Status::Creating)
 }
 
-fn load_seccomp(plan: &InitPlan) -> Result<()> {
-    plan.seccomp.as_ref().map_or(Ok(()), |f| f.load())
+/// Load the filter; a notification fd goes to the parent, for the agent.
+fn load_seccomp(plan: &InitPlan, sock: &SyncSocket) -> Result<()> {
+    match plan.seccomp.as_ref().map(|f| f.load()).transpose()?.flatten() {
+        Some(fd) => sock.send_seccomp_fd(fd),
+        None => Ok(()),
+    }
 }
 
 fn become_root_in_user_ns(ns: &NsPlan) -> Result<()> {

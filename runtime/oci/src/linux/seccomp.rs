@@ -9,8 +9,15 @@ use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag
 
 use crate::{Error, Result};
 
-/// A built filter, ready to load.
-pub struct Filter(ScmpFilterContext);
+/// A built filter, ready to load, and where its notifications go (with SCMP_ACT_NOTIFY).
+pub struct Filter(ScmpFilterContext, Option<Listener>);
+
+/// `linux.seccomp.listenerPath` and `listenerMetadata`.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub path: std::path::PathBuf,
+    pub metadata: String,
+}
 
 impl std::fmt::Debug for Filter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -22,9 +29,9 @@ fn bad(field: &str, why: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("linux.seccomp.{field}: {why}"))
 }
 
-fn action(field: &str, a: LinuxSeccompAction, errno: Option<u32>, default_errno: u32) -> Result<ScmpAction> {
+fn action(a: LinuxSeccompAction, errno: Option<u32>, default_errno: u32) -> ScmpAction {
     use LinuxSeccompAction as A;
-    Ok(match a {
+    match a {
         A::ScmpActKill | A::ScmpActKillThread => ScmpAction::KillThread,
         A::ScmpActKillProcess => ScmpAction::KillProcess,
         A::ScmpActTrap => ScmpAction::Trap,
@@ -32,13 +39,8 @@ fn action(field: &str, a: LinuxSeccompAction, errno: Option<u32>, default_errno:
         A::ScmpActTrace => ScmpAction::Trace(errno.unwrap_or(default_errno) as u16),
         A::ScmpActLog => ScmpAction::Log,
         A::ScmpActAllow => ScmpAction::Allow,
-        A::ScmpActNotify => {
-            return Err(bad(
-                field,
-                "SCMP_ACT_NOTIFY (seccomp user notification) is not supported by wrun",
-            ))
-        }
-    })
+        A::ScmpActNotify => ScmpAction::Notify,
+    }
 }
 
 fn op(o: LinuxSeccompOperator, value: u64) -> ScmpCompareOp {
@@ -65,14 +67,36 @@ fn spec_name<T: serde::Serialize>(v: &T) -> String {
 /// Build the filter. Syscall names this libseccomp does not know are skipped with a warning,
 /// as runc does (profiles name syscalls of newer kernels).
 pub fn build(s: &LinuxSeccomp) -> Result<Filter> {
-    if s.listener_path().is_some() {
-        return Err(bad(
-            "listenerPath",
-            "seccomp user notification is not supported by wrun",
-        ));
+    let notifies = s.default_action() == LinuxSeccompAction::ScmpActNotify
+        || s.syscalls()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.action() == LinuxSeccompAction::ScmpActNotify);
+    if s.default_action() == LinuxSeccompAction::ScmpActNotify {
+        // The kernel would send the filter's own load and the fd's hand-over to the agent.
+        return Err(bad("defaultAction", "SCMP_ACT_NOTIFY cannot be the default action"));
     }
+    let listener = match (s.listener_path(), notifies) {
+        (Some(p), true) => {
+            if !p.is_absolute() {
+                return Err(bad("listenerPath", format!("{} is not an absolute path", p.display())));
+            }
+            Some(Listener {
+                path: p.clone(),
+                metadata: s.listener_metadata().clone().unwrap_or_default(),
+            })
+        }
+        (None, true) => {
+            return Err(bad(
+                "listenerPath",
+                "missing: SCMP_ACT_NOTIFY needs an agent listening there for the notifications",
+            ))
+        }
+        (_, false) => None,
+    };
     let default_errno = s.default_errno_ret().unwrap_or(libc::EPERM as u32);
-    let default = action("defaultAction", s.default_action(), Some(default_errno), default_errno)?;
+    let default = action(s.default_action(), Some(default_errno), default_errno);
     let e = |what: &str, err: libseccomp::error::SeccompError| bad(what, err);
     let mut ctx = ScmpFilterContext::new(default).map_err(|err| e("defaultAction", err))?;
     for arch in s.architectures().as_deref().unwrap_or_default() {
@@ -93,7 +117,7 @@ pub fn build(s: &LinuxSeccomp) -> Result<Filter> {
     ctx.set_ctl_nnp(false).map_err(|err| e("flags", err))?;
     for (i, rule) in s.syscalls().as_deref().unwrap_or_default().iter().enumerate() {
         let field = format!("syscalls[{i}]");
-        let act = action(&field, rule.action(), rule.errno_ret(), default_errno)?;
+        let act = action(rule.action(), rule.errno_ret(), default_errno);
         if act == default {
             continue; // libseccomp refuses rules that repeat the default action
         }
@@ -140,18 +164,50 @@ pub fn build(s: &LinuxSeccomp) -> Result<Filter> {
             r.map_err(|err| bad(&field, format!("{name}: {err}")))?;
         }
     }
-    Ok(Filter(ctx))
+    Ok(Filter(ctx, listener))
 }
 
 impl Filter {
-    /// Install the filter on the calling process.
-    pub fn load(&self) -> Result<()> {
+    /// Install the filter on the calling process. With SCMP_ACT_NOTIFY rules, the kernel's
+    /// notification fd (close-on-exec: the process never holds it after its exec) is
+    /// returned, for the runtime to hand to the agent.
+    pub fn load(&self) -> Result<Option<std::os::fd::RawFd>> {
         self.0.load().map_err(|e| match e.sysrawrc() {
             // The kernel's refusal (EINVAL, EACCES without no_new_privs, ...) keeps its errno.
             Some(rc) if rc < 0 => Error::sys("linux.seccomp: load the filter", nix::errno::Errno::from_raw(-rc)),
             _ => Error::Invalid(format!("linux.seccomp: load the filter: {e}")),
-        })
+        })?;
+        if self.1.is_none() {
+            return Ok(None);
+        }
+        self.0
+            .get_notify_fd()
+            .map(Some)
+            .map_err(|e| Error::Invalid(format!("linux.seccomp: the notification fd: {e}")))
     }
+
+    /// Where notifications go, if the filter has SCMP_ACT_NOTIFY rules.
+    pub fn listener(&self) -> Option<&Listener> {
+        self.1.as_ref()
+    }
+}
+
+/// Hand the notification fd to the agent at `l.path`: one message carrying the
+/// `containerProcessState` JSON of the runtime spec and the fd (SCM_RIGHTS), as runc does.
+pub fn send_to_listener(l: &Listener, fd: &std::os::fd::OwnedFd, pid: i32, state: serde_json::Value) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let msg = serde_json::json!({
+        "ociVersion": crate::spec::OCI_VERSION_MAX,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": l.metadata,
+        "state": state,
+    });
+    let sock = std::os::unix::net::UnixStream::connect(&l.path)
+        .map_err(|e| Error::Invalid(format!("linux.seccomp.listenerPath {}: {e}", l.path.display())))?;
+    let bytes = serde_json::to_vec(&msg).unwrap_or_default();
+    wrun_sys::fdpass::send_fd(sock.as_raw_fd(), fd.as_raw_fd(), &bytes)
+        .map_err(|e| Error::Invalid(format!("linux.seccomp.listenerPath {}: {e}", l.path.display())))
 }
 
 #[cfg(test)]
@@ -176,13 +232,22 @@ mod tests {
     }
 
     #[test]
-    fn notify_and_listener_path_are_refused_clearly() {
+    fn notify_needs_a_listener_path() {
         let s = seccomp(
             r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
         );
-        assert!(build(&s).unwrap_err().to_string().contains("SCMP_ACT_NOTIFY"));
+        let e = build(&s).unwrap_err().to_string();
+        assert!(e.contains("listenerPath") && e.contains("SCMP_ACT_NOTIFY"), "{e}");
+        // A listener without notify rules has nothing to listen to: accepted, no fd.
         let s = seccomp(r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/x.sock"}"#);
-        assert!(build(&s).unwrap_err().to_string().contains("listenerPath"));
+        assert!(build(&s).unwrap().listener().is_none());
+        let s = seccomp(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/x.sock","listenerMetadata":"m",
+                "syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+        );
+        assert_eq!(build(&s).unwrap().listener().unwrap().metadata, "m");
+        let s = seccomp(r#"{"defaultAction":"SCMP_ACT_NOTIFY","listenerPath":"/run/x.sock"}"#);
+        assert!(build(&s).unwrap_err().to_string().contains("default action"));
     }
 
     #[test]

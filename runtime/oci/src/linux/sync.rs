@@ -28,6 +28,9 @@ pub enum Msg {
     RunHooks,
     /// child → parent (`run`): startContainer hooks done; the user process is next.
     Started,
+    /// child → parent: the seccomp notification fd follows (SCM_RIGHTS); pass it to the
+    /// agent, then say Go.
+    SeccompFd,
 }
 
 /// A setup failure as it crosses the socket: the child's one-line message and, when a syscall
@@ -86,6 +89,7 @@ impl SyncSocket {
             Msg::Start => buf.push(b'S'),
             Msg::RunHooks => buf.push(b'H'),
             Msg::Started => buf.push(b'T'),
+            Msg::SeccompFd => buf.push(b'F'),
         }
         nix::unistd::write(&self.0, &buf)
             .ctx(|| "setup socket: write".into())
@@ -121,8 +125,25 @@ impl SyncSocket {
             b'S' => Msg::Start,
             b'H' => Msg::RunHooks,
             b'T' => Msg::Started,
+            b'F' => Msg::SeccompFd,
             t => return Err(Error::init(format!("unexpected setup message {t:#x}"))),
         }))
+    }
+
+    /// Send the seccomp notification fd (`load`'s) to the parent and wait for its Go: the
+    /// agent has it once this returns.
+    pub fn send_seccomp_fd(&self, fd: std::os::fd::RawFd) -> Result<()> {
+        self.send(&Msg::SeccompFd)?;
+        wrun_sys::fdpass::send_fd(self.0.as_raw_fd(), fd, b"seccomp")?;
+        self.expect(Msg::Go)
+    }
+
+    /// The fd that follows a `SeccompFd` message.
+    pub fn recv_seccomp_fd(&self) -> Result<OwnedFd> {
+        Ok(wrun_sys::fdpass::recv_fd(
+            self.0.as_raw_fd(),
+            "the seccomp notification fd",
+        )?)
     }
 
     /// Receive and require a specific message.

@@ -13,12 +13,33 @@ pub fn join(dirs: &[PathBuf], pid: i32) -> Result<()> {
     Ok(())
 }
 
-/// The pids in the container's cgroup (read from the first hierarchy that has the directory).
+/// `d` and the cgroups below it (sub-cgroups an `exec --cgroup` runs in, or the container
+/// made), children before their parent, as they must be removed.
+fn tree(d: &std::path::Path) -> Vec<PathBuf> {
+    fn walk(d: &std::path::Path, depth: usize, out: &mut Vec<PathBuf>) {
+        if depth < 32 {
+            if let Ok(rd) = std::fs::read_dir(d) {
+                for e in rd.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        walk(&e.path(), depth + 1, out);
+                    }
+                }
+            }
+        }
+        out.push(d.to_path_buf());
+    }
+    let mut out = Vec::new();
+    walk(d, 0, &mut out);
+    out
+}
+
+/// The pids in the container's cgroup and the cgroups below it, in every hierarchy.
 pub fn pids(dirs: &[PathBuf]) -> Vec<i32> {
     // Every hierarchy, not only the first: a process caught half way through joining (a
     // create killed during `join`) is in some directories and not in others.
     let mut all: Vec<i32> = dirs
         .iter()
+        .flat_map(|d| tree(d))
         .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
         .flat_map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
         .collect();
@@ -37,7 +58,9 @@ pub fn unused_or_new(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             new.push(d.clone());
             continue;
         }
-        if let Some(pid) = pids(std::slice::from_ref(d)).first() {
+        // Its own processes: a parent cgroup whose children hold processes is not refused.
+        let own = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        if let Some(pid) = own.lines().find(|l| !l.trim().is_empty()) {
             return Err(Error::Invalid(format!(
                 "linux.cgroupsPath: cgroup {} already holds processes (pid {pid}); a container needs a cgroup of its own",
                 d.display()
@@ -101,7 +124,8 @@ pub fn remove(dirs: &[PathBuf]) -> Result<()> {
     if !pids(dirs).is_empty() {
         signal_all(dirs, libc::SIGKILL)?;
     }
-    for d in dirs {
+    for d in dirs.iter().flat_map(|d| tree(d)) {
+        let d = &d;
         let mut delay = Duration::from_millis(1);
         loop {
             match std::fs::remove_dir(d) {
