@@ -130,9 +130,12 @@ impl Runtime {
         self.create_with(id, bundle, &[])
     }
 
+    /// `create --bundle B EXTRA... ID`: options before the id, which every runtime's parser
+    /// takes (crun's stops at the first operand).
     pub fn create_with(&self, id: &str, bundle: &Bundle, extra: &[&str]) -> Output {
-        let mut args = vec!["create", id, "--bundle", bundle.path_str()];
+        let mut args = vec!["create", "--bundle", bundle.path_str()];
         args.extend_from_slice(extra);
+        args.push(id);
         self.exec(&args)
     }
 
@@ -197,14 +200,15 @@ impl Runtime {
         self.exec(&["delete", "--force", id])
     }
 
-    /// `run ID --bundle B` with stdio captured (stdin is /dev/null).
+    /// `run --bundle B ID` with stdio captured (stdin is /dev/null).
     pub fn run(&self, id: &str, bundle: &Bundle) -> Output {
         self.run_with(id, bundle, &[])
     }
 
     pub fn run_with(&self, id: &str, bundle: &Bundle, extra: &[&str]) -> Output {
-        let mut args = vec!["run", id, "--bundle", bundle.path_str()];
+        let mut args = vec!["run", "--bundle", bundle.path_str()];
         args.extend_from_slice(extra);
+        args.push(id);
         self.exec(&args)
     }
 

@@ -177,3 +177,41 @@ fn exec_cgroup_runs_the_process_in_a_sub_cgroup_of_the_container() {
     assert_ok(&rt.delete_force(&id), "delete --force");
     assert!(!sub.exists(), "the sub-cgroup is removed with the container");
 }
+
+#[test]
+fn exec_pidfd_socket_receives_a_pidfd_of_the_process() {
+    let rt = Runtime::new();
+    let (_b, id) = running(&rt, "exec-pidfd");
+    let dir = TempDir::new("pidfd");
+    let (sock, pid_file) = (dir.join("pidfd.sock"), dir.join("pid"));
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let o = rt.exec(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--pidfd-socket",
+        sock.to_str().unwrap(),
+        &id,
+        "sleep",
+        "1000",
+    ]);
+    assert_ok(&o, "exec --pidfd-socket");
+    let (conn, _) = listener.accept().unwrap();
+    use std::os::fd::AsRawFd;
+    let fd = wrun_sys::fdpass::recv_fd(conn.as_raw_fd(), "the pidfd").unwrap();
+    // The fd is a pidfd of the process the pid file names.
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap();
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert!(info.lines().any(|l| l == format!("Pid:\t{}", pid.trim())), "{info}");
+    // A socket nobody listens on: one line, and nothing runs.
+    let o = rt.exec(&[
+        "exec",
+        "--pidfd-socket",
+        dir.join("none.sock").to_str().unwrap(),
+        &id,
+        "true",
+    ]);
+    assert_fails(&o, "exec with a dead --pidfd-socket");
+    assert!(stderr(&o).contains("--pidfd-socket"), "{}", show(&o));
+}

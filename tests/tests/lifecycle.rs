@@ -422,7 +422,7 @@ fn state_of_a_container_still_being_created_says_creating() {
             format!("touch {0}; i=0; while [ ! -e {1} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done",
                 started.display(), release.display())]}]});
     });
-    let create = rt.spawn(&["create", &id, "--bundle", b.path_str()]);
+    let create = rt.spawn(&["create", "--bundle", b.path_str(), &id]);
     rt.track(&id);
     assert!(wait_until(Duration::from_secs(10), || started.exists()), "the hook ran");
     let st = rt.state(&id);

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use super::*;
 
-/// A /24 of 10.94.0.0/16 of this test process's own.
+/// A /24 of 10.94.0.0/16 of this test process's own: 16 per process, so the networks of
+/// tests running at once never overlap (with 4, a fifth call took a /24 still in use).
 fn subnet() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let n = (std::process::id() % 60) * 4 + N.fetch_add(1, Ordering::SeqCst) % 4;
+    let n = (std::process::id() % 16) * 16 + N.fetch_add(1, Ordering::SeqCst) % 16;
     format!("10.94.{n}.0/24")
 }
 

@@ -57,6 +57,9 @@ pub struct ExecArgs {
     /// for one v1 controller's hierarchy (repeatable).
     #[arg(long, value_name = "[CONTROLLER:]PATH")]
     pub cgroup: Vec<String>,
+    /// An AF_UNIX socket that receives a pidfd of the process (SCM_RIGHTS) once it runs.
+    #[arg(long, value_name = "SOCKET")]
+    pub pidfd_socket: Option<PathBuf>,
 }
 
 fn from_flags(base: Process, a: &ExecArgs) -> anyhow::Result<Process> {
@@ -137,6 +140,7 @@ pub fn exec(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
         cgroup: a.cgroup.clone(),
+        pidfd_socket: a.pidfd_socket.clone(),
     };
     Ok(container::exec(&opts)?)
 }

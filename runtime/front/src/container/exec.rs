@@ -82,6 +82,7 @@ pub fn exec(cs: &Containers, name: &str, req: &ExecRequest) -> Result<i32> {
         preserve_fds: 0,
         ignore_paused: false,
         cgroup: Vec::new(),
+        pidfd_socket: None,
     };
     Ok(wrun::container::exec(&opts)?)
 }

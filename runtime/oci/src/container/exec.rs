@@ -38,6 +38,9 @@ pub struct ExecOptions {
     /// `[CONTROLLER:]PATH`: run in this existing sub-cgroup of the container's cgroup (in
     /// every hierarchy, or in CONTROLLER's), as runc's `exec --cgroup`.
     pub cgroup: Vec<String>,
+    /// An AF_UNIX socket that gets a pidfd of the process once it runs (runc 1.2's
+    /// `--pidfd-socket`).
+    pub pidfd_socket: Option<PathBuf>,
 }
 
 /// The cgroup directories an exec joins: the container's, each replaced by its sub-cgroup
@@ -160,6 +163,12 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         Some(l) => Some(std::os::unix::net::UnixStream::connect(&l.path).ctx(|| "console socket".into())?),
         None => console,
     };
+    // Connected before anything is started, so a bad socket changes nothing.
+    let pidfd_sock = opts
+        .pidfd_socket
+        .as_ref()
+        .map(|p| std::os::unix::net::UnixStream::connect(p).ctx(|| format!("--pidfd-socket {}", p.display())))
+        .transpose()?;
     let _mask = if opts.detach {
         None
     } else {
@@ -227,6 +236,11 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     }
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid)?;
+    }
+    if let Some(s) = &pidfd_sock {
+        // Our child, not yet waited for: the pid cannot have been reused.
+        let pfd = wrun_sys::pidfd::open(pid).ok_or_else(|| Error::init("--pidfd-socket: the process is gone"))?;
+        wrun_sys::fdpass::send_fd(s.as_raw_fd(), pfd.as_raw_fd(), b"pidfd")?;
     }
     if opts.detach {
         return Ok(0);
