@@ -33,6 +33,22 @@ fn malformed_config_json_is_rejected() {
     create_fails_cleanly(&b, &["config.json", "json"]);
 }
 
+#[test]
+fn a_field_of_the_wrong_type_is_named_by_its_path() {
+    let mut b = Bundle::busybox();
+    b.with_config(|c| c["process"]["user"]["uid"] = json!("zero"));
+    create_fails_cleanly(&b, &["process.user.uid: invalid type"]);
+}
+
+#[test]
+fn a_config_without_oci_version_says_it_is_missing() {
+    let mut b = Bundle::busybox();
+    b.with_config(|c| {
+        c.as_object_mut().unwrap().remove("ociVersion");
+    });
+    create_fails_cleanly(&b, &["ociVersion: missing"]);
+}
+
 // runc 1.1 does not check ociVersion: fails against runc 1.1.
 #[test]
 fn unsupported_oci_version_is_rejected() {

@@ -295,3 +295,17 @@ fn a_failing_command_logs_its_error_kind_and_errno() {
     assert!(stderr(&o).contains("mount /mnt"), "{}", stderr(&o));
     assert_eq!(rt.status(&id), None, "a failed create leaves no container");
 }
+
+#[test]
+fn version_names_the_commit_the_spec_and_libseccomp_as_runc_does() {
+    let rt = Runtime::new();
+    let o = rt.exec(&["--version"]);
+    assert_ok(&o, "--version");
+    let out = stdout(&o);
+    for want in ["version ", "commit: ", "spec: ", "libseccomp: "] {
+        assert!(out.lines().any(|l| l.contains(want)), "no {want:?} line: {out}");
+    }
+    if rt.kind() == RuntimeKind::Wrun {
+        assert!(out.lines().any(|l| l.starts_with("wasm: ")), "{out}");
+    }
+}

@@ -424,6 +424,19 @@ fn a_wat_syntax_error_fails_create() {
 }
 
 #[test]
+fn a_wasm_file_holding_text_is_not_reported_as_a_text_syntax_error() {
+    let mut b = Bundle::busybox();
+    b.write_file("/app/notes.wasm", b"hello, this is not a module\n")
+        .args(&["/app/notes.wasm"])
+        .annotate("run.oci.handler", "wasm");
+    let err = create_fails_cleanly(&b, &["/app/notes.wasm"]);
+    assert!(
+        err.contains("not a WebAssembly binary") && !err.contains("WebAssembly text"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_component_of_another_world_fails_create() {
     let b = wat_bundle("(component)");
     let err = create_fails_cleanly(&b, &["/app/bad.wat"]);

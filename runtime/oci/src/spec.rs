@@ -17,6 +17,13 @@ pub enum SpecError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: malformed JSON: {source}")]
     Parse { path: PathBuf, source: serde_json::Error },
+    /// Well-formed JSON with a field of the wrong type: named by its path.
+    #[error("{path}: {field}: {source}")]
+    Type {
+        path: PathBuf,
+        field: String,
+        source: serde_json::Error,
+    },
     #[error("{path}: ociVersion {version:?} is not supported (this runtime implements {OCI_VERSION_MIN} to {OCI_VERSION_MAX}.x)")]
     Version { path: PathBuf, version: String },
     #[error("{path}: {field}: {why}")]
@@ -48,9 +55,22 @@ impl Bundle {
                 source,
             },
         })?;
-        let spec: Spec = serde_json::from_slice(&bytes).map_err(|source| SpecError::Parse {
-            path: path.clone(),
-            source,
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let source = e.into_inner();
+            if source.is_data() && field != "." {
+                SpecError::Type {
+                    path: path.clone(),
+                    field,
+                    source,
+                }
+            } else {
+                SpecError::Parse {
+                    path: path.clone(),
+                    source,
+                }
+            }
         })?;
         let rootfs = validate(&spec, &dir, &path)?;
         Ok(Bundle { dir, rootfs, spec })
@@ -67,6 +87,13 @@ fn field(path: &Path, field: &str, why: impl Into<String>) -> SpecError {
 
 /// Check a parsed spec; returns the absolute rootfs path.
 fn validate(spec: &Spec, dir: &Path, path: &Path) -> Result<PathBuf, SpecError> {
+    if spec.version().is_empty() {
+        return Err(field(
+            path,
+            "ociVersion",
+            format!("missing (this runtime implements {OCI_VERSION_MIN} to {OCI_VERSION_MAX}.x)"),
+        ));
+    }
     if !version_supported(spec.version()) {
         return Err(SpecError::Version {
             path: path.into(),

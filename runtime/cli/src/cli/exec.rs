@@ -11,6 +11,8 @@ use super::Cli;
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
+    /// The container to run the process in.
+    #[arg(value_name = "CONTAINER_ID")]
     pub id: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -18,30 +20,38 @@ pub struct ExecArgs {
     /// A JSON file with the whole process (OCI `process` object).
     #[arg(short, long)]
     pub process: Option<PathBuf>,
+    /// Give the process a terminal (a new pty; with --console-socket its master goes there).
     #[arg(short, long)]
     pub tty: bool,
-    #[arg(long)]
+    /// An AF_UNIX socket that receives the pty master (SCM_RIGHTS), as runc's.
+    #[arg(long, value_name = "SOCKET")]
     pub console_socket: Option<PathBuf>,
     /// KEY=VALUE, added to (or replacing in) the container's environment.
     #[arg(short, long)]
     pub env: Vec<String>,
+    /// The working directory of the process, inside the container.
     #[arg(long)]
     pub cwd: Option<PathBuf>,
     /// UID[:GID]
     #[arg(short, long)]
     pub user: Option<String>,
-    #[arg(short = 'g', long)]
+    /// An additional group id of the process (repeatable).
+    #[arg(short = 'g', long, value_name = "GID")]
     pub additional_gids: Vec<u32>,
     /// Add a capability (e.g. CAP_NET_ADMIN) to the bounding, effective and permitted sets.
     #[arg(short, long)]
     pub cap: Vec<String>,
+    /// Set no_new_privs for the process, whatever the container's config says.
     #[arg(long)]
     pub no_new_privs: bool,
+    /// Return once the process runs, without waiting for it.
     #[arg(short, long)]
     pub detach: bool,
-    #[arg(long)]
+    /// Write the process's host pid to this file.
+    #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
-    #[arg(long, default_value_t = 0)]
+    /// Pass N more fds (3 to 3+N-1) to the process.
+    #[arg(long, default_value_t = 0, value_name = "N")]
     pub preserve_fds: i32,
     /// Accepted for runc compatibility; this host has no AppArmor, so it is not applied.
     #[arg(long)]

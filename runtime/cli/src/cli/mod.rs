@@ -92,12 +92,48 @@ pub enum Command {
     Logout(image::LogoutArgs),
 }
 
+/// `--version` (or `-v`, `-V`) before any subcommand, after global options.
+fn asks_version(args: &[std::ffi::OsString]) -> bool {
+    let mut i = 0;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        match a {
+            "--version" | "-v" | "-V" => return true,
+            "--root" | "--log" | "--log-format" => i += 2,
+            _ if a.starts_with('-') => i += 1,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// `wrun --version`, as `runc --version` prints it: the version, the commit, the spec versions,
+/// and what the binary carries (wasmtime, libseccomp).
+pub fn long_version() -> String {
+    let wasm = if cfg!(feature = "wasm") {
+        format!("wasmtime {} (wasm workloads built in)", env!("WRUN_WASMTIME_VERSION"))
+    } else {
+        "none (built without the wasm feature: native workloads only)".to_string()
+    };
+    format!(
+        "wrun version {}\ncommit: {}\nspec: {} to {}\nwasm: {wasm}\nlibseccomp: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("WRUN_GIT_COMMIT"),
+        wrun::spec::OCI_VERSION_MIN,
+        wrun::spec::OCI_VERSION_MAX,
+        wrun::linux::seccomp::library_version(),
+    )
+}
+
 /// Run the CLI; returns the process exit code.
 pub fn main() -> i32 {
     // The verbs that make processes a container can see run from a binary the container
     // cannot write (see exeseal). Decided from argv before anything else, because the
     // re-exec repeats all the work done before it.
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if asks_version(&args) {
+        print!("{}", long_version());
+        return 0;
+    }
     if wrun::linux::exeseal::needs_sealing(&args) {
         wrun::linux::exeseal::ensure();
     }
@@ -127,7 +163,7 @@ pub fn main() -> i32 {
                 Some(errno) => tracing::error!(kind, errno = ?errno, "{msg}"),
                 None => tracing::error!(kind, "{msg}"),
             }
-            eprintln!("wrun: {msg}");
+            eprintln!("wrun: error: {msg}");
             // docker's code for a `run` that failed before the container's process ran.
             if matches!(&cli.command, Command::Container(c) if matches!(c.command, container::ContainerCommand::Run(_)))
             {
@@ -155,7 +191,7 @@ fn parse_error(e: clap::Error, args: &[std::ffi::OsString]) -> i32 {
     }
     let text = e.render().to_string();
     let first = text.lines().next().unwrap_or("").trim_start_matches("error: ");
-    eprintln!("wrun: {first}");
+    eprintln!("wrun: error: {first}");
     125
 }
 

@@ -173,7 +173,7 @@ pub fn run(a: &NetworkArgs) -> anyhow::Result<i32> {
                 {
                     Ok(()) => writeln!(out, "{name}")?,
                     Err(e) => {
-                        eprintln!("wrun: {e}");
+                        eprintln!("wrun: error: {e}");
                         failed = true;
                     }
                 }

@@ -192,6 +192,13 @@ impl Filter {
     }
 }
 
+/// The version of the libseccomp linked in (`2.5.4`).
+pub fn library_version() -> String {
+    libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// Hand the notification fd to the agent at `l.path`: one message carrying the
 /// `containerProcessState` JSON of the runtime spec and the fd (SCM_RIGHTS), as runc does.
 pub fn send_to_listener(l: &Listener, fd: &std::os::fd::OwnedFd, pid: i32, state: serde_json::Value) -> Result<()> {

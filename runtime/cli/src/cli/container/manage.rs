@@ -16,7 +16,7 @@ pub(super) fn each(names: &[String], f: impl Fn(&str) -> anyhow::Result<()>) -> 
             Ok(()) => println!("{n}"),
             Err(e) if names.len() == 1 => return Err(e),
             Err(e) => {
-                eprintln!("wrun: {e:#}");
+                eprintln!("wrun: error: {e:#}");
                 failed = Some(e);
             }
         }

@@ -302,7 +302,7 @@ pub fn run(a: &ContainerArgs) -> anyhow::Result<i32> {
                 Ok(code) => Ok(code),
                 // docker's codes for a command that is not there or cannot run.
                 Err(err @ wrun_front::container::Error::Runtime(_)) if life::exit_code_of(&err) != 125 => {
-                    eprintln!("wrun: {err}");
+                    eprintln!("wrun: error: {err}");
                     Ok(life::exit_code_of(&err))
                 }
                 Err(err) => Err(err.into()),
@@ -466,7 +466,7 @@ fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<i32> {
             }
             Err((code, msg)) => {
                 tracing::error!(kind = "start", "{msg}");
-                eprintln!("wrun: {msg}");
+                eprintln!("wrun: error: {msg}");
                 code
             }
         });
@@ -481,7 +481,7 @@ fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<i32> {
             // The container exists; its process did not run: docker's 125/126/127.
             let code = life::exit_code_of(&e);
             tracing::error!(kind = "start", "{e}");
-            eprintln!("wrun: {e}");
+            eprintln!("wrun: error: {e}");
             Ok(code)
         }
     }

@@ -110,6 +110,15 @@ pub fn prepare_with(inside: &Path, host: &Path, s: &Settings, engine: Engine) ->
         why,
     };
     let bytes = std::fs::read(host).map_err(|e| err(e.to_string()))?;
+    // Only a `.wat` file is WebAssembly text: anything else that lacks the binary magic is
+    // not WebAssembly at all, and is said so rather than reported as a text syntax error.
+    let is_wat = inside.extension().is_some_and(|e| e == "wat");
+    if !is_wat && !bytes.starts_with(b"\0asm") {
+        return Err(err(format!(
+            "not a WebAssembly binary (it does not start with \\0asm; {} bytes)",
+            bytes.len()
+        )));
+    }
     let binary = wat::parse_bytes(&bytes).map_err(|e| err(wat_message(&e)))?;
     let component = is_component(&binary);
     let kind = if component { "component" } else { "module" };
