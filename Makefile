@@ -1,11 +1,16 @@
 # The two entry points of the README, plus benchmarks. Everything runs as root.
-.PHONY: deps wasm-apps build demo test test-v2 bench bench-start bench-wasm bench-cri bench-front bench-build
+.PHONY: deps deps-demo wasm-apps build demo test test-v2 bench bench-start bench-wasm bench-cri bench-front bench-build
 
+# Everything the tests and benches need (apt packages, rustup components and targets).
 deps:
 	bash .ci/deps
 
+# Only what building wrun and the demo need.
+deps-demo:
+	bash .ci/deps demo
+
 # The wasm guests (wasm32-wasip1/-wasip2) and the native twin of the CPU kernel.
-wasm-apps: deps
+wasm-apps: deps-demo
 	bash wasm-apps/build.sh
 
 # The release wrun is linked statically (glibc, libseccomp, the unwinder): `create`, `run` and
@@ -24,7 +29,7 @@ release_shim = cargo rustc --release -p containerd-shim-wrun --bin containerd-sh
 # same reason as the shim.
 release_monitor = cargo rustc --release -p wrun-cli --bin wrun-monitor -- $(static)
 
-build: deps wasm-apps
+build: deps-demo wasm-apps
 	$(release_shim)
 	$(release_wrun)
 	$(release_monitor)
@@ -53,29 +58,29 @@ test-v2: deps wasm-apps
 # The comparison harness (issue #7): every configuration of each workload, alternating round by
 # round, 30 rounds, then 50 idle containers per runtime; writes target/bench-report/report.md
 # and its SVG charts. Its two helpers (wasm-bare, peak-rss) are built next to wrun.
-bench: build
+bench: deps build
 	cargo build --release -p wrun-benches --bins
 	bash benches/report.sh
 
 # wrun build vs podman build of the same Dockerfile, uncached and fully cached (issue #18).
-bench-build: build
+bench-build: deps build
 	bash benches/build.sh
 
 # wrun vs runc vs crun start-to-exit latency (hyperfine medians, same run).
-bench-start: build
+bench-start: deps build
 	bash benches/start-latency.sh
 
 # wasm vs native side by side: start-to-exit, cache hit vs miss, nbody both forms.
-bench-wasm: build
+bench-wasm: deps build
 	bash benches/wasm-start.sh
 
 # Pods through containerd's CRI (issue #9): the pod + container cycle, wrun's shim vs runc.v2,
 # and the shim's memory for a two-container pod.
-bench-cri: build
+bench-cri: deps build
 	bash benches/cri-pod.sh
 
 # The front end (issue #17): `wrun container run --rm IMAGE true` vs `podman run --rm` of the
 # same image with crun and with runc (Debian's podman: apt-get install podman), alternating, and
 # `wrun container ps` with 50 running containers.
-bench-front: build
+bench-front: deps build
 	bash benches/front-run.sh
