@@ -190,28 +190,18 @@ impl View<'_> {
                         todo = components(&join(&next));
                         continue 'restart;
                     }
-                    libc::S_IFDIR => {
-                        if i + 1 == todo.len() {
-                            return Ok(Some(Found {
-                                layer: l,
-                                fd,
-                                stat: st,
-                                path: Path::new("/").join(&rel),
-                            }));
-                        }
-                        dir_layers = self.merge_dir(&rel, l, &dir_layers)?;
+                    // The last component, whatever it is (a symlink was followed above).
+                    _ if i + 1 == todo.len() => {
+                        return Ok(Some(Found {
+                            layer: l,
+                            fd,
+                            stat: st,
+                            path: Path::new("/").join(&rel),
+                        }))
                     }
-                    _ => {
-                        if i + 1 == todo.len() {
-                            return Ok(Some(Found {
-                                layer: l,
-                                fd,
-                                stat: st,
-                                path: Path::new("/").join(&rel),
-                            }));
-                        }
-                        return Ok(None);
-                    }
+                    libc::S_IFDIR => dir_layers = self.merge_dir(&rel, l, &dir_layers)?,
+                    // A file where a directory was needed.
+                    _ => return Ok(None),
                 }
                 done = here;
                 i += 1;

@@ -2,8 +2,6 @@
 //! cosign store as a manifest under a tag derived from the image's digest
 //! (`sha256-HEX.sig`), their blobs, and the lookaside files of GPG signatures.
 
-use std::sync::Arc;
-
 use futures_util::StreamExt;
 
 use super::{oci_ref, registry_error, runtime, RegistryOptions};
@@ -81,35 +79,27 @@ pub fn put(
     blobs: &[(Digest, Vec<u8>)],
     opts: &RegistryOptions,
 ) -> Result<Digest> {
-    let client = Arc::new(opts.client(&r.domain));
-    let auth = opts.auth(&r.domain)?;
-    let oref = oci_ref(r);
-    let rt = runtime()?;
-    rt.block_on(async {
-        client
-            .auth(&oref, &auth, oci_client::RegistryOperation::Push)
-            .await
-            .map_err(|e| registry_error(r, e))?;
-        for (d, data) in blobs {
-            if !client
-                .blob_exists(&oref, d.as_str())
-                .await
-                .map_err(|e| registry_error(r, e))?
-            {
-                client
-                    .push_blob(&oref, data.clone(), d.as_str())
-                    .await
-                    .map_err(|e| registry_error(r, e))?;
-            }
-        }
-        let ct = http::HeaderValue::from_str(media_type)
-            .map_err(|e| Error::invalid(format!("media type {media_type:?}: {e}")))?;
-        client
-            .push_manifest_raw(&oref, manifest.to_vec(), ct)
-            .await
-            .map_err(|e| registry_error(r, e))?;
-        Ok(Digest::of(manifest))
-    })
+    let descs: Vec<Descriptor> = blobs
+        .iter()
+        .map(|(d, b)| Descriptor::new("application/octet-stream", d.clone(), b.len() as u64))
+        .collect();
+    let refs: Vec<&Descriptor> = descs.iter().collect();
+    let read = |d: &Digest| -> Result<Vec<u8>> {
+        blobs
+            .iter()
+            .find(|(x, _)| x == d)
+            .map(|(_, b)| b.clone())
+            .ok_or_else(|| Error::invalid(format!("blob {d}: not given")))
+    };
+    super::push::upload(
+        r,
+        opts,
+        &refs,
+        &read,
+        manifest.to_vec(),
+        media_type,
+        super::Progress::Quiet,
+    )
 }
 
 /// GET `url` (http or https), at most `cap` bytes; None on 404.

@@ -30,7 +30,9 @@ use crate::{Error, Result};
 
 pub mod artifact;
 mod manifest;
+mod push;
 pub use manifest::MAX_MANIFEST;
+pub use push::push;
 
 /// How a pull shows its progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -525,74 +527,6 @@ impl std::io::Read for ChannelReader {
         bytes::Buf::advance(&mut self.cur, n);
         Ok(n)
     }
-}
-
-/// Push the image `name` to `dest` (default: `name` as a reference); returns the manifest
-/// digest. Blobs the registry has are not sent again.
-pub fn push(
-    store: &Store,
-    name: &str,
-    dest: Option<&Reference>,
-    opts: &RegistryOptions,
-    progress: Progress,
-) -> Result<Digest> {
-    let img = store.resolve(name)?;
-    let r = match dest {
-        Some(d) => d.clone(),
-        None => Reference::parse(name)?,
-    };
-    if r.tag.is_none() {
-        return Err(Error::Reference(r.to_string(), "a push needs a tag"));
-    }
-    push_inner(store, &img, &r, opts, progress).map_err(|e| e.within(format!("push {r}")))
-}
-
-fn push_inner(store: &Store, img: &Image, r: &Reference, opts: &RegistryOptions, progress: Progress) -> Result<Digest> {
-    let client = Arc::new(opts.client(&r.domain));
-    let auth = opts.auth(&r.domain)?;
-    let oref = oci_ref(r);
-    let rt = runtime()?;
-    rt.block_on(async {
-        client
-            .auth(&oref, &auth, oci_client::RegistryOperation::Push)
-            .await
-            .map_err(|e| registry_error(r, e))?;
-        let mut blobs: Vec<&Descriptor> = img.manifest.layers.iter().collect();
-        blobs.push(&img.manifest.config);
-        for b in blobs {
-            if client
-                .blob_exists(&oref, b.digest.as_str())
-                .await
-                .map_err(|e| registry_error(r, e))?
-            {
-                if progress == Progress::Lines {
-                    println!("{}: already in the registry", b.digest.short());
-                }
-                continue;
-            }
-            let data = store.read_blob(&b.digest)?;
-            client
-                .push_blob(&oref, data, b.digest.as_str())
-                .await
-                .map_err(|e| registry_error(r, e))?;
-            if progress != Progress::Quiet {
-                println!("{}: pushed {} bytes", b.digest.short(), b.size);
-            }
-        }
-        let mb = store.read_blob(&img.digest)?;
-        let media_type = img
-            .manifest
-            .media_type
-            .clone()
-            .unwrap_or_else(|| oci::OCI_MANIFEST.into());
-        let ct = http::HeaderValue::from_str(&media_type)
-            .map_err(|e| Error::invalid(format!("media type {media_type:?}: {e}")))?;
-        client
-            .push_manifest_raw(&oref, mb, ct)
-            .await
-            .map_err(|e| registry_error(r, e))?;
-        Ok(img.digest.clone())
-    })
 }
 
 /// Check `creds` against `registry` (a manifest request of a repository that need not exist:
