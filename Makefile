@@ -1,5 +1,5 @@
 # The two entry points of the README, plus benchmarks. Everything runs as root.
-.PHONY: deps deps-demo wasm-apps build demo test test-v2 bench bench-start bench-wasm bench-cri bench-front bench-build
+.PHONY: deps deps-demo wasm-apps build demo install uninstall test test-v2 bench bench-start bench-wasm bench-cri bench-front bench-build
 
 # Everything the tests and benches need (apt packages, rustup components and targets).
 deps:
@@ -84,3 +84,36 @@ bench-cri: deps build
 # `wrun container ps` with 50 running containers.
 bench-front: deps build
 	bash benches/front-run.sh
+
+# Install the binaries (from BIN: the release build by default; `make build` makes it), man
+# pages generated from the command line's own definitions, shell completions and example
+# configs under DESTDIR/PREFIX. Every file installed is listed in
+# PREFIX/share/wrun/install-manifest, which `make uninstall` reads: it removes exactly those
+# files, then the directories that became empty.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BIN ?= target/release
+root = $(DESTDIR)$(PREFIX)
+install:
+	@set -eu; m=$$(mktemp); trap 'rm -f "$$m"' EXIT; \
+	put() { install -D -m "$$1" "$$2" "$(root)/$$3"; echo "$$3" >> "$$m"; }; \
+	for b in wrun wrun-monitor containerd-shim-wrun-v1; do put 755 "$(BIN)/$$b" "bin/$$b"; done; \
+	man=$$(mktemp -d); "$(BIN)/wrun" man "$$man"; \
+	for f in "$$man"/*.8; do put 644 "$$f" "share/man/man8/$$(basename "$$f")"; done; rm -rf "$$man"; \
+	c=$$(mktemp -d); \
+	"$(BIN)/wrun" completion bash > "$$c/wrun"; put 644 "$$c/wrun" share/bash-completion/completions/wrun; \
+	"$(BIN)/wrun" completion zsh > "$$c/_wrun"; put 644 "$$c/_wrun" share/zsh/site-functions/_wrun; \
+	"$(BIN)/wrun" completion fish > "$$c/wrun.fish"; put 644 "$$c/wrun.fish" share/fish/vendor_completions.d/wrun.fish; \
+	rm -rf "$$c"; \
+	for f in examples/config/*; do put 644 "$$f" "share/doc/wrun/examples/$$(basename "$$f")"; done; \
+	put 644 LICENSE share/doc/wrun/LICENSE; \
+	echo share/wrun/install-manifest >> "$$m"; install -D -m 644 "$$m" "$(root)/share/wrun/install-manifest"; \
+	echo "installed $$(wc -l < "$$m") files under $(root)"
+
+uninstall:
+	@set -eu; m="$(root)/share/wrun/install-manifest"; \
+	[ -f "$$m" ] || { echo "uninstall: $$m: not installed there" >&2; exit 1; }; \
+	while read -r f; do \
+	  rm -f "$(root)/$$f"; d=$$(dirname "$(root)/$$f"); \
+	  while [ "$$d" != "$(root)" ] && rmdir "$$d" 2>/dev/null; do d=$$(dirname "$$d"); done; \
+	done < "$$m"; echo "uninstalled from $(root)"

@@ -309,3 +309,127 @@ fn version_names_the_commit_the_spec_and_libseccomp_as_runc_does() {
         assert!(out.lines().any(|l| l.starts_with("wasm: ")), "{out}");
     }
 }
+
+/// Files under `dir`, relative, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let o = run_cmd(std::process::Command::new("find").arg(dir).args(["-type", "f"]), None);
+    let mut v: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| l.trim_start_matches(dir.to_str().unwrap()).to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn make_install_puts_binaries_man_pages_and_completions_that_work_and_uninstall_takes_them_back() {
+    let rt = Runtime::new();
+    if rt.kind() != RuntimeKind::Wrun {
+        skip("`make install` installs wrun itself");
+        return;
+    }
+    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let bin = rt.bin().parent().unwrap();
+    if !bin.join("containerd-shim-wrun-v1").exists() {
+        skip("the shim is not built beside wrun (cargo build --workspace)");
+        return;
+    }
+    let dest = TempDir::new("install");
+    let make = |target: &str| {
+        run_cmd(
+            std::process::Command::new("make")
+                .arg("-C")
+                .arg(top)
+                .arg(target)
+                .arg(format!("DESTDIR={}", dest.path().display()))
+                .arg("PREFIX=/usr")
+                .arg(format!("BIN={}", bin.display())),
+            None,
+        )
+    };
+    assert_ok(&make("install"), "make install");
+    let root = dest.join("usr");
+    let files = files_under(dest.path());
+    for want in [
+        "/usr/bin/wrun",
+        "/usr/bin/wrun-monitor",
+        "/usr/bin/containerd-shim-wrun-v1",
+        "/usr/share/man/man8/wrun.8",
+        "/usr/share/man/man8/wrun-image.8",
+        "/usr/share/man/man8/wrun-create.8",
+        "/usr/share/bash-completion/completions/wrun",
+        "/usr/share/zsh/site-functions/_wrun",
+        "/usr/share/fish/vendor_completions.d/wrun.fish",
+        "/usr/share/doc/wrun/examples/containerd-wrun.toml",
+        "/usr/share/doc/wrun/examples/policy.json",
+        "/usr/share/wrun/install-manifest",
+    ] {
+        assert!(files.iter().any(|f| f == want), "{want} not installed: {files:?}");
+    }
+    // The installed binary runs, and finds its monitor beside it.
+    let v = run_cmd(std::process::Command::new(root.join("bin/wrun")).arg("--version"), None);
+    assert_ok(&v, "installed wrun --version");
+    // Every man page renders.
+    for f in files.iter().filter(|f| f.ends_with(".8")) {
+        let o = run_cmd(
+            std::process::Command::new("man")
+                .arg("-l")
+                .arg(dest.path().join(f.trim_start_matches('/')))
+                .env("MANPAGER", "cat")
+                .env("MANWIDTH", "80"),
+            None,
+        );
+        assert_ok(&o, &format!("man -l {f}"));
+        assert!(stdout(&o).contains("wrun"), "{f} renders empty: {}", show(&o));
+    }
+    // Each completion script loads in its shell and completes a subcommand.
+    let comp = |p: &str| root.join(p).display().to_string();
+    let bash = run_cmd(
+        std::process::Command::new("bash").args([
+            "-c",
+            &format!(
+                "source {} && complete -p wrun",
+                comp("share/bash-completion/completions/wrun")
+            ),
+        ]),
+        None,
+    );
+    assert_ok(&bash, "bash loads the completion");
+    assert!(stdout(&bash).contains("wrun"), "{}", show(&bash));
+    for (shell, script) in [
+        (
+            "zsh",
+            format!(
+                "autoload -Uz compinit && compinit -u && source {} && echo loaded",
+                comp("share/zsh/site-functions/_wrun")
+            ),
+        ),
+        (
+            "fish",
+            format!(
+                "source {}; and complete -C 'wrun ima'",
+                comp("share/fish/vendor_completions.d/wrun.fish")
+            ),
+        ),
+    ] {
+        if run_cmd(
+            std::process::Command::new("sh").args(["-c", &format!("command -v {shell}")]),
+            None,
+        )
+        .status
+        .success()
+        {
+            let o = run_cmd(std::process::Command::new(shell).args(["-c", &script]), None);
+            assert_ok(&o, &format!("{shell} loads the completion"));
+            let want = if shell == "zsh" { "loaded" } else { "image" };
+            assert!(stdout(&o).contains(want), "{shell}: {}", show(&o));
+        } else {
+            skip(&format!("{shell} is not installed (apt-get install {shell})"));
+        }
+    }
+    assert_ok(&make("uninstall"), "make uninstall");
+    assert_eq!(files_under(dest.path()), Vec::<String>::new(), "uninstall left files");
+    let o = make("uninstall");
+    assert_fails(&o, "a second uninstall");
+    assert!(stderr(&o).contains("not installed there"), "{}", show(&o));
+}

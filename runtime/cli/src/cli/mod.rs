@@ -2,6 +2,7 @@
 
 mod build;
 mod container;
+mod docs;
 mod exec;
 mod features;
 mod image;
@@ -90,6 +91,11 @@ pub enum Command {
     Login(image::LoginArgs),
     /// Remove a registry's credentials.
     Logout(image::LogoutArgs),
+    /// Print the shell completion script for SHELL.
+    Completion(docs::CompletionArgs),
+    /// Write the man pages into DIR (what `make install` installs).
+    #[command(hide = true)]
+    Man(docs::ManArgs),
 }
 
 /// `--version` (or `-v`, `-V`) before any subcommand, after global options.
@@ -257,6 +263,8 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::System(a) => system::run(a),
         Command::Login(a) => image::login(a),
         Command::Logout(a) => image::logout(a),
+        Command::Completion(a) => docs::completion(a),
+        Command::Man(a) => docs::man(a),
     }
 }
 
