@@ -16,6 +16,9 @@ use crate::{Error, Result};
 
 /// Files visited in one layer, at most (a hostile layer cannot make the walk endless).
 const MAX_VISITS: usize = 1_000_000;
+/// Directory levels walked, at most: a RUN step can nest directories thousands deep, and each
+/// level is a frame of these recursive walks (what lies deeper is not counted).
+const MAX_DEPTH: usize = 128;
 
 /// `bytes` in `files` files that layer `added_in` holds and layer `deleted_in` deletes
 /// (indices from 0, bottom first); `paths` are the deleted paths, a few of them.
@@ -42,6 +45,9 @@ fn open_dir(p: &Path) -> Result<OwnedFd> {
 /// The whiteouts of a layer: (path, opaque?) — a 0/0 device deletes one path, an opaque
 /// directory everything below it that lower layers had.
 fn whiteouts(dir: &OwnedFd, at: &Path, out: &mut Vec<(PathBuf, bool)>, visits: &mut usize) -> Result<()> {
+    if at.components().count() >= MAX_DEPTH {
+        return Ok(());
+    }
     let dup = nix::unistd::dup(dir.as_raw_fd()).map_err(|e| Error::sys("dup", e))?;
     let mut d = nix::dir::Dir::from_fd(dup).map_err(|e| Error::sys(format!("list {}", at.display()), e))?;
     let mut subdirs = Vec::new();
@@ -79,6 +85,10 @@ fn whiteouts(dir: &OwnedFd, at: &Path, out: &mut Vec<(PathBuf, bool)>, visits: &
 
 /// Regular files' bytes and count under `fd` (a file or a directory of a layer).
 fn size_of(fd: OwnedFd, visits: &mut usize) -> (u64, u64) {
+    size_at(fd, visits, 0)
+}
+
+fn size_at(fd: OwnedFd, visits: &mut usize, depth: usize) -> (u64, u64) {
     let Ok(st) = nix::sys::stat::fstat(fd.as_raw_fd()) else {
         return (0, 0);
     };
@@ -112,7 +122,10 @@ fn size_of(fd: OwnedFd, visits: &mut usize) -> (u64, u64) {
                         }
                         _ => c,
                     };
-                    let (x, y) = size_of(c, visits);
+                    if depth + 1 >= MAX_DEPTH {
+                        continue;
+                    }
+                    let (x, y) = size_at(c, visits, depth + 1);
                     b += x;
                     n += y;
                 }
@@ -183,4 +196,27 @@ pub fn deleted_later(store: &Store, img: &Image, from: usize) -> Result<Vec<Wast
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_nested_past_the_depth_limit_is_walked_only_to_it() {
+        let d = std::env::temp_dir().join(format!("wrun-waste-deep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let mut p = d.clone();
+        for _ in 0..(MAX_DEPTH + 20) {
+            p.push("a");
+        }
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(d.join("a/top"), b"12345").unwrap();
+        std::fs::write(p.join("deep"), b"1234567890").unwrap();
+        let (mut wh, mut visits) = (Vec::new(), 0);
+        whiteouts(&open_dir(&d).unwrap(), Path::new(""), &mut wh, &mut visits).unwrap();
+        // The shallow file counts; the one past the limit does not.
+        assert_eq!(size_of(open_dir(&d).unwrap(), &mut 0), (5, 1));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
