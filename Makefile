@@ -1,5 +1,5 @@
 # The two entry points of the README, plus benchmarks. Everything runs as root.
-.PHONY: deps deps-demo wasm-apps build demo install uninstall test test-v2 bench bench-start bench-wasm bench-cri bench-front bench-build
+.PHONY: deps deps-demo wasm-apps build demo install uninstall deb test test-v2 bench bench-start bench-wasm bench-cri bench-front bench-build
 
 # Everything the tests and benches need (apt packages, rustup components and targets).
 deps:
@@ -109,6 +109,12 @@ install:
 	put 644 LICENSE share/doc/wrun/LICENSE; \
 	echo share/wrun/install-manifest >> "$$m"; install -D -m 644 "$$m" "$(root)/share/wrun/install-manifest"; \
 	echo "installed $$(wc -l < "$$m") files under $(root)"
+
+# A Debian package of the same files (packaging/deb.sh: PREFIX=/usr, dpkg-deb):
+# `dpkg -i target/wrun_VERSION_ARCH.deb`, `dpkg -r wrun`. DEB names another output file.
+DEB ?= target/wrun_$(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -1)_$(shell dpkg --print-architecture 2>/dev/null || echo unknown).deb
+deb:
+	bash packaging/deb.sh "$(BIN)" "$(DEB)"
 
 uninstall:
 	@set -eu; m="$(root)/share/wrun/install-manifest"; \

@@ -40,7 +40,9 @@ for applet in sys.stdin.read().split():
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' > "$dir/rootfs/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$dir/rootfs/etc/group"
 args=$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1:] or ["sh"]))' "$@")
+# The wrun that writes config.json: $WRUN, else the release build, else the one on PATH.
 wrun=${WRUN:-$(dirname "$0")/../target/release/wrun}
+[ -n "${WRUN:-}" ] || [ -x "$wrun" ] || wrun=$(command -v wrun || echo "$wrun")
 rm -f "$dir/config.json"
 "$wrun" spec --bundle "$dir"
 python3 - "$dir/config.json" "$args" <<'PY'
