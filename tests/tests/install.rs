@@ -3,6 +3,21 @@
 
 use wrun_tests::*;
 
+/// The runtime under test and the workspace, when it is wrun with the shim built beside it
+/// (what `make install` and `make deb` install); else None, the skip said with `not_wrun`.
+fn built(not_wrun: &str) -> Option<(Runtime, &'static std::path::Path)> {
+    let rt = Runtime::new();
+    if rt.kind() != RuntimeKind::Wrun {
+        skip(not_wrun);
+        return None;
+    }
+    if !rt.bin().parent().unwrap().join("containerd-shim-wrun-v1").exists() {
+        skip("the shim is not built beside wrun (cargo build --workspace)");
+        return None;
+    }
+    Some((rt, std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()))
+}
+
 /// Files under `dir`, relative, sorted.
 fn files_under(dir: &std::path::Path) -> Vec<String> {
     let o = run_cmd(std::process::Command::new("find").arg(dir).args(["-type", "f"]), None);
@@ -16,17 +31,10 @@ fn files_under(dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn make_install_puts_binaries_man_pages_and_completions_that_work_and_uninstall_takes_them_back() {
-    let rt = Runtime::new();
-    if rt.kind() != RuntimeKind::Wrun {
-        skip("`make install` installs wrun itself");
+    let Some((rt, top)) = built("`make install` installs wrun itself") else {
         return;
-    }
-    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    };
     let bin = rt.bin().parent().unwrap();
-    if !bin.join("containerd-shim-wrun-v1").exists() {
-        skip("the shim is not built beside wrun (cargo build --workspace)");
-        return;
-    }
     let dest = TempDir::new("install");
     let make = |target: &str| {
         run_cmd(
@@ -159,17 +167,10 @@ impl Drop for Purge {
 
 #[test]
 fn the_debian_package_installs_runs_from_path_and_removes_cleanly() {
-    let rt = Runtime::new();
-    if rt.kind() != RuntimeKind::Wrun {
-        skip("the package holds wrun itself");
+    let Some((rt, top)) = built("the package holds wrun itself") else {
         return;
-    }
-    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    };
     let bin = rt.bin().parent().unwrap();
-    if !bin.join("containerd-shim-wrun-v1").exists() {
-        skip("the shim is not built beside wrun (cargo build --workspace)");
-        return;
-    }
     for tool in ["dpkg", "dpkg-deb", "dpkg-query"] {
         let o = run_cmd(
             std::process::Command::new("sh").args(["-c", &format!("command -v {tool}")]),
