@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 wrun=${WRUN:-$here/target/release/wrun}
 [ -x "$wrun" ] || wrun=$here/target/debug/wrun
 out=$(mktemp -d /tmp/wrun-report-check.XXXXXX)
-trap 'rm -rf "$out"' EXIT
+trap '[ -n "${KEEP:-}" ] || rm -rf "$out"' EXIT
 leftovers() { ls -d /tmp/wrun-report.* /tmp/wrun-pull-bench.* /tmp/wrun-image-costs-* /tmp/wrun-front-bench.* /tmp/wrun-build-bench.* 2>/dev/null | sort || true; }
 before=$(leftovers)
 fail() { echo "report-check: $*" >&2; exit 1; }
@@ -35,6 +35,10 @@ rows=("| host /bin/true" "| wrun native (busybox" "| wrun native, 200 ms after" 
   "| wrun container run (CNI bridge) |" "| wrun container run --network none |" "| wrun container ps, 4 running |"
   "| wrun monitor |" "| wrun build --no-cache |" "| wrun build, fully cached |")
 charts=(noop cpu syscalls cycle memory density)
+if command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
+  rows+=("| wrun native, rootless")
+  grep -qF "Rootless start (the no-op, medians): wrun rootless" "$r" || fail "no rootless start line"
+fi
 if command -v containerd >/dev/null; then
   grep -qF "## Through containerd" "$r" || fail "containerd is installed but the report has no containerd rows: $(grep -F 'containerd rows skipped' "$r")"
   rows+=("| runc.v2 shim" "| wrun shim (containerd-shim-wrun-v1)" "| wrun shim, exit.wasm"

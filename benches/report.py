@@ -168,7 +168,31 @@ class Setup:
             c.append(Config("crun", f"crun ({version(self.crun)})" +
                             (", v2 mount hidden" if self.hybrid else ""),
                             self.run_in(self.cr, "true", "noop"), fatal=False))
+        c += self.rootless()
         return Workload("noop", "Start to exit of a no-op", c)
+
+    def rootless(self):
+        """The same no-op as an unprivileged user (report.sh's --rootless-user), each runtime
+        with the bundle `spec --rootless` would write: a user namespace, no cgroup limits."""
+        u = self.args.rootless_user
+        if not u:
+            self.notes.append("rootless rows skipped: no unprivileged user to run them as.")
+            return []
+        c = [Config("wrun-rootless", "wrun native, rootless (user namespace, as nobody)",
+                    self.run_in(Runtime("wrun", self.args.wrun, f"{self.w}/state-wrun-rootless",
+                                        user=u), "true-rootless", "noopr"))]
+        if self.rc:
+            c.append(Config("runc-rootless", f"runc ({version(self.runc)}), rootless",
+                            self.run_in(Runtime("runc", self.runc, f"{self.w}/state-runc-rootless",
+                                                user=u), "true-rootless", "noopr"), fatal=False))
+        if self.cr and not self.hybrid:
+            c.append(Config("crun-rootless", f"crun ({version(self.crun)}), rootless",
+                            self.run_in(Runtime("crun", self.crun, f"{self.w}/state-crun-rootless",
+                                                user=u), "true-rootless", "noopr"), fatal=False))
+        elif self.cr:
+            self.notes.append("crun rootless row skipped: crun refuses this host's hybrid cgroups, "
+                              "and the wrapper that hides the cgroup2 mount needs root.")
+        return c
 
     def cpu(self):
         s = str(self.args.steps)
@@ -309,7 +333,7 @@ def main():
         ap.add_argument(opt, required=True)
     for opt in ("--rounds", "--steps", "--iterations", "--mem-steps", "--density"):
         ap.add_argument(opt, type=int, required=True)
-    for opt in ("--ctr-address", "--ctr-namespace", "--ctr-skip"):
+    for opt in ("--ctr-address", "--ctr-namespace", "--ctr-skip", "--rootless-user"):
         ap.add_argument(opt)
     args = ap.parse_args()
     args.pause_ms = PAUSE_S * 1000

@@ -116,6 +116,38 @@ bundle "$work/mem-wasm" "$w1/nbody.wasm" /app/nbody.wasm "$mem_steps"
 bundle "$work/idle-native" "" sleep 3600
 bundle "$work/idle-wasm" "$w1/sleep.wasm" /app/sleep.wasm 3600
 mkdir -p "$work/sys-host" "$work/sys-bare" "$work/fifo" "$out"
+# The rootless rows run as `nobody` (no account is made for them), with the bundle
+# `spec --rootless` would write: nobody mapped to root in a user namespace, no network
+# namespace, the host's /sys bound, no resources. The work dir is made traversable (not
+# listable) for it, and the state roots are its own.
+rootless_args=()
+if rl_uid=$(id -u nobody 2>/dev/null) && rl_gid=$(id -g nobody 2>/dev/null) && command -v setpriv >/dev/null; then
+  chmod 711 "$work"
+  bundle "$work/true-rootless" "" /bin/true
+  python3 - "$work/true-rootless/config.json" "$rl_uid" "$rl_gid" <<'PY'
+import json, sys
+p, uid, gid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+c = json.load(open(p))
+l = c["linux"]
+l["namespaces"] = [n for n in l["namespaces"] if n["type"] not in ("network", "user")] + [{"type": "user"}]
+l["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+l["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
+l.pop("resources", None)
+mounts = []
+for m in c["mounts"]:
+    if m["destination"] == "/sys":
+        m = {"destination": "/sys", "type": "none", "source": "/sys",
+             "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+    m["options"] = [o for o in m.get("options", []) if not o.startswith(("uid=", "gid="))]
+    mounts.append(m)
+c["mounts"] = mounts
+json.dump(c, open(p, "w"), indent=2)
+PY
+  for r in wrun runc crun; do
+    mkdir -p "$work/state-$r-rootless" && chown "$rl_uid:$rl_gid" "$work/state-$r-rootless"
+  done
+  rootless_args=(--rootless-user "$rl_uid:$rl_gid")
+fi
 
 # A private containerd (its own root, state and sockets; no CRI) for the containerd rows.
 skip=
@@ -156,7 +188,7 @@ fi
 WRUN_DATA_DIR=$work/data python3 -B "$here/benches/report.py" \
   --wrun "$wrun" --work "$work" --out "$out" --apps "$apps" --bin-dir "$bin" \
   --rounds "$rounds" --steps "$steps" --iterations "$iterations" --mem-steps "$mem_steps" \
-  --density "$density" "${ctr_args[@]}"
+  --density "$density" "${ctr_args[@]}" "${rootless_args[@]}"
 
 # The front-end rows (wrun container run vs podman run, ps with N containers, the memory of a
 # detached container's monitor vs conmon's): appended too.

@@ -135,6 +135,13 @@ def _targets(workloads, dens, md):
            target("shim: wrun / runc.v2 per `ctr run --rm` ≤ 1",
                   _ratio(f("containerd", "wrun"), f("containerd", "runc")), 1.0),
            target("shim: idle wrun shim RSS ≤ 5 MiB", shim_rss, 5.0, unit=" MiB"), ""]
+    rl, rc_rl, cr_rl = f("noop", "wrun-rootless"), f("noop", "runc-rootless"), f("noop", "crun-rootless")
+    if rl is not None:
+        parts = [f"wrun rootless {rl:.2f} ms, {_ratio(rl, f('noop', 'wrun')):.3f}x wrun as root"]
+        for name, v in (("runc", rc_rl), ("crun", cr_rl)):
+            if v is not None:
+                parts.append(f"{_ratio(rl, v):.3f}x {name} rootless ({v:.2f} ms)")
+        md += ["Rootless start (the no-op, medians): " + "; ".join(parts) + ".", ""]
 
 
 def _where(workloads, args, md):

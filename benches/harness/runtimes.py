@@ -64,11 +64,16 @@ def reap_orphans():
 class Runtime:
     """An OCI runtime's command line with a --root of its own under the work dir."""
 
-    def __init__(self, key, binary, root, hide_v2=False):
+    def __init__(self, key, binary, root, hide_v2=False, user=None):
         self.key, self.binary, self.root, self.hide_v2 = key, binary, root, hide_v2
+        self.user = user
 
     def cmd(self, *rest):
         argv = [self.binary, "--root", self.root, *rest]
+        if self.user:
+            # Rootless: as an unprivileged user (uid:gid), its groups dropped.
+            uid, gid = self.user.split(":")
+            argv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--", *argv]
         if self.hide_v2:
             # crun refuses this host's hybrid cgroups unless the cgroup2 mount is hidden.
             return ["unshare", "-m", "sh", "-c", HIDE_V2 + shlex.join(argv)]

@@ -15,6 +15,7 @@ mod console;
 mod fixtures;
 mod process;
 mod registry;
+mod rootless;
 mod runtime;
 mod tarball;
 
@@ -24,6 +25,7 @@ pub use console::*;
 pub use fixtures::*;
 pub use process::*;
 pub use registry::Registry;
+pub use rootless::*;
 pub use runtime::*;
 pub use tarball::*;
 

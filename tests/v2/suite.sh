@@ -139,6 +139,8 @@ run_tests "lifecycle: signals and delete through the cgroup" lifecycle:test \
   run_exits_with_137_when_the_container_is_killed_from_outside
 run_tests "exec joins the container's cgroup" exec:test exec_joins_the_containers_cgroup
 run_tests "wasm under a memory limit" wasm:test membomb_under_a_64_mib_limit
+run_tests "rootless: a memory limit in a subtree delegated to a user" rootless:test \
+  a_memory_limit_applies_in_a_cgroup_v2_subtree_delegated_to_the_user
 
 # 3. Nothing left: the only cgroups are the guest's own (tests/v2/init) and the empty
 # placement directory wrun made.

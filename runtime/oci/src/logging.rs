@@ -106,6 +106,17 @@ pub fn init(file: Option<&Path>, format: LogFormat, debug: bool) -> std::io::Res
     Ok(())
 }
 
+/// A warning the user must see even when no log is kept (without `--log` or `--debug`
+/// nothing is installed): to the log when there is one, else to stderr as
+/// `wrun: warning: ...`.
+pub fn warn_user(msg: &str) {
+    if OUT.get().is_some() {
+        tracing::warn!("{msg}");
+    } else {
+        eprintln!("wrun: warning: {msg}");
+    }
+}
+
 /// Where the log lines go; `silence` swaps it for a sink.
 static OUT: std::sync::OnceLock<Mutex<Box<dyn Write + Send>>> = std::sync::OnceLock::new();
 

@@ -254,9 +254,82 @@ pub fn default_config() -> serde_json::Value {
     })
 }
 
+/// `default_config` for a caller without root, as `runc spec --rootless` makes it: a user
+/// namespace mapping the caller's uid and gid to root inside (one id each, which needs no
+/// helper), no network namespace (an unprivileged caller cannot connect a new one to
+/// anything; sysfs cannot be mounted without one, so the host's /sys is bound read-only), no
+/// uid=/gid= mount options (ids the namespace does not map), and no resources (cgroups are
+/// the user's only where delegated).
+pub fn rootless_config(uid: u32, gid: u32) -> serde_json::Value {
+    let mut c = default_config();
+    let linux = &mut c["linux"];
+    let mut ns: Vec<serde_json::Value> = linux["namespaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n["type"] != "network" && n["type"] != "user")
+        .collect();
+    ns.push(serde_json::json!({"type": "user"}));
+    linux["namespaces"] = serde_json::Value::Array(ns);
+    linux["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+    linux["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+    if let Some(l) = linux.as_object_mut() {
+        l.remove("resources");
+    }
+    let mounts: Vec<serde_json::Value> = c["mounts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut m| {
+            if m["destination"] == "/sys" {
+                return serde_json::json!({"destination": "/sys", "type": "none", "source": "/sys",
+                    "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            }
+            if let Some(o) = m["options"].as_array_mut() {
+                o.retain(|o| {
+                    !o.as_str()
+                        .is_some_and(|o| o.starts_with("uid=") || o.starts_with("gid="))
+                });
+            }
+            m
+        })
+        .collect();
+    c["mounts"] = serde_json::Value::Array(mounts);
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rootless_config_maps_the_caller_and_asks_for_nothing_only_root_may_do() {
+        let v = rootless_config(1000, 1001);
+        let spec: Spec = serde_json::from_value(v.clone()).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        let maps = linux.uid_mappings().as_ref().unwrap();
+        assert_eq!(
+            (maps[0].container_id(), maps[0].host_id(), maps[0].size()),
+            (0, 1000, 1)
+        );
+        assert_eq!(linux.gid_mappings().as_ref().unwrap()[0].host_id(), 1001);
+        let types: Vec<String> = linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ().to_string())
+            .collect();
+        assert!(
+            types.contains(&"user".to_string()) && !types.contains(&"network".to_string()),
+            "{types:?}"
+        );
+        assert!(linux.resources().is_none());
+        let text = v["mounts"].to_string();
+        assert!(!text.contains("gid=") && !text.contains("\"sysfs\""), "{text}");
+    }
 
     #[test]
     fn the_default_config_parses_as_a_runtime_spec() {

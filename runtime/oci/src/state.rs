@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -123,14 +123,45 @@ pub struct StateDir {
     pub path: PathBuf,
 }
 
+/// The state root when `--root` is not given: `/run/wrun` for root; for anyone else, as runc
+/// and crun do, `$XDG_RUNTIME_DIR/wrun` (the user's own tmpfs), else `/tmp/wrun-UID`.
+pub fn default_root() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/wrun");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("wrun"),
+        None => PathBuf::from(format!("/tmp/wrun-{uid}")),
+    }
+}
+
 impl StateDir {
     /// Make the directory for a new container; an existing one means a duplicate id.
     pub fn create(root: &Path, id: &str) -> Result<StateDir> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root)
-            .ctx(|| format!("state root {}", root.display()))?;
+        let uid = nix::unistd::geteuid();
+        let fix = "set XDG_RUNTIME_DIR to a directory of yours, or pass --root DIR";
+        match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root) {
+            Err(e) if !uid.is_root() && e.kind() == ErrorKind::PermissionDenied => {
+                return Err(Error::io(
+                    format!("state root {} is not writable by uid {uid} ({fix})", root.display()),
+                    e,
+                ));
+            }
+            r => r.ctx(|| format!("state root {}", root.display()))?,
+        }
+        // Without root, a state root someone else made (a /tmp/wrun-UID planted by another
+        // user, or a symlink to one) would hand them the containers' state: refused.
+        if !uid.is_root() {
+            let md = std::fs::symlink_metadata(root).ctx(|| format!("state root {}", root.display()))?;
+            if md.uid() != uid.as_raw() || !md.is_dir() {
+                return Err(Error::Invalid(format!(
+                    "state root {} is not a directory of uid {uid} (owned by uid {}): refused ({fix})",
+                    root.display(),
+                    md.uid()
+                )));
+            }
+        }
         let path = root.join(id);
         // 0700: no other local user reads a container's state or reaches its exec fifo (the
         // init reopens the fifo through its own fd, so it needs no path into this dir).

@@ -34,9 +34,30 @@ pub fn features() -> serde_json::Value {
         },
         "annotations": {
             "io.github.wrun.version": env!("CARGO_PKG_VERSION"),
-            "run.oci.handler": "native"
+            "run.oci.handler": "native",
+            "io.github.wrun.rootless": "true",
+            "io.github.wrun.rootless.cgroups": rootless_cgroups(),
+            "io.github.wrun.rootless.multiIdMappings": multi_id_mappings()
         }
     })
+}
+
+/// What a caller without root gets of cgroups on this host's layout.
+fn rootless_cgroups() -> &'static str {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "delegated: cgroup v2, limits apply in a subtree the user owns; elsewhere none, with a warning"
+    } else {
+        "none: cgroup v1 or hybrid, limits are not applied without root (a warning says so)"
+    }
+}
+
+/// Whether mappings beyond the caller's own uid and gid can be written here.
+fn multi_id_mappings() -> &'static str {
+    if std::path::Path::new("/usr/bin/newuidmap").exists() && std::path::Path::new("/usr/bin/newgidmap").exists() {
+        "newuidmap/newgidmap, ranges from /etc/subuid and /etc/subgid"
+    } else {
+        "unavailable: newuidmap is not installed (apt-get install uidmap); one id each only"
+    }
 }
 
 /// Every capability this runtime can name (the kernel's own list decides what is applied).

@@ -26,8 +26,9 @@ use wrun::logging::{self, LogFormat};
     about = "An OCI runtime for native Linux and WebAssembly containers"
 )]
 pub struct Cli {
-    /// Directory for container state.
-    #[arg(long, global = true, default_value = "/run/wrun")]
+    /// Directory for container state (root: /run/wrun; others: $XDG_RUNTIME_DIR/wrun, else
+    /// /tmp/wrun-UID).
+    #[arg(long, global = true, default_value_os_t = wrun::state::default_root())]
     pub root: PathBuf,
     /// Write log lines to this file (containerd reads it).
     #[arg(long, global = true)]

@@ -11,6 +11,10 @@ pub struct SpecArgs {
     /// The bundle directory to write config.json into.
     #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
+    /// A config for running without root: a user namespace mapping you to root inside, no
+    /// network namespace, the host's /sys bound read-only, no cgroup limits.
+    #[arg(long)]
+    pub rootless: bool,
 }
 
 pub fn run(a: &SpecArgs) -> anyhow::Result<()> {
@@ -25,7 +29,14 @@ pub fn run(a: &SpecArgs) -> anyhow::Result<()> {
                 path.display()
             )
         })?;
-    let text = serde_json::to_string_pretty(&wrun::spec::default_config())?;
+    let config = if a.rootless {
+        // SAFETY: geteuid and getegid cannot fail.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        wrun::spec::rootless_config(uid, gid)
+    } else {
+        wrun::spec::default_config()
+    };
+    let text = serde_json::to_string_pretty(&config)?;
     writeln!(f, "{text}").with_context(|| format!("write {}", path.display()))?;
     Ok(())
 }

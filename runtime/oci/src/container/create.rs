@@ -91,7 +91,8 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     let process = ProcessPlan::new(spec, &bundle.rootfs, &ns)?;
     let workload = crate::workload::plan(spec, &bundle.rootfs, &process)?;
     let net_devices = plan_net_devices(linux)?;
-    let cgroup_dirs = cgroups::plan(linux.cgroups_path().as_deref(), &opts.id)?;
+    let (cgroup_dirs, limits_apply) =
+        rootless_cgroups(cgroups::plan(linux.cgroups_path().as_deref(), &opts.id)?, linux);
     rootfs.cgroup_v2_only = cgroup_dirs.len() == 1 && cgroup_dirs[0].starts_with("/sys/fs/cgroup") && is_v2_root();
     rootfs.cgroup_dirs = cgroup_names(&cgroup_dirs);
     // An existing cgroup is joined only when it is empty; the ones made here are the only
@@ -157,7 +158,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<Created> {
     cgroup.create()?;
     undo.cgroups = &cgroup_owned;
     // Limits go on while the cgroup is still empty: the init is born limited.
-    if let Some(r) = linux.resources() {
+    if let Some(r) = linux.resources().as_ref().filter(|_| limits_apply) {
         let devices = r.devices().as_deref().filter(|d| !d.is_empty());
         let rules = devices
             .map(|d| cgroups::device_rules(d, &crate::linux::devices::cgroup_nodes(&rootfs.devices)))
@@ -291,6 +292,38 @@ fn plan_net_devices(linux: &oci_spec::runtime::Linux) -> Result<Vec<(String, Opt
     }
     out.sort();
     Ok(out)
+}
+
+/// Without root only a cgroup delegated to the caller can be made (on cgroup v2, a subtree it
+/// owns). Where none is, the container stays in the caller's cgroups, unlimited, with a
+/// warning, as runc does: rootless containers run on hosts that delegate nothing. Whether
+/// the limits are applied is the second value.
+fn rootless_cgroups(dirs: Vec<PathBuf>, linux: &oci_spec::runtime::Linux) -> (Vec<PathBuf>, bool) {
+    if nix::unistd::geteuid().is_root() {
+        return (dirs, true);
+    }
+    let (kept, dropped) = cgroups::delegated(dirs);
+    if dropped.is_empty() {
+        return (kept, true);
+    }
+    let which = if kept.is_empty() {
+        "in any hierarchy".to_string()
+    } else {
+        let names: Vec<String> = cgroup_names(&dropped).into_iter().map(|(n, _)| n).collect();
+        format!("in {}", names.join(" "))
+    };
+    let msg = format!(
+        "rootless: no cgroup is delegated to uid {} {which} (cgroup v1 needs root; on cgroup v2 \
+         chown a subtree to the user): the container stays in the caller's cgroups",
+        nix::unistd::geteuid(),
+    );
+    // Said to the user only when it costs them something: limits asked for and not applied.
+    if linux.resources().is_some() {
+        crate::logging::warn_user(&format!("{msg}, and linux.resources is not applied"));
+    } else {
+        tracing::debug!("{msg}");
+    }
+    (kept, false)
 }
 
 fn is_v2_root() -> bool {

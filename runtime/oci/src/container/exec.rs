@@ -176,28 +176,78 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     };
 
     // 2. Enter the pid namespace for our children, fork the process, and come back (a thread
-    // cannot be made while our children's pid namespace differs from ours).
-    let own_pid_ns = File::open("/proc/self/ns/pid").ctx(|| "exec: open /proc/self/ns/pid".into())?;
-    if let Some(f) = &pid_ns {
-        nix::sched::setns(f.as_fd(), CloneFlags::CLONE_NEWPID).ctx(|| "exec: join the pid namespace".into())?;
-    }
-    namespaces::single_threaded()?;
-    let (parent, child) = sync::pair()?;
-    // SAFETY: wrun is single-threaded here; the child leaves through exec or _exit.
-    let pid = unsafe { wrun_sys::syscall::clone_fork(0) }.ctx(|| "exec: fork".into())?;
-    if pid != 0 && pid_ns.is_some() {
-        nix::sched::setns(own_pid_ns.as_fd(), CloneFlags::CLONE_NEWPID)
-            .ctx(|| "exec: leave the pid namespace".into())?;
-    }
-    if pid == 0 {
-        // SAFETY: our copy of the parent's end, closed so a dead parent reads as EOF.
-        unsafe { libc::close(parent.0.as_raw_fd()) };
-        let console = console.as_ref().map(|c| c.as_raw_fd());
+    // cannot be made while our children's pid namespace differs from ours). Without root the
+    // container's pid namespace belongs to its user namespace, which this process could enter
+    // but never leave: an intermediate joins both and forks the process as our child.
+    let through_userns =
+        !nix::unistd::geteuid().is_root() && matches!(join.first(), Some((LinuxNamespaceType::User, _)));
+    let console_fd = console.as_ref().map(|c| c.as_raw_fd());
+    let run = |sock: &SyncSocket, join: &[(LinuxNamespaceType, File)]| -> ! {
         namespaces::child_main(
-            &child,
-            Box::new(|sock| exec_child(&join, sock, &process, filter.as_ref(), console, opts)),
+            sock,
+            Box::new(|sock| exec_child(join, sock, &process, filter.as_ref(), console_fd, opts)),
+            false,
         )
-    }
+    };
+    let (parent, child) = sync::pair()?;
+    let pid = if through_userns {
+        namespaces::single_threaded()?;
+        // SAFETY: wrun is single-threaded here; the intermediate leaves through _exit.
+        let mid = unsafe { wrun_sys::syscall::clone_fork(0) }.ctx(|| "exec: fork".into())?;
+        if mid == 0 {
+            // SAFETY: our copy of the parent's end, closed so a dead parent reads as EOF.
+            unsafe { libc::close(parent.0.as_raw_fd()) };
+            namespaces::child_main(
+                &child,
+                Box::new(|sock| {
+                    let (_, user) = &join[0];
+                    nix::sched::setns(user.as_fd(), CloneFlags::CLONE_NEWUSER)
+                        .ctx(|| "exec: join the user namespace".into())?;
+                    if let Some(f) = &pid_ns {
+                        nix::sched::setns(f.as_fd(), CloneFlags::CLONE_NEWPID)
+                            .ctx(|| "exec: join the pid namespace".into())?;
+                    }
+                    // SAFETY: the intermediate is single-threaded; the process is made our
+                    // parent's child and leaves through exec or _exit.
+                    let pid = unsafe { wrun_sys::syscall::clone_fork(libc::CLONE_PARENT as libc::c_ulong) }
+                        .ctx(|| "exec: fork".into())?;
+                    if pid == 0 {
+                        run(sock, &join[1..]);
+                    }
+                    sock.send(&Msg::Pid(pid))?;
+                    // SAFETY: the intermediate's job is done.
+                    unsafe { libc::_exit(0) }
+                }),
+                false,
+            )
+        }
+        let got = match parent.recv() {
+            Ok(Some(Msg::Pid(p))) => Ok(p),
+            Ok(Some(Msg::Failed(f))) => Err(f.into()),
+            Ok(Some(m)) => Err(Error::init(format!("unexpected {m:?} from the exec intermediate"))),
+            _ => Err(Error::init("exec: the intermediate process died")),
+        };
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(mid), None);
+        got?
+    } else {
+        let own_pid_ns = File::open("/proc/self/ns/pid").ctx(|| "exec: open /proc/self/ns/pid".into())?;
+        if let Some(f) = &pid_ns {
+            nix::sched::setns(f.as_fd(), CloneFlags::CLONE_NEWPID).ctx(|| "exec: join the pid namespace".into())?;
+        }
+        namespaces::single_threaded()?;
+        // SAFETY: wrun is single-threaded here; the child leaves through exec or _exit.
+        let pid = unsafe { wrun_sys::syscall::clone_fork(0) }.ctx(|| "exec: fork".into())?;
+        if pid != 0 && pid_ns.is_some() {
+            nix::sched::setns(own_pid_ns.as_fd(), CloneFlags::CLONE_NEWPID)
+                .ctx(|| "exec: leave the pid namespace".into())?;
+        }
+        if pid == 0 {
+            // SAFETY: our copy of the parent's end, closed so a dead parent reads as EOF.
+            unsafe { libc::close(parent.0.as_raw_fd()) };
+            run(&child, &join);
+        }
+        pid
+    };
     drop(child);
     drop(console);
     let started = (|| {

@@ -61,6 +61,8 @@ fn run_hooks(plan: &InitPlan, kind: Kind, host_pid: i32, status: Status) -> Resu
 /// Run in the cloned child. Returns only with an error, which the caller reports.
 pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> {
     sock.expect(Msg::Go)?;
+    // The id maps are written by now (a rootless init was left dumpable for them).
+    crate::linux::namespaces::no_dump();
     let prepared = plan.workload.prepare()?;
     become_root_in_user_ns(&plan.ns)?;
     enter_cgroup_ns(&plan.ns)?;

@@ -112,6 +112,17 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     if all && !cgroups::pids(&rec.cgroup_dirs).is_empty() {
         return Ok(cgroups::signal_all(&rec.cgroup_dirs, sig)?);
     }
+    if all && rec.cgroup_dirs.is_empty() {
+        // No cgroup (rootless, none delegated): the container's pid namespace, the init last
+        // so the others are signalled before it can take them down.
+        for p in super::resources::pid_ns_members(rec.pid)
+            .into_iter()
+            .filter(|p| *p != rec.pid)
+        {
+            // SAFETY: kill with a pid and a signal number (real-time ones included).
+            unsafe { libc::kill(p, sig) };
+        }
+    }
     // Through a pidfd, checked to be the init after it was opened: a pid that was reused since
     // the record was written is never signalled. By number, so real-time signals (RTMIN+3, as
     // systemd images use) arrive as given.

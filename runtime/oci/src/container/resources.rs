@@ -23,7 +23,56 @@ fn running_cgroup(root: &Path, id: &str, verb: &'static str) -> Result<(super::o
         });
     }
     let dirs = c.rec.as_ref().map(|r| r.cgroup_dirs.clone()).unwrap_or_default();
+    if dirs.is_empty() {
+        return Err(Error::Invalid(format!(
+            "container {id} has no cgroup (made without root where none is delegated to the \
+             user): limits, pause, statistics and events need one"
+        )));
+    }
     Ok((c, Cgroup::new(&dirs)))
+}
+
+/// The processes of a container without a cgroup (made without root where none is
+/// delegated): those in the init's pid namespace when it has one of its own, and the init's
+/// descendants (all that is known of a non-dumpable wasm init, whose namespace links only its
+/// owner's root can read).
+pub fn pid_ns_members(init: i32) -> Vec<i32> {
+    let link = |p: i32| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    let ns = link(init).filter(|ns| std::fs::read_link("/proc/self/ns/pid").ok().as_ref() != Some(ns));
+    let procs: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter_map(|p| {
+                    let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+                    let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+                    Some((p, ppid))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = vec![init];
+    if let Some(ns) = &ns {
+        out.extend(
+            procs
+                .iter()
+                .filter(|(p, _)| *p != init && link(*p).as_ref() == Some(ns))
+                .map(|(p, _)| *p),
+        );
+    }
+    loop {
+        let more: Vec<i32> = procs
+            .iter()
+            .filter(|(p, pp)| out.contains(pp) && !out.contains(p))
+            .map(|(p, _)| *p)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        out.extend(more);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// `update`: apply new limits to a live container. New device rules replace the old ones as
@@ -66,6 +115,12 @@ pub fn pause(root: &Path, id: &str, paused: bool) -> Result<()> {
 
 /// `ps`: the host pids of the container's processes.
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let c = load(root, id)?;
+    if let Some(rec) = c.rec.as_ref().filter(|r| r.cgroup_dirs.is_empty()) {
+        if matches!(c.status, Status::Created | Status::Running | Status::Paused) {
+            return Ok(pid_ns_members(rec.pid));
+        }
+    }
     let (_, cg) = running_cgroup(root, id, "only a live container has processes")?;
     let mut p = cgroups::pids(&cg.dirs);
     p.sort_unstable();

@@ -163,8 +163,12 @@ pub fn sealed_view(exe: &Path) -> Result<OwnedFd, String> {
     Err(errors.join("; "))
 }
 
-/// Whether the file we run from cannot be written through: on a read-only mount, or a memfd
-/// sealed against writes.
+/// Whether the file we run from cannot be written through: on a read-only mount, a memfd
+/// sealed against writes, or, for a caller without root, a root-owned file it may not write.
+/// Such a caller's containers hold only its own uid and ids its user namespace maps from its
+/// subordinate ranges, and capabilities held in a user namespace do not reach a file whose
+/// owner that namespace does not map: nothing in the container can write the binary, and the
+/// copy a memfd would cost on every start buys nothing (a wrun the user owns is still sealed).
 pub fn is_sealed() -> nix::Result<bool> {
     let fd = nix::fcntl::open(
         "/proc/self/exe",
@@ -175,6 +179,12 @@ pub fn is_sealed() -> nix::Result<bool> {
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let st = nix::sys::statvfs::fstatvfs(&fd)?;
     if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+        return Ok(true);
+    }
+    if !nix::unistd::geteuid().is_root()
+        && nix::sys::stat::fstat(fd.as_raw_fd())?.st_uid == 0
+        && nix::unistd::access("/proc/self/exe", nix::unistd::AccessFlags::W_OK).is_err()
+    {
         return Ok(true);
     }
     // SAFETY: F_GET_SEALS takes no argument; EINVAL for files that are not memfds.

@@ -173,9 +173,17 @@ pub type InitFn<'a> = dyn FnOnce(&SyncSocket) -> Result<Infallible> + 'a;
 /// `/proc/PID/{exe,fd,mem}` (the kernel resets this at execve for a native program; a wasm
 /// guest keeps it for life). A panic is caught here and reported like an error: it must not
 /// unwind into the parent's code (its cleanup would run in the child). Never returns.
-pub fn child_main(sock: &SyncSocket, body: Box<InitFn<'_>>) -> ! {
-    // SAFETY: prctl with an integer argument.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+///
+/// With `mapped_later` (a caller without root made a user namespace) the child stays dumpable
+/// until the parent has written its id maps: the kernel lets an unprivileged writer reach
+/// /proc/PID/{uid,gid}_map only while PID is dumpable (runc's nsexec does the same). The init
+/// makes itself non-dumpable as soon as the parent's `Go` says the maps are there, before it
+/// touches the container (`no_dump`); until then it runs only wrun's own code, under the
+/// caller's own uid.
+pub fn child_main(sock: &SyncSocket, body: Box<InitFn<'_>>, mapped_later: bool) -> ! {
+    if !mapped_later {
+        no_dump();
+    }
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(sock)));
     let failure = match r {
         Ok(Ok(never)) => match never {},
@@ -195,6 +203,12 @@ pub fn child_main(sock: &SyncSocket, body: Box<InitFn<'_>>) -> ! {
     let _ = sock.send(&Msg::Failed(failure));
     // SAFETY: leave without running the parent's atexit handlers or destructors.
     unsafe { libc::_exit(1) }
+}
+
+/// Make this process non-dumpable: its /proc/PID/{exe,fd,mem} closed to the container.
+pub fn no_dump() {
+    // SAFETY: prctl with an integer argument.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
 /// A raw clone of a multi-threaded process may deadlock in the child (another thread may hold
@@ -223,10 +237,11 @@ pub fn spawn(
     init: impl FnOnce(&SyncSocket) -> Result<Infallible>,
 ) -> Result<i32> {
     single_threaded()?;
+    let mapped_later = plan.new_user() && !nix::unistd::geteuid().is_root();
     let run_child = |sock: &SyncSocket, init: Box<InitFn<'_>>| -> ! {
         // SAFETY: closing our copy of the parent's end so we see EOF if the parent dies.
         unsafe { libc::close(parent.0.as_raw_fd()) };
-        child_main(sock, init)
+        child_main(sock, init, mapped_later)
     };
 
     if plan.join.is_empty() {
@@ -258,6 +273,7 @@ pub fn spawn(
                 nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "unshare user namespace".into())?;
                 child.send(&Msg::MapIds)?;
                 child.expect(Msg::Go)?;
+                no_dump();
             }
             let rest = plan.new_flags - CloneFlags::CLONE_NEWUSER;
             nix::sched::unshare(rest).ctx(|| format!("unshare {rest:?}"))?;

@@ -395,7 +395,19 @@ pub fn switch_user_with_capabilities(p: &ProcessPlan) -> Result<()> {
 
 /// Groups, gid, uid (in that order: after setuid the rest is no longer allowed), then umask.
 pub fn switch_user(p: &ProcessPlan, allow_setgroups: bool) -> Result<()> {
-    if allow_setgroups {
+    // A user namespace mapped by an unprivileged caller without newgidmap denies setgroups
+    // (the kernel's condition for writing gid_map): then no supplementary groups are set,
+    // and asking for some is an error that says why.
+    let denied = allow_setgroups && std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+    if denied && !p.additional_gids.is_empty() {
+        return Err(Error::Invalid(format!(
+            "process.user.additionalGids {:?}: setgroups is denied in this user namespace (its \
+             gid mapping was written without newgidmap: give the user a range in /etc/subgid \
+             and map it)",
+            p.additional_gids
+        )));
+    }
+    if allow_setgroups && !denied {
         let gids: Vec<nix::unistd::Gid> = p
             .additional_gids
             .iter()

@@ -32,6 +32,32 @@ pub struct Settings {
     pub rlimit_as: Option<u64>,
     /// Guest directories preopened at the same path, read-write or not.
     pub preopens: Vec<(PathBuf, bool)>,
+    /// The compiled-module cache, decided by `create` on the host side (inside a user
+    /// namespace the init's uid is 0 whoever made it); `None`: `wasm_cache_dir()`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The environment variable that moves wrun's data dir (tests use a temp dir).
+pub const DATA_DIR_ENV: &str = "WRUN_DATA_DIR";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/wrun";
+
+/// The compiled-module cache: `$WRUN_DATA_DIR/wasm-cache`, default `/var/lib/wrun/wasm-cache`
+/// for root and, as podman keeps a user's storage, `$XDG_DATA_HOME/wrun/wasm-cache` (else
+/// `~/.local/share/wrun/wasm-cache`) for anyone else.
+pub fn wasm_cache_dir() -> PathBuf {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let user = |k: &str, sub: &str| {
+        if nix::unistd::geteuid().is_root() {
+            None
+        } else {
+            env(k).map(|d| d.join(sub))
+        }
+    };
+    env(DATA_DIR_ENV)
+        .or_else(|| user("XDG_DATA_HOME", "wrun"))
+        .or_else(|| user("HOME", ".local/share/wrun"))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+        .join("wasm-cache")
 }
 
 /// Keep error values cheap: wasmtime's errors are anyhow errors, which capture a native stack
@@ -129,6 +155,7 @@ fn settings(spec: &Spec) -> Settings {
         memory_limit,
         rlimit_as,
         preopens: preopens(spec),
+        cache_dir: Some(wasm_cache_dir()),
     }
 }
 

@@ -25,7 +25,7 @@ use crate::{Error, Result};
 
 pub use members::{is_frozen, join, pids, remove, signal_all, unused_or_new};
 pub use oom::{host_is_v2, memory_cgroup_of, oom_counter_file, oom_kill_count, oom_kills_in, OomWatch};
-pub use placement::{hierarchies_from, own_path, plan, plan_dirs, Hierarchy};
+pub use placement::{delegated, hierarchies_from, own_path, plan, plan_dirs, Hierarchy};
 pub use rules::device_rules;
 
 /// A container's cgroup directories, sorted by backend: the v1 hierarchies with their

@@ -146,6 +146,21 @@ pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Vec<PathBuf>> {
     Ok(plan_dirs(&hs, &pc, cgroups_path, id))
 }
 
+/// The planned cgroup dirs a caller without root can use, and the ones it cannot: a cgroup
+/// is usable when the caller may write the nearest of its ancestors that exists (on cgroup
+/// v2 a subtree delegated to the user: the directory and its `cgroup.procs`,
+/// `cgroup.subtree_control` owned by it). v1 hierarchies are never delegated.
+pub fn delegated(dirs: Vec<PathBuf>) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    use nix::unistd::{access, AccessFlags};
+    dirs.into_iter().partition(|d| {
+        let Some(base) = d.ancestors().find(|a| a.is_dir()) else {
+            return false;
+        };
+        access(base, AccessFlags::W_OK).is_ok()
+            && (!base.join("cgroup.procs").exists() || access(&base.join("cgroup.procs"), AccessFlags::W_OK).is_ok())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

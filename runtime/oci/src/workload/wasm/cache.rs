@@ -16,20 +16,14 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// The environment variable that moves wrun's data dir (tests use a temp dir).
-pub const DATA_DIR_ENV: &str = "WRUN_DATA_DIR";
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/wrun";
+pub use crate::workload::{DATA_DIR_ENV, DEFAULT_DATA_DIR};
 
 const MAGIC: &[u8; 8] = b"WRUNCW1\n";
 const SUM: usize = 32;
 
-/// The cache directory: `$WRUN_DATA_DIR/wasm-cache`, default `/var/lib/wrun/wasm-cache`.
+/// The cache directory (see `workload::wasm_cache_dir`).
 pub fn dir() -> PathBuf {
-    let data = std::env::var_os(DATA_DIR_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    data.join("wasm-cache")
+    crate::workload::wasm_cache_dir()
 }
 
 /// Feeds `std::hash::Hash` output (wasmtime's engine hash) into sha256.

@@ -122,7 +122,8 @@ pub fn prepare_with(inside: &Path, host: &Path, s: &Settings, engine: Engine) ->
     let binary = wat::parse_bytes(&bytes).map_err(|e| err(wat_message(&e)))?;
     let component = is_component(&binary);
     let kind = if component { "component" } else { "module" };
-    let code = match load_or_compile(inside, &bytes, &binary, kind, &engine).map_err(err)? {
+    let cache_dir = s.cache_dir.clone().unwrap_or_else(cache::dir);
+    let code = match load_or_compile(inside, &bytes, &binary, kind, &engine, &cache_dir).map_err(err)? {
         Compiled::Component(c) => {
             let mut linker = wasmtime::component::Linker::<P2Host>::new(&engine);
             wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| err(format!("{e:#}")))?;
@@ -193,6 +194,7 @@ fn load_or_compile(
     binary: &[u8],
     kind: &str,
     engine: &Engine,
+    cache_dir: &Path,
 ) -> Result<Compiled, String> {
     let compile = || {
         let r = if kind == "component" {
@@ -203,7 +205,7 @@ fn load_or_compile(
         r.map_err(|e| format!("{e:#}"))
     };
     let load = |code: &[u8]| deserialize(engine, kind, code).map_err(|e| format!("{e:#}"));
-    let c = match cache::Cache::open(&cache::dir()) {
+    let c = match cache::Cache::open(cache_dir) {
         Ok(c) => c,
         Err(miss) => {
             tracing::warn!("wasm: compiled-module cache not used: {miss:?}");
