@@ -22,7 +22,7 @@ r=$out/report.md
 [ -s "$r" ] || fail "no report.md"
 for h in "## Start to exit of a no-op" "## CPU-bound kernel" "## Syscall-heavy loop" \
   "## create / start / delete cycle" "## Memory: nbody" "## Density: 4 idle containers" \
-  "## Targets of issue #7" "## Where the time goes" "## Images: pull, unpack, mount" \
+  "## Targets (medians" "## Where the time goes" "## Images: pull, unpack, mount" \
   "## Front end: container run, ps, the monitor" "## Build: wrun build against podman build"; do
   grep -qF "$h" "$r" || fail "no section '$h'"
 done

@@ -118,7 +118,7 @@ def _targets(workloads, dens, md):
     pair = ("wrun-hidden", "crun") if _find(workloads, "noop", "wrun-hidden") else ("wrun", "crun")
     shim = next((c for c in dens if c.key == "ctr-wrun" and not c.error), None)
     shim_rss = shim and shim.results[0]["shim_rss_kb"] / shim.results[0]["shims"] / MIB
-    md += ["## Targets of issue #7 (medians, this run)", "",
+    md += ["## Targets (medians, this run)", "",
            "| target | value | result |", "|---|---|---|",
            target(f"native start: {pair[0]} / crun ≤ 1.2",
                   _ratio(f("noop", pair[0]), f("noop", pair[1])), 1.2),

@@ -324,7 +324,10 @@ fn the_readme_starts_with_the_two_commands_and_every_docs_link_resolves() {
 
     let mut pages = vec![top.join("README.md")];
     for e in std::fs::read_dir(top.join("docs")).unwrap() {
-        pages.push(e.unwrap().path());
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            pages.push(p);
+        }
     }
     let mut checked = 0;
     for page in &pages {

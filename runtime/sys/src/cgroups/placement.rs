@@ -149,7 +149,7 @@ pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Vec<PathBuf>> {
 /// The planned cgroup dirs a caller without root can use, and the ones it cannot: a cgroup
 /// is usable when the caller may write the nearest of its ancestors that exists (on cgroup
 /// v2 a subtree delegated to the user: the directory and its `cgroup.procs`,
-/// `cgroup.subtree_control` owned by it). v1 hierarchies are never delegated.
+/// `cgroup.subtree_control` owned by it; on v1 only where an administrator chowned one).
 pub fn delegated(dirs: Vec<PathBuf>) -> (Vec<PathBuf>, Vec<PathBuf>) {
     use nix::unistd::{access, AccessFlags};
     dirs.into_iter().partition(|d| {
