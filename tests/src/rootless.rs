@@ -144,6 +144,13 @@ impl RootlessUser {
         run_cmd(&mut self.runtime(rt, args), None)
     }
 
+    /// Takes the user's subordinate ranges away (/etc/subuid and /etc/subgid).
+    pub fn drop_ranges(&self) {
+        let r = format!("{}-{}", self.sub_start, self.sub_start + 65535);
+        let o = account_cmd(&["usermod", "--del-subuids", &r, "--del-subgids", &r, &self.name]);
+        assert_ok(&o, "usermod --del-subuids");
+    }
+
     /// Makes `path` (recursively) the user's.
     pub fn give(&self, path: &Path) {
         let o = run_cmd(

@@ -4,6 +4,8 @@
 mod cli;
 
 fn main() {
+    // The process that holds a user's rootless session waits here for its whole life.
+    wrun_sys::userns::pause_if_asked();
     wrun::workload::quiet_error_backtraces();
     std::process::exit(cli::main());
 }

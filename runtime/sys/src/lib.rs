@@ -12,7 +12,8 @@
 //! - `mountinfo`: `/proc/*/mountinfo` lines;
 //! - `fdpass`, `pidfd`, `signal`: SCM_RIGHTS, process handles immune to pid reuse, and
 //!   signal names as `kill` takes them;
-//! - `netdev`, `cpulist`: moving network devices, CPU and node lists.
+//! - `netdev`, `cpulist`: moving network devices, CPU and node lists;
+//! - `userns`: the rootless session, a user and mount namespace made once and joined later.
 //!
 //! Errors are this crate's own `Error`: each names what was being done and keeps the errno.
 
@@ -30,5 +31,6 @@ pub mod securepath;
 pub mod signal;
 pub mod syscall;
 pub mod timefmt;
+pub mod userns;
 
 pub use error::{Context, Error, Result};

@@ -13,6 +13,7 @@ mod resources;
 mod spec_cmd;
 mod system;
 mod trust;
+mod unshare;
 
 use std::path::PathBuf;
 
@@ -92,6 +93,8 @@ pub enum Command {
     Login(image::LoginArgs),
     /// Remove a registry's credentials.
     Logout(image::LogoutArgs),
+    /// Run a command in your rootless session (uid 0 in your user namespace), as podman unshare.
+    Unshare(unshare::UnshareArgs),
     /// Print the shell completion script for SHELL.
     Completion(docs::CompletionArgs),
     /// Write the man pages into DIR (what `make install` installs).
@@ -264,6 +267,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::System(a) => system::run(a),
         Command::Login(a) => image::login(a),
         Command::Logout(a) => image::logout(a),
+        Command::Unshare(a) => unshare::run(a),
         Command::Completion(a) => docs::completion(a),
         Command::Man(a) => docs::man(a),
     }
