@@ -40,6 +40,20 @@ pub fn rootless_unsupported() -> Option<String> {
     None
 }
 
+/// A throwaway user, or None with the skip reason printed.
+pub fn rootless_user() -> Option<RootlessUser> {
+    if let Some(why) = rootless_unsupported() {
+        skip(&why);
+        return None;
+    }
+    Some(RootlessUser::create())
+}
+
+/// Whether Debian's uidmap (newuidmap, newgidmap) is installed.
+pub fn newuidmap_installed() -> bool {
+    Path::new("/usr/bin/newuidmap").exists() && Path::new("/usr/bin/newgidmap").exists()
+}
+
 fn account_cmd(args: &[&str]) -> Output {
     let _g = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -11,22 +11,9 @@ use std::process::Output;
 use std::time::Duration;
 use wrun_tests::*;
 
-/// The rootless user, or None with the skip reason printed.
-fn user() -> Option<RootlessUser> {
-    if let Some(why) = rootless_unsupported() {
-        skip(&why);
-        return None;
-    }
-    Some(RootlessUser::create())
-}
-
-fn newuidmap_installed() -> bool {
-    Path::new("/usr/bin/newuidmap").exists() && Path::new("/usr/bin/newgidmap").exists()
-}
-
 #[test]
 fn an_unprivileged_user_creates_starts_execs_into_and_deletes_a_container() {
-    let Some(u) = user() else { return };
+    let Some(u) = rootless_user() else { return };
     let rt = Runtime::new();
     let mut b = Bundle::busybox();
     b.args(&["sleep", "100"]);
@@ -85,7 +72,7 @@ fn an_unprivileged_user_creates_starts_execs_into_and_deletes_a_container() {
 
 #[test]
 fn spec_rootless_writes_a_config_an_unprivileged_user_can_run() {
-    let Some(u) = user() else { return };
+    let Some(u) = rootless_user() else { return };
     let rt = Runtime::new();
     let b = Bundle::busybox();
     fs::remove_file(b.config_path()).unwrap();
@@ -107,7 +94,7 @@ fn spec_rootless_writes_a_config_an_unprivileged_user_can_run() {
 
 #[test]
 fn a_wasm_guest_runs_rootless_with_the_users_own_module_cache() {
-    let Some(u) = user() else { return };
+    let Some(u) = rootless_user() else { return };
     let rt = Runtime::new();
     if rt.kind() != RuntimeKind::Wrun {
         skip("wasm guests are wrun's");
@@ -134,7 +121,7 @@ fn a_wasm_guest_runs_rootless_with_the_users_own_module_cache() {
 
 #[test]
 fn without_root_the_state_root_is_the_users_runtime_dir_else_a_private_dir_in_tmp() {
-    let Some(u) = user() else { return };
+    let Some(u) = rootless_user() else { return };
     let rt = Runtime::new();
     if rt.kind() != RuntimeKind::Wrun {
         skip("the default state root is each runtime's own");
@@ -189,7 +176,7 @@ fn without_root_the_state_root_is_the_users_runtime_dir_else_a_private_dir_in_tm
 
 #[test]
 fn limits_without_a_delegated_cgroup_are_a_warning_not_a_failure() {
-    let Some(u) = user() else { return };
+    let Some(u) = rootless_user() else { return };
     let rt = Runtime::new();
     if rt.kind() != RuntimeKind::Wrun {
         skip("the warning's wording is wrun's");
@@ -222,7 +209,7 @@ fn limits_without_a_delegated_cgroup_are_a_warning_not_a_failure() {
 
 #[test]
 fn an_unwritable_state_root_is_one_line_naming_the_fix() {
-    let Some(u) = user() else { return };
+    let Some(u) = rootless_user() else { return };
     let rt = Runtime::new();
     if rt.kind() != RuntimeKind::Wrun {
         skip("the message is wrun's");
@@ -258,7 +245,7 @@ fn an_unwritable_state_root_is_one_line_naming_the_fix() {
 
 #[test]
 fn a_multi_id_mapping_goes_through_newuidmap_and_the_users_subordinate_range() {
-    let Some(u) = user() else { return };
+    let Some(u) = rootless_user() else { return };
     if !newuidmap_installed() {
         skip("newuidmap/newgidmap are not installed (apt-get install uidmap)");
         return;
@@ -295,7 +282,7 @@ fn a_multi_id_mapping_goes_through_newuidmap_and_the_users_subordinate_range() {
 
 #[test]
 fn mappings_the_user_may_not_have_are_refused_in_one_line_naming_the_fix() {
-    let Some(u) = user() else { return };
+    let Some(u) = rootless_user() else { return };
     let rt = Runtime::new();
     if rt.kind() != RuntimeKind::Wrun {
         skip("the messages are wrun's");
@@ -406,7 +393,7 @@ fn a_memory_limit_applies_in_a_cgroup_v2_subtree_delegated_to_the_user() {
     let dir = std::path::PathBuf::from(format!("/sys/fs/cgroup/{}", unique("wrun-test-deleg")));
     fs::create_dir(&dir).unwrap();
     let deleg = Delegated { dir: dir.clone() };
-    let Some(u) = user() else { return };
+    let Some(u) = rootless_user() else { return };
     let rt = Runtime::new();
     fs::write(deleg.dir.join("cgroup.subtree_control"), "+memory +pids").unwrap();
     let shell = deleg.dir.join("shell");
@@ -452,7 +439,7 @@ fn a_memory_limit_applies_in_a_cgroup_v2_subtree_delegated_to_the_user() {
 
 #[test]
 fn features_say_what_works_without_root_on_this_hosts_cgroup_layout() {
-    let Some(u) = user() else { return };
+    let Some(u) = rootless_user() else { return };
     let rt = Runtime::new();
     if rt.kind() != RuntimeKind::Wrun {
         skip("the annotations are wrun's");
@@ -470,118 +457,4 @@ fn features_say_what_works_without_root_on_this_hosts_cgroup_layout() {
         .as_str()
         .unwrap_or_default();
     assert_eq!(maps.starts_with("newuidmap"), newuidmap_installed(), "{maps}");
-}
-
-fn unshare(u: &RootlessUser, rt: &Runtime, args: &[&str]) -> Output {
-    let mut a = vec!["unshare"];
-    a.extend_from_slice(args);
-    run_cmd(&mut u.command(rt.bin(), &a), None)
-}
-
-#[test]
-fn unshare_runs_commands_as_root_in_one_lasting_session_with_the_users_range() {
-    let Some(u) = user() else { return };
-    let rt = Runtime::new();
-    if rt.kind() != RuntimeKind::Wrun {
-        skip("`unshare` is wrun's (podman unshare's counterpart)");
-        return;
-    }
-    if !newuidmap_installed() {
-        skip("newuidmap/newgidmap are not installed (apt-get install uidmap)");
-        return;
-    }
-    let o = unshare(
-        &u,
-        &rt,
-        &["sh", "-c", "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user"],
-    );
-    assert_ok(&o, "unshare");
-    let out = stdout(&o);
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 4, "{}", show(&o));
-    assert_eq!(lines[0], "0", "{out}");
-    assert!(lines[1].split_whitespace().eq(["0", &u.uid.to_string(), "1"]), "{out}");
-    assert!(
-        lines[2].split_whitespace().eq(["1", &u.sub_start.to_string(), "65536"]),
-        "{out}"
-    );
-    let ns = lines[3].to_string();
-    let pid_file = u.runtime_dir.join("wrun/pause.pid");
-    let pause: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-    assert!(pid_alive(pause as i64), "the pause process {pause} is not running");
-    assert_eq!(fs::metadata(format!("/proc/{pause}")).unwrap().uid(), u.uid);
-
-    // The next command joins the same namespaces: a mount made by one is seen by the next, and
-    // not by the host.
-    let m = u.runtime_dir.join("m");
-    fs::create_dir(&m).unwrap();
-    std::os::unix::fs::chown(&m, Some(u.uid), Some(u.gid)).unwrap();
-    let o = unshare(
-        &u,
-        &rt,
-        &["mount", "-t", "tmpfs", "wrun-session-test", m.to_str().unwrap()],
-    );
-    assert_ok(&o, "mount a tmpfs in the session");
-    let o = unshare(
-        &u,
-        &rt,
-        &[
-            "sh",
-            "-c",
-            "readlink /proc/self/ns/user; grep -c wrun-session-test /proc/self/mountinfo",
-        ],
-    );
-    assert_ok(&o, "unshare again");
-    assert_eq!(stdout(&o), format!("{ns}\n1\n"), "{}", show(&o));
-    let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !host.contains("wrun-session-test"),
-        "the session's mount leaked to the host"
-    );
-
-    // Killing the pause process ends the session; the next command makes a new one.
-    unsafe { libc::kill(pause, libc::SIGKILL) };
-    assert!(wait_until(Duration::from_secs(5), || !pid_alive(pause as i64)));
-    let o = unshare(&u, &rt, &["readlink", "/proc/self/ns/user"]);
-    assert_ok(&o, "unshare after the session ended");
-    assert_ne!(stdout(&o).trim(), ns, "a dead session was joined");
-    let second: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-    assert_ne!(second, pause);
-
-    // A pid file naming another process of the user is not trusted.
-    let sleeper = Spawned::spawn(&mut u.command(Path::new("/bin/sleep"), &["30"]), None);
-    let sleep_pid = sleeper.pid();
-    unsafe { libc::kill(second, libc::SIGKILL) };
-    assert!(wait_until(Duration::from_secs(5), || !pid_alive(second as i64)));
-    fs::write(&pid_file, sleep_pid.to_string()).unwrap();
-    let o = unshare(&u, &rt, &["id", "-u"]);
-    assert_ok(&o, "unshare with a pid file naming a sleep");
-    assert_eq!(stdout(&o), "0\n");
-    let third: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-    assert_ne!(third, sleep_pid as i32, "the sleep was taken for the pause process");
-    drop(sleeper);
-}
-
-#[test]
-fn without_a_subordinate_range_the_session_maps_the_users_own_id_and_says_so() {
-    let Some(u) = user() else { return };
-    let rt = Runtime::new();
-    if rt.kind() != RuntimeKind::Wrun {
-        skip("`unshare` is wrun's");
-        return;
-    }
-    u.drop_ranges();
-    let o = unshare(&u, &rt, &["cat", "/proc/self/uid_map"]);
-    assert_ok(&o, "unshare without ranges");
-    assert!(
-        stdout(&o).split_whitespace().eq(["0", &u.uid.to_string(), "1"]),
-        "{}",
-        show(&o)
-    );
-    let err = stderr(&o);
-    assert!(
-        err.contains("warning") && err.contains("usermod --add-subuids"),
-        "{err}"
-    );
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

@@ -240,10 +240,34 @@ fn one_line(e: &anyhow::Error) -> String {
     msg.replace('\n', " ")
 }
 
+/// The front end (image store, containers from images, builds, networks) runs as root only,
+/// for now: without root it would fail on the first file of /var/lib/wrun with a bare
+/// "Permission denied". It says so, and what works without root, in one line.
+fn front_needs_root(c: &Command) -> anyhow::Result<()> {
+    let name = match c {
+        Command::Container(_) => "container",
+        Command::Image(_) => "image",
+        Command::Build(_) => "build",
+        Command::Network(_) => "network",
+        Command::System(_) => "system",
+        _ => return Ok(()),
+    };
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "wrun {name}: the front end (images, containers from images, builds, networks) needs root \
+         for now; without root, run bundles (wrun spec --rootless, wrun run) or use wrun unshare \
+         (see docs/rootless.md)"
+    )
+}
+
 fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     if cli.systemd_cgroup {
         anyhow::bail!("--systemd-cgroup: systemd cgroup management is not supported (no systemd on this host); use the default cgroupfs driver");
     }
+    front_needs_root(&cli.command)?;
     match &cli.command {
         Command::Spec(a) => spec_cmd::run(a).map(|()| 0),
         Command::Create(a) => lifecycle::create(cli, a).map(|()| 0),
