@@ -27,6 +27,14 @@ fn an_unprivileged_user_creates_starts_execs_into_and_deletes_a_container() {
         serde_json::from_slice(&o.stdout).unwrap()
     };
     assert_eq!(state(&u)["status"], "created");
+    // Its maps written, the created init is no longer dumpable: its /proc files are closed to
+    // the user (and so to anything running as the user) until it execs.
+    let init = state(&u)["pid"].as_i64().unwrap();
+    let o = run_cmd(
+        &mut u.command(Path::new("/bin/cat"), &[&format!("/proc/{init}/environ")]),
+        None,
+    );
+    assert_fails(&o, "reading the created init's environ as the user");
     assert_ok(&u.run(&rt, &["start", &id]), "start");
     assert_eq!(state(&u)["status"], "running");
     let pid = state(&u)["pid"].as_i64().unwrap() as i32;
@@ -156,6 +164,18 @@ fn without_root_the_state_root_is_the_users_runtime_dir_else_a_private_dir_in_tm
     assert_ok(&o, "create without XDG_RUNTIME_DIR");
     let md = md.expect("/tmp/wrun-UID made");
     assert_eq!((md.uid(), md.mode() & 0o777), (u.uid, 0o700));
+    // A symlink planted there, to a directory of the user's, is refused too.
+    let elsewhere = u.runtime_dir.join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::chown(&elsewhere, Some(u.uid), Some(u.gid)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &tmp_root).unwrap();
+    let mut c = u.command(rt.bin(), &["create", "--bundle", b.path_str(), &id]);
+    c.env_remove("XDG_RUNTIME_DIR");
+    let o = run_cmd(&mut c, None);
+    let _ = fs::remove_file(&tmp_root);
+    assert_fails(&o, "create with a symlinked state root");
+    assert!(stderr(&o).contains("not a directory of uid"), "{}", show(&o));
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
     // One that another user made first is refused, and nothing is left in it.
     fs::create_dir(&tmp_root).unwrap();
     fs::set_permissions(&tmp_root, fs::Permissions::from_mode(0o777)).unwrap();

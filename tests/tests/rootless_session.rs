@@ -9,6 +9,12 @@ use std::process::Output;
 use std::time::Duration;
 use wrun_tests::*;
 
+/// The pause process's pid from the session's pid file ("PID STARTTIME").
+fn pause_pid(f: &Path) -> i32 {
+    let text = fs::read_to_string(f).unwrap();
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
 fn unshare(u: &RootlessUser, rt: &Runtime, args: &[&str]) -> Output {
     let mut a = vec!["unshare"];
     a.extend_from_slice(args);
@@ -44,7 +50,7 @@ fn unshare_runs_commands_as_root_in_one_lasting_session_with_the_users_range() {
     );
     let ns = lines[3].to_string();
     let pid_file = u.runtime_dir.join("wrun/pause.pid");
-    let pause: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pause: i32 = pause_pid(&pid_file);
     assert!(pid_alive(pause as i64), "the pause process {pause} is not running");
     assert_eq!(fs::metadata(format!("/proc/{pause}")).unwrap().uid(), u.uid);
 
@@ -82,20 +88,29 @@ fn unshare_runs_commands_as_root_in_one_lasting_session_with_the_users_range() {
     let o = unshare(&u, &rt, &["readlink", "/proc/self/ns/user"]);
     assert_ok(&o, "unshare after the session ended");
     assert_ne!(stdout(&o).trim(), ns, "a dead session was joined");
-    let second: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let second: i32 = pause_pid(&pid_file);
     assert_ne!(second, pause);
 
-    // A pid file naming another process of the user is not trusted.
-    let sleeper = Spawned::spawn(&mut u.command(Path::new("/bin/sleep"), &["30"]), None);
+    // A pid reused by another process of the user is not joined, even one that carries the
+    // pause marker in its environment (as a container's process could): the file names the
+    // pause process by pid and start time, and this one's start time differs.
+    let sleeper = Spawned::spawn(
+        &mut u.command(Path::new("/usr/bin/env"), &["_WRUN_PAUSE=1", "/bin/sleep", "30"]),
+        None,
+    );
     let sleep_pid = sleeper.pid();
+    assert!(wait_until(Duration::from_secs(5), || fs::read(format!(
+        "/proc/{sleep_pid}/environ"
+    ))
+    .is_ok_and(|e| e.windows(13).any(|w| w == b"_WRUN_PAUSE=1"))));
     unsafe { libc::kill(second, libc::SIGKILL) };
     assert!(wait_until(Duration::from_secs(5), || !pid_alive(second as i64)));
-    fs::write(&pid_file, sleep_pid.to_string()).unwrap();
+    fs::write(&pid_file, format!("{sleep_pid} 1\n")).unwrap();
     let o = unshare(&u, &rt, &["id", "-u"]);
-    assert_ok(&o, "unshare with a pid file naming a sleep");
+    assert_ok(&o, "unshare with a pid file whose pid was reused by a marked process");
     assert_eq!(stdout(&o), "0\n");
-    let third: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-    assert_ne!(third, sleep_pid as i32, "the sleep was taken for the pause process");
+    let third = pause_pid(&pid_file);
+    assert_ne!(third, sleep_pid as i32, "the reused pid was joined");
     drop(sleeper);
 }
 

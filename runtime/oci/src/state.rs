@@ -282,16 +282,7 @@ pub fn status(dir: &StateDir, rec: Option<&Record>) -> Status {
     Status::Running
 }
 
-/// Fields of /proc/PID/stat after the command name: (state, starttime).
-pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let mut f = rest.split(' ');
-    let state = f.next()?.chars().next()?;
-    // starttime is field 22 overall; `rest` starts at field 3.
-    let start = f.nth(18)?.parse().ok()?;
-    Some((state, start))
-}
+pub use wrun_sys::pidfd::proc_stat;
 
 /// The parent pid from /proc/PID/stat.
 pub fn proc_ppid(pid: i32) -> Option<i32> {

@@ -33,6 +33,17 @@ pub fn send_signal(pfd: &OwnedFd, sig: i32) -> nix::Result<()> {
     nix::errno::Errno::result(r).map(drop)
 }
 
+/// Fields of /proc/PID/stat after the command name: (state, starttime).
+pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let mut f = rest.split(' ');
+    let state = f.next()?.chars().next()?;
+    // starttime is field 22 overall; `rest` starts at field 3.
+    let start = f.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,11 +135,17 @@ pub fn enter(dir: &Path) -> Result<Session> {
     })
 }
 
-/// The pid in `pid_file` if it is a live pause process of this user (its environment carries
-/// `PAUSE_ENV`: a pid reused by another process is not joined).
+/// The pid in `pid_file` if it is still the pause process that was published: the same pid
+/// *and start time* (a pid reused since, even by a process of this user that carries
+/// `PAUSE_ENV` in its environment, as a container's process may, is never joined: joining
+/// would put the next command, and the user's terminal, in that process's namespaces), owned
+/// by this user, with the marker in its environment.
 fn existing_pause(pid_file: &Path, uid: u32) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
-    is_pause(pid, uid).then_some(pid)
+    let text = std::fs::read_to_string(pid_file).ok()?;
+    let mut f = text.split_whitespace();
+    let (pid, start): (i32, u64) = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+    let live = crate::pidfd::proc_stat(pid).is_some_and(|(state, t)| t == start && state != 'Z');
+    (live && is_pause(pid, uid)).then_some(pid)
 }
 
 fn is_pause(pid: i32, uid: u32) -> bool {
@@ -233,11 +239,14 @@ fn spawn_pause(uid_map: &str, gid_map: &str) -> Result<i32> {
     Ok(i32::from_ne_bytes(b))
 }
 
-/// Write `pid` to `pid_file` unless a live pause process is published there already; the
+/// Write `pid` and its start time to `pid_file` unless a live pause process is published there already; the
 /// published one's pid is returned (ours when we won).
 fn publish(pid_file: &Path, pid: i32, uid: u32) -> Result<i32> {
     let tmp = pid_file.with_extension(format!("{pid}.tmp"));
-    std::fs::write(&tmp, pid.to_string()).ctx(|| format!("rootless session: {}", tmp.display()))?;
+    let start = crate::pidfd::proc_stat(pid)
+        .map(|(_, t)| t)
+        .ok_or_else(|| Error::Invalid("rootless session: the pause process is gone".into()))?;
+    std::fs::write(&tmp, format!("{pid} {start}\n")).ctx(|| format!("rootless session: {}", tmp.display()))?;
     loop {
         match std::fs::hard_link(&tmp, pid_file) {
             Ok(()) => break,

@@ -238,7 +238,7 @@ pub fn spawn(
 ) -> Result<i32> {
     single_threaded()?;
     let mapped_later = plan.new_user() && !nix::unistd::geteuid().is_root();
-    let run_child = |sock: &SyncSocket, init: Box<InitFn<'_>>| -> ! {
+    let run_child = |sock: &SyncSocket, init: Box<InitFn<'_>>, mapped_later: bool| -> ! {
         // SAFETY: closing our copy of the parent's end so we see EOF if the parent dies.
         unsafe { libc::close(parent.0.as_raw_fd()) };
         child_main(sock, init, mapped_later)
@@ -252,7 +252,7 @@ pub fn spawn(
         let pid = unsafe { wrun_sys::syscall::clone_fork(plan.new_flags.bits() as libc::c_ulong) }
             .ctx(|| format!("clone with namespaces {:?}", plan.new_flags))?;
         if pid == 0 {
-            run_child(child, Box::new(init));
+            run_child(child, Box::new(init), mapped_later);
         }
         if plan.new_user() {
             if let Err(e) = write_id_maps(pid, &plan.uid_map, &plan.gid_map) {
@@ -283,14 +283,17 @@ pub fn spawn(
             // SAFETY: the intermediate is single-threaded; the init is made our parent's child.
             let pid = unsafe { wrun_sys::syscall::clone_fork(libc::CLONE_PARENT as libc::c_ulong) }
                 .ctx(|| "clone init".into())?;
+            // The init is made after the maps were written (on the intermediate's namespace):
+            // it is non-dumpable from its first instruction, even in a pid namespace it
+            // joined, where other processes could otherwise trace it.
             if pid == 0 {
-                run_child(child, Box::new(init));
+                run_child(child, Box::new(init), false);
             }
             child.send(&Msg::Pid(pid))?;
             // SAFETY: the intermediate's job is done.
             unsafe { libc::_exit(0) }
         };
-        run_child(child, Box::new(|_| stage()));
+        run_child(child, Box::new(|_| stage()), mapped_later);
     }
     let result = (|| loop {
         match parent.recv()? {

@@ -21,11 +21,6 @@ pub use crate::workload::{DATA_DIR_ENV, DEFAULT_DATA_DIR};
 const MAGIC: &[u8; 8] = b"WRUNCW1\n";
 const SUM: usize = 32;
 
-/// The cache directory (see `workload::wasm_cache_dir`).
-pub fn dir() -> PathBuf {
-    crate::workload::wasm_cache_dir()
-}
-
 /// Feeds `std::hash::Hash` output (wasmtime's engine hash) into sha256.
 struct ShaHasher<'a>(&'a mut Sha256);
 

@@ -122,7 +122,7 @@ pub fn prepare_with(inside: &Path, host: &Path, s: &Settings, engine: Engine) ->
     let binary = wat::parse_bytes(&bytes).map_err(|e| err(wat_message(&e)))?;
     let component = is_component(&binary);
     let kind = if component { "component" } else { "module" };
-    let cache_dir = s.cache_dir.clone().unwrap_or_else(cache::dir);
+    let cache_dir = s.cache_dir.clone().unwrap_or_else(crate::workload::wasm_cache_dir);
     let code = match load_or_compile(inside, &bytes, &binary, kind, &engine, &cache_dir).map_err(err)? {
         Compiled::Component(c) => {
             let mut linker = wasmtime::component::Linker::<P2Host>::new(&engine);
