@@ -1,6 +1,5 @@
 //! The rootless session (`wrun unshare`: the user namespace and mount namespace a user's
-//! front-end commands share) and what the front end says without root; each test runs as a
-//! throwaway user, as in rootless.rs.
+//! front-end commands share); each test runs as a throwaway user, as in rootless.rs.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -136,21 +135,4 @@ fn without_a_subordinate_range_the_session_maps_the_users_own_id_and_says_so() {
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-}
-
-#[test]
-fn the_front_end_says_in_one_line_that_it_needs_root_for_now() {
-    let Some(u) = rootless_user() else { return };
-    let rt = Runtime::new();
-    if rt.kind() != RuntimeKind::Wrun {
-        skip("the front end is wrun's");
-        return;
-    }
-    for (args, code) in [(&["image", "ls"][..], 1), (&["container", "run", "busybox"][..], 125)] {
-        let o = run_cmd(&mut u.command(rt.bin(), args), None);
-        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", show(&o));
-        let err = stderr(&o);
-        assert!(err.contains("needs root for now") && err.contains("rootless"), "{err}");
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
-    }
 }

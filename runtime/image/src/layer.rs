@@ -112,7 +112,7 @@ impl Walk<'_> {
             let mut h = self.header(&md, tar::EntryType::Directory);
             self.xattrs(b, &abs)?;
             b.append_data(&mut h, rel, std::io::empty()).map_err(io_err(rel))?;
-            let opaque = xattr(&abs, "trusted.overlay.opaque").is_some_and(|v| v == b"y");
+            let opaque = xattr(&abs, &crate::unpack::overlay_xattr("opaque")).is_some_and(|v| v == b"y");
             if opaque {
                 // Replaces whatever the lower layers had there.
                 let p = rel.join(".wh..wh..opq");

@@ -11,6 +11,13 @@
 //! lower as it is. Owners, modes (setuid and setgid included), device nodes, xattrs (not
 //! `trusted.overlay.*`, which only the whiteouts set) and modification times are kept, as
 //! docker and containerd keep them for root.
+//!
+//! Without real root (the rootless session: uid 0 of a user namespace mapping the user and its
+//! subordinate ids), as containers-storage does: owners are set as the tar says and the kernel
+//! shifts them into the user's range; an owner the namespace does not map is an error naming
+//! /etc/subuid; device nodes are skipped (no device number can be made there, and a container
+//! gets its devices bound by the runtime); the opaque xattr is `user.overlay.opaque`, which
+//! overlayfs reads when mounted with `userxattr`.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
@@ -128,6 +135,40 @@ struct Unpacker {
     size: u64,
     /// Reading an image archive, not making a layer (see `unpack_archive`).
     archive: bool,
+    /// Without real root (see the module's comment).
+    rootless: bool,
+}
+
+/// The xattr overlayfs reads for `name` (`opaque`): `trusted.overlay.*` for real root,
+/// `user.overlay.*` without it (overlayfs mounted with `userxattr` in a user namespace; users
+/// cannot set `trusted.*`). One store is always written by the same kind of caller.
+pub fn overlay_xattr(name: &str) -> String {
+    if wrun_sys::userns::rootless() {
+        format!("user.overlay.{name}")
+    } else {
+        format!("trusted.overlay.{name}")
+    }
+}
+
+/// A chown the user namespace cannot do (EINVAL: the id is not mapped) as the one-line error
+/// that says which file, which ids, and the fix.
+fn chown_error(uid: libc::uid_t, gid: libc::gid_t) -> impl FnOnce(Errno) -> Error {
+    move |e| {
+        if e == Errno::EINVAL && wrun_sys::userns::rootless() {
+            let user = wrun_sys::userns::unprivileged_user()
+                .and_then(|u| nix::unistd::User::from_uid(u.into()).ok().flatten())
+                .map_or_else(|| "the user".to_string(), |u| u.name);
+            Error::invalid(format!(
+                "owned by {uid}:{gid}, which the rootless session does not map: /etc/subuid and \
+                 /etc/subgid must give {user} more than {} ids (usermod --add-subuids and \
+                 --add-subgids), then end the session (wrun system migrate) so the next command \
+                 maps the new range",
+                uid.max(gid)
+            ))
+        } else {
+            Error::sys("chown", e)
+        }
+    }
 }
 
 fn cstr(name: &OsStr) -> Result<CString> {
@@ -157,6 +198,7 @@ impl Unpacker {
             dirs: Vec::new(),
             size: 0,
             archive: false,
+            rootless: wrun_sys::userns::rootless(),
         })
     }
 
@@ -278,7 +320,7 @@ impl Unpacker {
                     .map_err(|e| Error::sys("symlink", e))?;
                 // SAFETY: as above; AT_SYMLINK_NOFOLLOW acts on the link itself.
                 Errno::result(unsafe { libc::fchownat(at, c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
-                    .map_err(|e| Error::sys("chown", e))?;
+                    .map_err(chown_error(uid, gid))?;
                 set_times_at(at, &c, mtime, true)?;
             }
             tar::EntryType::Link => {
@@ -311,6 +353,10 @@ impl Unpacker {
                     tar::EntryType::Block => libc::S_IFBLK,
                     _ => libc::S_IFIFO,
                 };
+                if self.rootless && ftype != libc::S_IFIFO {
+                    tracing::debug!("device node skipped: no device can be made without root");
+                    return Ok(());
+                }
                 let major = h.device_major().ok().flatten().unwrap_or(0);
                 let minor = h.device_minor().ok().flatten().unwrap_or(0);
                 remove_existing(at, &c)?;
@@ -331,7 +377,7 @@ impl Unpacker {
         let pfd = self.dir(parent)?;
         if hidden == b".wh..opq" {
             let dir = openat(pfd.as_raw_fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY)?;
-            return fsetxattr(&dir, "trusted.overlay.opaque", b"y");
+            return fsetxattr(&dir, &overlay_xattr("opaque"), b"y");
         }
         if hidden.starts_with(b".wh.") {
             // aufs's own metadata (.wh..wh.plnk, .wh..wh.aufs): nothing for overlayfs.
@@ -469,7 +515,7 @@ fn remove_at(at: RawFd, name: &CString, depth: usize) -> Result<()> {
 fn set_owner_mode(fd: &OwnedFd, uid: libc::uid_t, gid: libc::gid_t, mode: u32) -> Result<()> {
     // SAFETY: a valid fd and an empty path with AT_EMPTY_PATH.
     Errno::result(unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) })
-        .map_err(|e| Error::sys("chown", e))?;
+        .map_err(chown_error(uid, gid))?;
     let p = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default();
     // SAFETY: a valid C string; the magic link names exactly this file.
     Errno::result(unsafe { libc::chmod(p.as_ptr(), mode as libc::mode_t) })

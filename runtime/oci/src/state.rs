@@ -126,10 +126,10 @@ pub struct StateDir {
 /// The state root when `--root` is not given: `/run/wrun` for root; for anyone else, as runc
 /// and crun do, `$XDG_RUNTIME_DIR/wrun` (the user's own tmpfs), else `/tmp/wrun-UID`.
 pub fn default_root() -> PathBuf {
-    let uid = nix::unistd::geteuid();
-    if uid.is_root() {
+    // Inside a rootless session the process is uid 0, but the state is still the user's.
+    let Some(uid) = wrun_sys::userns::unprivileged_user() else {
         return PathBuf::from("/run/wrun");
-    }
+    };
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(d) => PathBuf::from(d).join("wrun"),
         None => PathBuf::from(format!("/tmp/wrun-{uid}")),

@@ -329,18 +329,13 @@ impl View<'_> {
     }
 }
 
-/// Whether the directory `fd` is opaque (`trusted.overlay.opaque=y`).
+/// Whether the directory `fd` is opaque (`trusted.overlay.opaque=y`, or `user.overlay.opaque`
+/// in a rootless store).
 pub(crate) fn is_opaque(fd: &OwnedFd) -> bool {
     let mut v = [0u8; 2];
+    let name = std::ffi::CString::new(wrun_image::unpack::overlay_xattr("opaque")).unwrap_or_default();
     // SAFETY: a valid fd, a NUL-terminated name and a buffer of the length given.
-    let n = unsafe {
-        libc::fgetxattr(
-            fd.as_raw_fd(),
-            c"trusted.overlay.opaque".as_ptr(),
-            v.as_mut_ptr().cast(),
-            v.len(),
-        )
-    };
+    let n = unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
     n == 1 && v[0] == b'y'
 }
 

@@ -194,6 +194,22 @@ pub fn fsconfig_set(fs: RawFd, key: &CStr, value: &CStr) -> nix::Result<()> {
     .map(drop)
 }
 
+/// fsconfig(2) FSCONFIG_SET_FLAG `key` (an option without a value).
+pub fn fsconfig_set_flag(fs: RawFd, key: &CStr) -> nix::Result<()> {
+    // SAFETY: a valid fd and C string; a flag takes no value.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs,
+            0, // FSCONFIG_SET_FLAG
+            key.as_ptr(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
 /// fsconfig(2) FSCONFIG_CMD_CREATE then fsmount(2): a detached mount with `attrs`
 /// (MOUNT_ATTR_*), attached to no namespace.
 pub fn fsmount(fs: RawFd, attrs: u64) -> nix::Result<OwnedFd> {

@@ -19,6 +19,44 @@ pub const PAUSE_ENV: &str = "_WRUN_PAUSE";
 /// Set for the commands that run inside: `UID:GID` of the user on the host.
 pub const INSIDE_ENV: &str = "_WRUN_ROOTLESS";
 
+/// Whether this process is in a user namespace other than the initial one: its uid_map is
+/// not the identity over every id (runc's `RunningInUserNS`). Read each time: `enter` moves
+/// the process.
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|t| {
+        let f: Vec<&str> = t.split_whitespace().collect();
+        f != ["0", "0", "4294967295"]
+    })
+}
+
+/// Without real root: a uid other than 0, or uid 0 in a user namespace (a rootless session, a
+/// container). What the initial namespace owns (cgroups, device numbers, root's files,
+/// `trusted.*` xattrs) is out of reach either way.
+pub fn rootless() -> bool {
+    !nix::unistd::geteuid().is_root() || in_user_namespace()
+}
+
+/// The host uid and gid of the user whose rootless session this process runs in (`enter`
+/// set them; believed only for uid 0 in a user namespace, since outside one root is root).
+pub fn session_user() -> Option<(u32, u32)> {
+    if !nix::unistd::geteuid().is_root() || !in_user_namespace() {
+        return None;
+    }
+    let v = std::env::var(INSIDE_ENV).ok()?;
+    let (u, g) = v.split_once(':')?;
+    Some((u.parse().ok()?, g.parse().ok()?))
+}
+
+/// The user whose files and directories are the caller's: the session's user inside a
+/// rootless session, else the effective uid (None for real root).
+pub fn unprivileged_user() -> Option<u32> {
+    let uid = nix::unistd::geteuid().as_raw();
+    if uid != 0 {
+        return Some(uid);
+    }
+    session_user().map(|(u, _)| u)
+}
+
 /// The pause process's whole life: nothing but waiting to be killed. Called first in `main`.
 pub fn pause_if_asked() {
     if std::env::var_os(PAUSE_ENV).is_some_and(|v| v == "1") {
@@ -133,6 +171,21 @@ pub fn enter(dir: &Path) -> Result<Session> {
         made,
         warning,
     })
+}
+
+/// End the session whose pause pid is in `dir/pause.pid` (from inside it or from the host):
+/// its pause process is killed, so the namespaces go once the commands still in them end.
+/// Whether there was one.
+pub fn end(dir: &Path) -> Result<bool> {
+    let pid_file = dir.join("pause.pid");
+    // The user's processes are uid 0 as seen from inside the session, its own uid outside.
+    let Some(pid) = existing_pause(&pid_file, nix::unistd::geteuid().as_raw()) else {
+        return Ok(false);
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
+        .ctx(|| format!("rootless session: end the pause process {pid}"))?;
+    let _ = std::fs::remove_file(&pid_file);
+    Ok(true)
 }
 
 /// The pid in `pid_file` if it is still the pause process that was published: the same pid

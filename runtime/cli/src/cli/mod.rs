@@ -240,34 +240,36 @@ fn one_line(e: &anyhow::Error) -> String {
     msg.replace('\n', " ")
 }
 
-/// The front end (image store, containers from images, builds, networks) runs as root only,
-/// for now: without root it would fail on the first file of /var/lib/wrun with a bare
-/// "Permission denied". It says so, and what works without root, in one line.
-fn front_needs_root(c: &Command) -> anyhow::Result<()> {
-    let name = match c {
-        Command::Container(_) => "container",
-        Command::Image(_) => "image",
-        Command::Build(_) => "build",
-        Command::Network(_) => "network",
-        Command::System(_) => "system",
-        _ => return Ok(()),
-    };
+/// The front end (image store, containers from images, builds, networks) run by a user
+/// without root works as podman's does: inside the user's rootless session (`wrun unshare`),
+/// as uid 0 of the user namespace that maps the user and its subordinate ids, with its mount
+/// namespace, so that layers unpack with their owners shifted into the user's range and the
+/// mounts one command makes are there for the next. The store is the user's
+/// (`$XDG_DATA_HOME/wrun`). Entered before anything else runs: joining a user namespace
+/// needs a single-threaded process.
+fn enter_session_for(c: &Command) -> anyhow::Result<()> {
+    if !matches!(
+        c,
+        Command::Container(_) | Command::Image(_) | Command::Build(_) | Command::Network(_) | Command::System(_)
+    ) {
+        return Ok(());
+    }
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         return Ok(());
     }
-    anyhow::bail!(
-        "wrun {name}: the front end (images, containers from images, builds, networks) needs root \
-         for now; without root, run bundles (wrun spec --rootless, wrun run) or use wrun unshare \
-         (see docs/rootless.md)"
-    )
+    let s = wrun_sys::userns::enter(&wrun::state::default_root())?;
+    if let Some(w) = s.warning {
+        wrun::logging::warn_user(&w);
+    }
+    Ok(())
 }
 
 fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     if cli.systemd_cgroup {
         anyhow::bail!("--systemd-cgroup: systemd cgroup management is not supported (no systemd on this host); use the default cgroupfs driver");
     }
-    front_needs_root(&cli.command)?;
+    enter_session_for(&cli.command)?;
     match &cli.command {
         Command::Spec(a) => spec_cmd::run(a).map(|()| 0),
         Command::Create(a) => lifecycle::create(cli, a).map(|()| 0),

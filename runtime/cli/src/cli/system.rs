@@ -31,6 +31,19 @@ pub enum SystemCommand {
     Df,
     /// Container events (create, start, die, oom, health_status, destroy, rename), followed.
     Events(EventsArgs),
+    /// Remove every container, image, network and volume of the data root, and the data root;
+    /// without root, also end the rootless session (as `podman system reset`).
+    Reset(ResetArgs),
+    /// End the rootless session, so the next command maps the user's ranges as /etc/subuid and
+    /// /etc/subgid give them now (after `usermod --add-subuids`); containers are stopped.
+    Migrate,
+}
+
+#[derive(Args, Debug)]
+pub struct ResetArgs {
+    /// Do remove everything (required: wrun never asks).
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -315,6 +328,71 @@ pub fn run(a: &SystemArgs) -> anyhow::Result<i32> {
             drop(out);
             events_cmd(&root, e)?;
         }
+        SystemCommand::Reset(r) => reset(&root, r.force)?,
+        SystemCommand::Migrate => migrate(&root)?,
     }
     Ok(0)
+}
+
+/// Stop every running container of `root` (they run in the session about to end).
+fn stop_all(cs: &Containers) -> anyhow::Result<()> {
+    for r in cs.list()? {
+        if matches!(r.status, Status::Running | Status::Restarting) {
+            super::container::stop(cs, &r.id, Some(0), None)
+                .map_err(|e| anyhow::anyhow!("system: stop container {}: {e}", r.name))?;
+        }
+    }
+    Ok(())
+}
+
+/// End the caller's rootless session (a no-op for root, which has none).
+fn end_session() -> anyhow::Result<bool> {
+    let Some(_) = wrun_sys::userns::unprivileged_user() else {
+        return Ok(false);
+    };
+    Ok(wrun_sys::userns::end(&wrun::state::default_root())?)
+}
+
+/// `system reset`: what podman's does. Inside the session, as its uid 0, even trees a hostile
+/// image made unreadable (mode 000) are removed: every owner in the store is mapped there,
+/// where a plain `rm -rf` of the user's on the host fails with EACCES.
+fn reset(root: &Path, force: bool) -> anyhow::Result<()> {
+    if !force {
+        anyhow::bail!(
+            "system reset removes every container, image, network and volume under {}: pass --force",
+            root.display()
+        );
+    }
+    let (st, cs, nets) = (Store::open(root)?, Containers::open(root)?, Networks::open(root)?);
+    for r in cs.list()? {
+        life::remove(&st, &cs, &r.id, true).map_err(|e| anyhow::anyhow!("system reset: container {}: {e}", r.name))?;
+    }
+    for n in nets.list()?.iter().filter(|n| n.name != DEFAULT) {
+        nets.remove(n)
+            .map_err(|e| anyhow::anyhow!("system reset: network {}: {e}", n.name))?;
+    }
+    drop((st, cs, nets));
+    if std::fs::remove_dir_all(root).is_err() {
+        // A tree deeper than std's fds reach: coreutils walks any depth, on this filesystem only.
+        let ok = std::process::Command::new("rm")
+            .args(["-rf", "--one-file-system", "--"])
+            .arg(root)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok || root.exists() {
+            anyhow::bail!("system reset: {} could not be removed entirely", root.display());
+        }
+    }
+    end_session()?;
+    Ok(())
+}
+
+/// `system migrate`: stop the containers and end the session; the next command makes a new one.
+fn migrate(root: &Path) -> anyhow::Result<()> {
+    stop_all(&Containers::open(root)?)?;
+    if !end_session()? {
+        eprintln!("wrun: system migrate: root has no rootless session; nothing to do");
+    }
+    Ok(())
 }

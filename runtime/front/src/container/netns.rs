@@ -91,6 +91,22 @@ pub fn connect(cs: &super::Containers, rec: &super::Record) -> Result<Option<cra
     let Some(name) = on_a_network(rec) else { return Ok(None) };
     let dir = cs.dir_of(&rec.id);
     let ns = dir.join("netns");
+    if name == crate::network::pasta::NAME {
+        crate::network::pasta::attach(&dir, &ns, &rec.ports)?;
+        let hostname = fs::read_to_string(dir.join("hostname")).unwrap_or_default();
+        let extra: Vec<(String, String)> = rec
+            .extra_hosts
+            .iter()
+            .filter(|(_, ip)| ip != "host-gateway")
+            .cloned()
+            .collect();
+        let hosts = dir.join("hosts");
+        if let Err(e) = fs::write(&hosts, super::spec::hosts_file(hostname.trim(), None, &extra)) {
+            let _ = crate::network::pasta::detach(&dir);
+            return Err(io(format!("write {}", hosts.display()))(e));
+        }
+        return Ok(None);
+    }
     let nets = Networks::open(cs.data_root())?;
     let n = nets.find(name)?;
     let _l = nets.lock()?;
@@ -133,5 +149,13 @@ pub fn connect(cs: &super::Containers, rec: &super::Record) -> Result<Option<cra
 /// Take `rec` off its network (a no-op when it is on none).
 pub fn disconnect(cs: &super::Containers, rec: &super::Record) -> Result<()> {
     let dir = cs.dir_of(&rec.id);
+    crate::network::pasta::detach(&dir)?;
     crate::network::cni::detach(&dir, &rec.id, &dir.join("netns"))
+}
+
+/// Whether `rec`'s namespace is connected to its network now (its CNI chain ran, or its pasta
+/// runs).
+pub fn attached(cs: &super::Containers, rec: &super::Record) -> bool {
+    let dir = cs.dir_of(&rec.id);
+    crate::network::cni::attachment(&dir).is_some() || crate::network::pasta::attachment(&dir).is_some()
 }

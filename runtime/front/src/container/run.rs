@@ -41,7 +41,14 @@ pub fn create(store: &Store, cs: &Containers, img: &Image, image: &str, o: &RunO
     if o.publish_all {
         ports.extend(crate::network::ports::exposed(&cfg));
     }
-    if let Some(n) = o.network.as_deref().filter(|n| !matches!(*n, "none" | "host")) {
+    if let Some(n) = o.network.as_deref() {
+        crate::network::check_rootless(n)?;
+    }
+    if let Some(n) = o
+        .network
+        .as_deref()
+        .filter(|n| !matches!(*n, "none" | "host" | crate::network::pasta::NAME))
+    {
         // Named before anything is made: a network that does not exist is a one-line refusal.
         crate::network::Networks::open(cs.data_root())?.find(n)?;
     }
@@ -109,7 +116,11 @@ pub fn create(store: &Store, cs: &Containers, img: &Image, image: &str, o: &RunO
             monitor_pid: None,
             stop_requested: false,
             remove_requested: false,
-            network: Some(o.network.clone().unwrap_or_else(|| crate::network::DEFAULT.to_string())),
+            network: Some(
+                o.network
+                    .clone()
+                    .unwrap_or_else(|| crate::network::default_for_caller().to_string()),
+            ),
             ports,
             extra_hosts: o
                 .add_host
@@ -297,7 +308,7 @@ pub fn prepare_to_run(store: &Store, cs: &Containers, rec: &Record) -> Result<()
             let _ = fs::remove_file(&ns);
             super::netns::create(&ns)?;
         }
-        if crate::network::cni::attachment(&dir).is_none() {
+        if !super::netns::attached(cs, rec) {
             super::netns::connect(cs, rec)?;
         }
     }

@@ -15,6 +15,7 @@
 
 pub mod cni;
 mod guard;
+pub mod pasta;
 pub mod ports;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,28 @@ use crate::container::{io, Error, Result};
 
 /// The default network's name, as docker's.
 pub const DEFAULT: &str = "bridge";
+
+/// The network of a container run without `--network`: docker's bridge for root; pasta
+/// without root (a user can make no bridge), as podman.
+pub fn default_for_caller() -> &'static str {
+    if wrun_sys::userns::rootless() {
+        pasta::NAME
+    } else {
+        DEFAULT
+    }
+}
+
+/// A network other than none, host and pasta, named by a caller without root: one line
+/// saying what works instead.
+pub fn check_rootless(name: &str) -> Result<()> {
+    if wrun_sys::userns::rootless() && !matches!(name, "none" | "host" | pasta::NAME) {
+        return Err(Error::Invalid(format!(
+            "network {name}: bridge networks need root (a user cannot make a bridge or its \
+             firewall rules); without root, use --network pasta (the default), none or host"
+        )));
+    }
+    Ok(())
+}
 const DEFAULT_BRIDGE: &str = "wrun0";
 const DEFAULT_SUBNET: &str = "10.90.0.0/16";
 /// A fixed id: every data root's default network is the same host-wide one.

@@ -403,9 +403,20 @@ fn pull_inner(
                 Ok::<_, Error>((i, (!have_blob).then_some(path), unpacked))
             });
         }
+        // Every task is joined even after one failed: an unpacking thread cannot be aborted,
+        // and one still writing when the staging directory is removed would leave its files.
         let mut results = Vec::new();
+        let mut failed = None;
         while let Some(done) = tasks.join_next().await {
-            results.push(done.map_err(|e| Error::invalid(format!("a download task failed: {e}")))??);
+            match done.map_err(|e| Error::invalid(format!("a download task failed: {e}"))) {
+                Ok(Ok(r)) => results.push(r),
+                Ok(Err(e)) | Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         drop(bars);
         results.sort_by_key(|(i, _, _)| *i);

@@ -367,6 +367,11 @@ fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Resu
     }
     set(c"upperdir", upper)?;
     set(c"workdir", work)?;
+    // In a user namespace overlayfs reads its metadata from `user.overlay.*` (the layers were
+    // unpacked so), and turns off redirect_dir and metacopy, which users could forge.
+    if wrun_sys::userns::rootless() {
+        syscall::fsconfig_set_flag(fs_fd.as_raw_fd(), c"userxattr").map_err(|e| Error::sys("overlay userxattr", e))?;
+    }
     let mnt = syscall::fsmount(fs_fd.as_raw_fd(), 0).map_err(|e| Error::sys("create the overlay", e))?;
     let t = nix::fcntl::open(
         target,

@@ -299,7 +299,7 @@ fn plan_net_devices(linux: &oci_spec::runtime::Linux) -> Result<Vec<(String, Opt
 /// warning, as runc does: rootless containers run on hosts that delegate nothing. Whether
 /// the limits are applied is the second value.
 fn rootless_cgroups(dirs: Vec<PathBuf>, linux: &oci_spec::runtime::Linux) -> (Vec<PathBuf>, bool) {
-    if nix::unistd::geteuid().is_root() {
+    if !wrun_sys::userns::rootless() {
         return (dirs, true);
     }
     let (kept, dropped) = cgroups::delegated(dirs);
@@ -315,15 +315,29 @@ fn rootless_cgroups(dirs: Vec<PathBuf>, linux: &oci_spec::runtime::Linux) -> (Ve
     let msg = format!(
         "rootless: no cgroup is delegated to uid {} {which} (cgroup v1 needs root; on cgroup v2 \
          chown a subtree to the user): the container stays in the caller's cgroups",
-        nix::unistd::geteuid(),
+        wrun_sys::userns::unprivileged_user().unwrap_or(0),
     );
     // Said to the user only when it costs them something: limits asked for and not applied.
-    if linux.resources().is_some() {
+    if asks_limits(linux.resources().as_ref()) {
         crate::logging::warn_user(&format!("{msg}, and linux.resources is not applied"));
     } else {
         tracing::debug!("{msg}");
     }
     (kept, false)
+}
+
+/// Whether `r` asks for a limit. Device rules alone do not count: without a device cgroup a
+/// rootless container still cannot make device nodes (the user namespace refuses mknod) and
+/// gets only those bound in, as runc ignores them rootless.
+fn asks_limits(r: Option<&oci_spec::runtime::LinuxResources>) -> bool {
+    let Some(r) = r else { return false };
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("devices");
+        o.retain(|_, x| !x.is_null());
+        return !o.is_empty();
+    }
+    false
 }
 
 fn is_v2_root() -> bool {

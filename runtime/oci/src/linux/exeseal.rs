@@ -181,10 +181,14 @@ pub fn is_sealed() -> nix::Result<bool> {
     if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
         return Ok(true);
     }
-    if !nix::unistd::geteuid().is_root()
-        && nix::sys::stat::fstat(fd.as_raw_fd())?.st_uid == 0
-        && nix::unistd::access("/proc/self/exe", nix::unistd::AccessFlags::W_OK).is_err()
-    {
+    let cannot_write = || nix::unistd::access("/proc/self/exe", nix::unistd::AccessFlags::W_OK).is_err();
+    if !nix::unistd::geteuid().is_root() && nix::sys::stat::fstat(fd.as_raw_fd())?.st_uid == 0 && cannot_write() {
+        return Ok(true);
+    }
+    // Uid 0 in a user namespace (the rootless session) that cannot write it: its owner is not
+    // mapped there (CAP_DAC_OVERRIDE and CAP_FOWNER would reach any mapped owner), so nothing
+    // in the session or its containers can write or chmod it either.
+    if wrun_sys::userns::in_user_namespace() && nix::unistd::geteuid().is_root() && cannot_write() {
         return Ok(true);
     }
     // SAFETY: F_GET_SEALS takes no argument; EINVAL for files that are not memfds.

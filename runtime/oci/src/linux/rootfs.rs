@@ -160,7 +160,10 @@ pub fn plan(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<RootfsPlan> {
             || ns
                 .join
                 .iter()
-                .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::User),
+                .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::User)
+            // The runtime itself in one (a rootless session): no mknod, no sysfs of a network
+            // namespace another user namespace owns, either.
+            || wrun_sys::userns::in_user_namespace(),
         cgroup_dirs: Vec::new(),
         cgroup_v2_only: false,
         new_cgroup_ns: ns.new_cgroup,

@@ -47,7 +47,7 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/wrun";
 pub fn wasm_cache_dir() -> PathBuf {
     let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     let user = |k: &str, sub: &str| {
-        if nix::unistd::geteuid().is_root() {
+        if wrun_sys::userns::unprivileged_user().is_none() {
             None
         } else {
             env(k).map(|d| d.join(sub))

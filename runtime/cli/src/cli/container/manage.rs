@@ -53,7 +53,7 @@ pub(super) fn wait_stopped(cs: &Containers, id: &str, timeout: Option<std::time:
 
 /// docker's stop: the stop signal, up to `time` seconds, then SIGKILL; no restart policy
 /// brings it back.
-pub(super) fn stop(cs: &Containers, name: &str, time: Option<u32>, signal: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn stop(cs: &Containers, name: &str, time: Option<u32>, signal: Option<&str>) -> anyhow::Result<()> {
     let rec = cs.find(name)?;
     let rec = cs.update(&rec.id, |r| r.stop_requested = true)?;
     if !running(cs, &rec.id) {

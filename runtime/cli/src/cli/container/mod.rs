@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 
 mod list;
 mod manage;
+
 mod net;
 pub(super) mod run_args;
 mod stats;
@@ -16,7 +17,8 @@ mod stats;
 pub use run_args::{PullPolicy, RunArgs};
 
 use list::ls;
-use manage::{each, logs, rename, start, stop, top, wait_stopped};
+pub(crate) use manage::stop;
+use manage::{each, logs, rename, start, top, wait_stopped};
 use net::{network_settings, port};
 use wrun_front::container::run as life;
 use wrun_front::container::Containers;

@@ -15,15 +15,27 @@ pub(super) fn network_settings(cs: &Containers, rec: &Record) -> serde_json::Val
         "ip_prefix_len": prefix,
         "gateway": gw,
         "mac_address": a.as_ref().and_then(|a| a.mac()).unwrap_or_default(),
-        "ports": a.as_ref().map(|a| a.ports.iter().map(|p| p.show()).collect::<Vec<_>>()).unwrap_or_default(),
+        "ports": a
+            .as_ref()
+            .map(|a| a.ports.clone())
+            .or_else(|| wrun_front::network::pasta::attachment(&cs.dir_of(&rec.id)).map(|p| p.ports))
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.show())
+            .collect::<Vec<_>>(),
     })
 }
 
 /// `container port NAME [PORT[/PROTO]]`, docker's lines: `80/tcp -> 127.0.0.1:8080`.
 pub(super) fn port(cs: &Containers, p: &PortArgs) -> anyhow::Result<i32> {
     let rec = cs.find(&p.name)?;
-    let a = wrun_front::network::cni::attachment(&cs.dir_of(&rec.id));
-    let ports = a.map(|a| a.ports).unwrap_or_default();
+    let dir = cs.dir_of(&rec.id);
+    let ports = match wrun_front::network::pasta::attachment(&dir) {
+        Some(p) => p.ports,
+        None => wrun_front::network::cni::attachment(&dir)
+            .map(|a| a.ports)
+            .unwrap_or_default(),
+    };
     let want = p.port.as_deref().map(|w| match w.split_once('/') {
         Some((n, proto)) => (n.to_string(), proto.to_ascii_lowercase()),
         None => (w.to_string(), "tcp".to_string()),
