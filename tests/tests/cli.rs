@@ -198,6 +198,11 @@ fn features_prints_json_with_versions_and_namespaces() {
     for want in ["pid", "network", "mount", "uts", "ipc", "user"] {
         assert!(ns.contains(&want), "{want} missing from {ns:?}");
     }
+    // Seccomp user notification, where the runtime says it has it, is listed as an action.
+    if rt.kind() == RuntimeKind::Wrun {
+        let actions = v["linux"]["seccomp"]["actions"].as_array().cloned().unwrap_or_default();
+        assert!(actions.iter().any(|a| a == "SCMP_ACT_NOTIFY"), "{actions:?}");
+    }
 }
 
 #[test]

@@ -139,8 +139,22 @@ fn exec_into_a_paused_container_needs_ignore_paused_and_runs_on_resume() {
 fn exec_cgroup_runs_the_process_in_a_sub_cgroup_of_the_container() {
     let rt = Runtime::new();
     let (_b, id) = running(&rt, "exec-subcg");
-    let controller = if is_cgroup_v2() { "" } else { "pids" };
-    let sub = container_cgroup(controller, &id).join("sub");
+    // The container's cgroup as its init's /proc says (each runtime places it its own way).
+    let own = std::fs::read_to_string(format!("/proc/{}/cgroup", rt.pid(&id))).unwrap();
+    let sub = if is_cgroup_v2() {
+        let p = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        std::path::Path::new("/sys/fs/cgroup")
+            .join(p.trim_start_matches('/'))
+            .join("sub")
+    } else {
+        let p = own
+            .lines()
+            .find_map(|l| l.split_once(":pids:").map(|(_, p)| p))
+            .unwrap();
+        std::path::Path::new("/sys/fs/cgroup/pids")
+            .join(p.trim_start_matches('/'))
+            .join("sub")
+    };
     std::fs::create_dir(&sub).unwrap();
     let flag = if is_cgroup_v2() {
         "sub".to_string()
@@ -164,10 +178,11 @@ fn exec_cgroup_runs_the_process_in_a_sub_cgroup_of_the_container() {
     // A path that climbs out, and one that does not exist: one-line errors.
     let o = rt.exec(&["exec", "--cgroup", "../..", &id, "true"]);
     assert_fails(&o, "--cgroup ../..");
-    assert!(stderr(&o).contains("without `..`"), "{}", show(&o));
+    let wrun = rt.kind() == RuntimeKind::Wrun;
+    assert!(!wrun || stderr(&o).contains("without `..`"), "{}", show(&o));
     let o = rt.exec(&["exec", "--cgroup", "nope", &id, "true"]);
     assert_fails(&o, "--cgroup of a missing sub-cgroup");
-    assert!(stderr(&o).contains("does not exist"), "{}", show(&o));
+    assert!(!wrun || stderr(&o).contains("does not exist"), "{}", show(&o));
     // A process left in the sub-cgroup does not stop delete: it is killed and the
     // sub-cgroup removed with the container's.
     assert_ok(
@@ -214,4 +229,116 @@ fn exec_pidfd_socket_receives_a_pidfd_of_the_process() {
     ]);
     assert_fails(&o, "exec with a dead --pidfd-socket");
     assert!(stderr(&o).contains("--pidfd-socket"), "{}", show(&o));
+}
+
+/// /proc/self/status fields of `exec ARGS... cat /proc/self/status` in container `id`.
+fn status_of_exec(rt: &Runtime, id: &str, flags: &[&str]) -> String {
+    let mut a = vec!["exec"];
+    a.extend_from_slice(flags);
+    a.extend_from_slice(&[id, "cat", "/proc/self/status"]);
+    let o = rt.exec(&a);
+    assert_ok(&o, &format!("exec {}", flags.join(" ")));
+    stdout(&o)
+}
+
+fn field<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+}
+
+#[test]
+fn exec_flags_add_groups_a_capability_and_set_or_clear_no_new_privs() {
+    let rt = Runtime::new();
+    let (_b, id) = running(&rt, "exec-flags2");
+    // The bundle's config: noNewPrivileges true, no CAP_NET_ADMIN (bit 12).
+    let plain = status_of_exec(&rt, &id, &[]);
+    let has_net_admin = |s: &str| u64::from_str_radix(field(s, "CapEff"), 16).unwrap() & (1 << 12) != 0;
+    assert!(!has_net_admin(&plain), "{plain}");
+    assert_eq!(field(&plain, "NoNewPrivs"), "1", "{plain}");
+    let s = status_of_exec(
+        &rt,
+        &id,
+        &["-u", "1000:1000", "-g", "44", "-g", "55", "--no-new-privs=false"],
+    );
+    assert_eq!(field(&s, "Groups"), "44 55", "{s}");
+    assert_eq!(field(&s, "NoNewPrivs"), "0", "{s}");
+    let s = status_of_exec(&rt, &id, &["--cap", "CAP_NET_ADMIN", "--no-new-privs"]);
+    assert!(has_net_admin(&s), "{s}");
+    assert!(
+        u64::from_str_radix(field(&s, "CapBnd"), 16).unwrap() & (1 << 12) != 0,
+        "{s}"
+    );
+    assert_eq!(field(&s, "NoNewPrivs"), "1", "{s}");
+    assert_ok(&rt.delete_force(&id), "delete");
+}
+
+#[test]
+fn exec_preserve_fds_passes_the_callers_fd_3() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let rt = Runtime::new();
+    let (_b, id) = running(&rt, "exec-fds");
+    let dir = TempDir::new("exec-fds");
+    std::fs::write(dir.join("given"), "handed-over\n").unwrap();
+    let f = std::fs::File::open(dir.join("given")).unwrap();
+    let fd = f.as_raw_fd();
+    let mut c = rt.command(&["exec", "--preserve-fds", "1", &id, "cat", "/proc/self/fd/3"]);
+    // SAFETY: dup2 only, between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            // dup2 onto itself keeps close-on-exec: clear it either way.
+            if libc::dup2(fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = run_cmd(&mut c, None);
+    assert_ok(&o, "exec --preserve-fds 1");
+    assert_eq!(stdout(&o), "handed-over\n");
+    assert_ok(&rt.delete_force(&id), "delete");
+}
+
+/// A profile or label the host cannot apply is refused (runc fails closed too): the process
+/// never runs unconfined.
+#[test]
+fn an_apparmor_profile_or_selinux_label_the_host_cannot_apply_is_refused() {
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|v| v.starts_with('Y'));
+    let selinux = std::path::Path::new("/sys/fs/selinux/enforce").exists();
+    let rt = Runtime::new();
+    let (b, id) = running(&rt, "exec-lsm");
+    let marker = "/tmp/ran-unconfined";
+    for (flag, enabled) in [("--apparmor", apparmor), ("--process-label", selinux)] {
+        if enabled {
+            skip(&format!(
+                "{flag}: this host has the security module, the refusal is for hosts without it"
+            ));
+            continue;
+        }
+        let o = rt.exec(&["exec", flag, "wrun-test-profile", &id, "touch", marker]);
+        assert_fails(&o, flag);
+        assert!(!b.rootfs().join(&marker[1..]).exists(), "{flag}: the process ran");
+        let o = rt.exec(&["exec", &id, "true"]);
+        assert_ok(&o, "the container still runs");
+    }
+    assert_ok(&rt.delete_force(&id), "delete");
+    // The same in the config, at create: refused, nothing left.
+    if !apparmor {
+        let mut b = Bundle::busybox();
+        b.args(&["touch", marker]);
+        b.with_config(|c| c["process"]["apparmorProfile"] = "wrun-test-profile".into());
+        let id = rt.id("lsm-create");
+        let o = rt.create(&id, &b);
+        assert_fails(&o, "create with an apparmorProfile");
+        if rt.kind() == RuntimeKind::Wrun {
+            assert!(stderr(&o).contains("AppArmor is not enabled"), "{}", show(&o));
+            assert_clean(rt.root(), &id, b.path());
+        } else {
+            let _ = rt.delete_force(&id);
+        }
+        assert!(!b.rootfs().join(&marker[1..]).exists(), "the process ran");
+    }
 }

@@ -477,4 +477,15 @@ fn features_say_what_works_without_root_on_this_hosts_cgroup_layout() {
         .as_str()
         .unwrap_or_default();
     assert_eq!(maps.starts_with("newuidmap"), newuidmap_installed(), "{maps}");
+    let net = a["io.github.wrun.rootless.network"].as_str().unwrap_or_default();
+    let pasta = Path::new("/usr/bin/pasta").exists()
+        && fs::metadata("/dev/net/tun").is_ok_and(|m| m.permissions().mode() & 0o006 == 0o006);
+    assert_eq!(net.starts_with("pasta"), pasta, "{net}");
+    assert!(net.contains("bridge networks need root"), "{net}");
+    assert!(
+        a["io.github.wrun.rootless.frontEnd"]
+            .as_str()
+            .is_some_and(|f| f.contains("userxattr")),
+        "{a}"
+    );
 }

@@ -149,6 +149,20 @@ fn a_user_pulls_and_runs_native_and_wasm_images_in_its_own_store() {
         "the whiteout: {}",
         show(&o)
     );
+    // Where the kernel refuses the overlay, fuse-overlayfs mounts the same layers: the whiteout
+    // and the owners read the same.
+    match fs::metadata("/dev/fuse") {
+        Ok(m) if m.mode() & 0o006 == 0o006 && Path::new("/usr/bin/fuse-overlayfs").exists() => {
+            let o = run_cmd(
+                s.u.command(s.rt.bin(), &["container", "run", "--rm", "--network", "none", &img])
+                    .env("WRUN_MOUNT_PROGRAM", "fuse-overlayfs"),
+                None,
+            );
+            assert_ok(&o, "container run on fuse-overlayfs");
+            assert_eq!(stdout(&o), out, "the same view through fuse-overlayfs");
+        }
+        _ => skip("fuse-overlayfs part: /dev/fuse is not usable by users or fuse-overlayfs is missing"),
+    }
     // The host's processes are not root's: the container's uid 0 is the user.
     let o = s.wrun(&[
         "container",

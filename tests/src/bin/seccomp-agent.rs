@@ -128,7 +128,11 @@ fn main() {
         let Ok((fd, data)) = wrun_sys::fdpass::recv_fd_with_data(c.as_raw_fd(), "the notification fd") else {
             continue;
         };
-        let _ = writeln!(log.lock().unwrap(), "{}", String::from_utf8_lossy(&data));
+        // One line per message, whatever layout the runtime sent its JSON in (crun indents it).
+        let line = serde_json::from_slice::<serde_json::Value>(&data)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| String::from_utf8_lossy(&data).replace('\n', " "));
+        let _ = writeln!(log.lock().unwrap(), "{line}");
         let log = log.clone();
         std::thread::spawn(move || serve(fd, log));
     }

@@ -41,9 +41,9 @@ pub struct ExecArgs {
     /// Add a capability (e.g. CAP_NET_ADMIN) to the bounding, effective and permitted sets.
     #[arg(short, long)]
     pub cap: Vec<String>,
-    /// Set no_new_privs for the process, whatever the container's config says.
-    #[arg(long)]
-    pub no_new_privs: bool,
+    /// Set no_new_privs for the process (=false: clear what the container's config sets).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub no_new_privs: Option<bool>,
     /// Return once the process runs, without waiting for it.
     #[arg(short, long)]
     pub detach: bool,
@@ -53,10 +53,10 @@ pub struct ExecArgs {
     /// Pass N more fds (3 to 3+N-1) to the process.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub preserve_fds: i32,
-    /// Accepted for runc compatibility; this host has no AppArmor, so it is not applied.
+    /// The AppArmor profile of the process (refused where the host has no AppArmor).
     #[arg(long)]
     pub apparmor: Option<String>,
-    /// Accepted for runc compatibility; this host has no SELinux, so it is not applied.
+    /// The SELinux label of the process (refused where the host has no SELinux).
     #[arg(long)]
     pub process_label: Option<String>,
     /// Exec into a paused container too: the process runs (and exec returns) once the
@@ -101,13 +101,31 @@ fn from_flags(base: Process, a: &ExecArgs) -> anyhow::Result<Process> {
     if !a.additional_gids.is_empty() {
         v["user"]["additionalGids"] = serde_json::json!(a.additional_gids);
     }
+    if let Some(p) = &a.apparmor {
+        v["apparmorProfile"] = p.as_str().into();
+    }
+    if let Some(l) = &a.process_label {
+        v["selinuxLabel"] = l.as_str().into();
+    }
     for cap in &a.cap {
         let name = if cap.starts_with("CAP_") {
             cap.clone()
         } else {
             format!("CAP_{cap}")
         };
-        for set in ["bounding", "effective", "permitted"] {
+        if !wrun::linux::capabilities::known(&name) {
+            anyhow::bail!("exec --cap {cap}: no such capability");
+        }
+        // As runc: a process that already inherits capabilities gets the new one as ambient too.
+        let inherits = v["capabilities"]["inheritable"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty());
+        let sets: &[&str] = if inherits {
+            &["bounding", "effective", "permitted", "inheritable", "ambient"]
+        } else {
+            &["bounding", "effective", "permitted"]
+        };
+        for set in sets.iter().copied() {
             let list = v["capabilities"][set].as_array_mut();
             match list {
                 Some(l) if !l.iter().any(|x| x == name.as_str()) => l.push(name.clone().into()),
@@ -116,8 +134,8 @@ fn from_flags(base: Process, a: &ExecArgs) -> anyhow::Result<Process> {
             }
         }
     }
-    if a.no_new_privs {
-        v["noNewPrivileges"] = true.into();
+    if let Some(n) = a.no_new_privs {
+        v["noNewPrivileges"] = n.into();
     }
     serde_json::from_value(v).map_err(|e| anyhow::anyhow!("exec: {e}"))
 }

@@ -22,8 +22,8 @@ pub fn features() -> serde_json::Value {
                 "knownFlags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"],
                 "supportedFlags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"]
             },
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false},
+            "apparmor": {"enabled": wrun::linux::lsm::apparmor_enabled()},
+            "selinux": {"enabled": wrun::linux::lsm::selinux_enabled()},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}},
             "netDevices": {"enabled": true},
@@ -37,7 +37,9 @@ pub fn features() -> serde_json::Value {
             "run.oci.handler": "native",
             "io.github.wrun.rootless": "true",
             "io.github.wrun.rootless.cgroups": rootless_cgroups(),
-            "io.github.wrun.rootless.multiIdMappings": multi_id_mappings()
+            "io.github.wrun.rootless.multiIdMappings": multi_id_mappings(),
+            "io.github.wrun.rootless.frontEnd": "image, container, build and system commands in the user's session (wrun unshare); store $XDG_DATA_HOME/wrun with owners shifted into the user's range; overlay with userxattr, fuse-overlayfs where the kernel refuses",
+            "io.github.wrun.rootless.network": rootless_network()
         }
     })
 }
@@ -48,6 +50,24 @@ fn rootless_cgroups() -> &'static str {
         "delegated: cgroup v2, limits apply in a subtree the user owns; elsewhere none, with a warning"
     } else {
         "none: cgroup v1 or hybrid, limits are not applied without root (a warning says so)"
+    }
+}
+
+/// What a container run without root gets for a network here.
+fn rootless_network() -> String {
+    let pasta = ["/usr/bin/pasta", "/usr/local/bin/pasta"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
+    let tun = std::fs::metadata("/dev/net/tun").is_ok_and(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o006 == 0o006
+    });
+    match (pasta, tun) {
+        (true, true) => "pasta (default; -p on the host's addresses), none, host; bridge networks need root".into(),
+        (false, _) => "none, host; pasta is not installed (apt-get install passt); bridge networks need root".into(),
+        (true, false) => {
+            "none, host; pasta needs /dev/net/tun usable by users (mode 0666); bridge networks need root".into()
+        }
     }
 }
 

@@ -311,7 +311,12 @@ fn fuse_overlay(program: &Path, lowers: &[PathBuf], upper: &Path, work: &Path, t
         .map_err(|e| Error::io(format!("run {}", program.display()), e))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let line = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        // Its notices about options it ignores come first; the cause is the first other line.
+        let line = err
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("unknown argument ignored"))
+            .unwrap_or("");
         return Err(Error::invalid(format!(
             "{} failed ({}): {line}",
             program.display(),

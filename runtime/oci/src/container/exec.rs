@@ -336,6 +336,7 @@ fn exec_child(
     if !p.no_new_privs {
         load_filter(filter, sock)?;
     }
+    p.lsm.apply(true)?;
     crate::linux::process::switch_user_with_capabilities(p)?;
     let workload = Workload::Native {
         program: crate::linux::process::find_program(p)?,

@@ -88,8 +88,11 @@ pub fn container_init(plan: &InitPlan, sock: &SyncSocket) -> Result<Infallible> 
         // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before it is dropped.
         load_seccomp(plan, sock)?;
     }
-    process::switch_user_with_capabilities(&plan.process)?;
     let workload = prepared.resolve(&plan.process)?;
+    plan.process
+        .lsm
+        .apply(!matches!(workload, workload::Workload::Wasm { .. }))?;
+    process::switch_user_with_capabilities(&plan.process)?;
     reset_signals();
     process::set_no_new_privs(&plan.process)?;
     if plan.process.no_new_privs && notifies {

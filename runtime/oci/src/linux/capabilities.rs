@@ -47,6 +47,11 @@ pub fn plan(c: &LinuxCapabilities, supported: &CapsHashSet) -> Result<CapPlan> {
 }
 
 /// The capabilities this kernel knows.
+/// Whether `name` (`CAP_NET_ADMIN`) names a capability.
+pub fn known(name: &str) -> bool {
+    Capability::from_str(name).is_ok()
+}
+
 pub fn supported() -> CapsHashSet {
     caps::runtime::thread_all_supported()
 }

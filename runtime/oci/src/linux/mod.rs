@@ -6,6 +6,7 @@ pub mod capabilities;
 pub mod console;
 pub mod devices;
 pub mod exeseal;
+pub mod lsm;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;

@@ -44,6 +44,8 @@ pub struct ProcessPlan {
     pub console_size: Option<(u16, u16)>,
     /// `None` when the config has no `process.capabilities` (then nothing is changed).
     pub capabilities: Option<super::capabilities::CapPlan>,
+    /// AppArmor profile and SELinux label of the program.
+    pub lsm: super::lsm::Lsm,
 }
 
 fn bad(field: &str, why: impl std::fmt::Display) -> Error {
@@ -90,6 +92,10 @@ impl ProcessPlan {
         if let Some(c) = process.capabilities() {
             p.capabilities = Some(super::capabilities::plan(c, &super::capabilities::supported())?);
         }
+        p.lsm = super::lsm::Lsm::new(
+            process.apparmor_profile().as_deref(),
+            process.selinux_label().as_deref(),
+        )?;
         for r in process.rlimits().as_deref().unwrap_or_default() {
             let (name, res) = rlimit(r.typ());
             if r.soft() > r.hard() {

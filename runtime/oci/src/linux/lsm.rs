@@ -1,0 +1,80 @@
+//! `process.apparmorProfile` and `process.selinuxLabel` (and `exec --apparmor` /
+//! `--process-label`): the Linux security module's label for the container's program, set to
+//! take effect at its `execve`, as runc does. A host whose kernel has no AppArmor (or no
+//! SELinux) cannot honour one: the config is refused in one line, never run unconfined (runc
+//! fails closed the same way).
+
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// The labels asked for, checked against what the host has.
+#[derive(Debug, Clone, Default)]
+pub struct Lsm {
+    pub apparmor: Option<String>,
+    pub selinux: Option<String>,
+}
+
+/// Whether AppArmor is enabled in this kernel (and its filesystem is there to load profiles).
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|v| v.trim_start().starts_with('Y'))
+        && Path::new("/sys/kernel/security/apparmor").exists()
+}
+
+/// Whether SELinux is enabled (selinuxfs mounted).
+pub fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+impl Lsm {
+    /// The labels of `process`, refused where the host cannot apply them.
+    pub fn new(apparmor: Option<&str>, selinux: Option<&str>) -> Result<Lsm> {
+        let apparmor = apparmor.filter(|p| !p.is_empty()).map(str::to_string);
+        let selinux = selinux.filter(|l| !l.is_empty()).map(str::to_string);
+        if let Some(p) = &apparmor {
+            if !apparmor_enabled() {
+                return Err(Error::Invalid(format!(
+                    "process.apparmorProfile {p:?}: AppArmor is not enabled on this host, so the profile cannot be applied"
+                )));
+            }
+        }
+        if let Some(l) = &selinux {
+            if !selinux_enabled() {
+                return Err(Error::Invalid(format!(
+                    "process.selinuxLabel {l:?}: SELinux is not enabled on this host, so the label cannot be applied"
+                )));
+            }
+        }
+        Ok(Lsm { apparmor, selinux })
+    }
+
+    /// Set the labels for the next `execve` of this thread (native programs); a wasm guest,
+    /// which never execs, changes its AppArmor profile at once.
+    pub fn apply(&self, exec_follows: bool) -> Result<()> {
+        if let Some(p) = &self.apparmor {
+            let (attr, text) = if exec_follows {
+                ("exec", format!("exec {p}"))
+            } else {
+                ("current", format!("changeprofile {p}"))
+            };
+            // The LSM-specific file where the kernel has it (5.8+), else the shared one.
+            let own = format!("/proc/thread-self/attr/apparmor/{attr}");
+            let path = if Path::new(&own).exists() {
+                own
+            } else {
+                format!("/proc/thread-self/attr/{attr}")
+            };
+            std::fs::write(&path, text).map_err(|e| Error::io(format!("apply AppArmor profile {p:?} ({path})"), e))?;
+        }
+        if let Some(l) = &self.selinux {
+            if !exec_follows {
+                return Err(Error::Invalid(format!(
+                    "process.selinuxLabel {l:?}: a wasm guest never execs, so there is no transition to label"
+                )));
+            }
+            std::fs::write("/proc/thread-self/attr/exec", l)
+                .map_err(|e| Error::io(format!("apply SELinux label {l:?}"), e))?;
+        }
+        Ok(())
+    }
+}
