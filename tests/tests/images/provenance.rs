@@ -175,6 +175,184 @@ fn an_sbom_lists_what_dpkg_query_counts_inside_the_image_each_package_with_its_l
     assert_eq!(v["packages"].as_array().unwrap().len(), inside + 1);
 }
 
+/// A root filesystem whose rpm database (`var/lib/rpm/rpmdb.sqlite`) Debian's rpm made: `n`
+/// packages built by rpmbuild from one spec (one with a 40 KB description, so its header
+/// spills into overflow pages; enough of them for the table to need interior pages), installed
+/// with `--justdb`. None when rpm or rpmbuild is missing.
+fn rpm_root(dir: &Path, n: usize) -> Option<PathBuf> {
+    if !Path::new("/usr/bin/rpmbuild").exists() || !Path::new("/usr/bin/rpm").exists() {
+        return None;
+    }
+    let top = dir.join("rpmtop");
+    fs::create_dir_all(top.join("SPECS")).unwrap();
+    let mut spec = String::from(
+        "Name: wrun-test-rpm\nVersion: 1.0\nRelease: 1\nSummary: t\nLicense: MIT\nBuildArch: noarch\n\
+         %description\nt\n%files\n",
+    );
+    for i in 0..n {
+        let desc = if i == 0 { "long ".repeat(8192) } else { "short".into() };
+        spec.push_str(&format!(
+            "%package -n wrun-test-p{i}\nSummary: p{i}\nVersion: 2.{i}\nRelease: 3\nEpoch: {e}\nLicense: GPL-2.0-or-later\n\
+             %description -n wrun-test-p{i}\n{desc}\n%files -n wrun-test-p{i}\n",
+            e = i % 2
+        ));
+    }
+    fs::write(top.join("SPECS/t.spec"), spec).unwrap();
+    let o = run_cmd(
+        Command::new("rpmbuild")
+            .arg("--quiet")
+            .arg("--define")
+            .arg(format!("_topdir {}", top.display()))
+            .args(["-bb", top.join("SPECS/t.spec").to_str().unwrap()]),
+        None,
+    );
+    assert_ok(&o, "rpmbuild");
+    let root = dir.join("rpmroot");
+    fs::create_dir_all(&root).unwrap();
+    let rpms: Vec<String> = fs::read_dir(top.join("RPMS/noarch"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().to_string_lossy().into_owned())
+        .collect();
+    let rpm = |args: &[&str]| {
+        let mut c = Command::new("rpm");
+        c.args(["--root", root.to_str().unwrap(), "--dbpath", "/var/lib/rpm"])
+            .args(args);
+        run_cmd(&mut c, None)
+    };
+    assert_ok(&rpm(&["--initdb"]), "rpm --initdb");
+    let mut args = vec!["-i", "--justdb", "--nodeps"];
+    args.extend(rpms.iter().map(String::as_str));
+    assert_ok(&rpm(&args), "rpm -i --justdb");
+    Some(root)
+}
+
+#[test]
+fn an_sbom_reads_an_rpm_database_as_rpm_itself_lists_it() {
+    let Some(im) = Images::new() else { return };
+    let Some(root) = rpm_root(im.work.path(), 60) else {
+        skip("rpm and rpmbuild are not installed (apt-get install rpm)");
+        return;
+    };
+    // What rpm itself says is installed: NAME EPOCH:VERSION-RELEASE ARCH LICENSE.
+    let o = run_cmd(
+        Command::new("rpm")
+            .args([
+                "--root",
+                root.to_str().unwrap(),
+                "--dbpath",
+                "/var/lib/rpm",
+                "-qa",
+                "--qf",
+            ])
+            .arg("%{NAME} %{EPOCHNUM}:%{VERSION}-%{RELEASE} %{ARCH} %{LICENSE}\\n"),
+        None,
+    );
+    assert_ok(&o, "rpm -qa");
+    let mut want: Vec<String> = stdout(&o).lines().map(|l| l.replacen(" 0:", " ", 1)).collect();
+    want.sort();
+    assert_eq!(want.len(), 61, "{want:?}");
+    let tar = im.work.join("rpmroot.tar");
+    assert_ok(
+        &run_cmd(
+            Command::new("tar").args(["-C", root.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."]),
+            None,
+        ),
+        "tar the rpm root",
+    );
+    image(
+        &im,
+        &[
+            layer(&[("etc/os-release", "ID=fedora\nVERSION_ID=40\n")], &[]),
+            fs::read(&tar).unwrap(),
+        ],
+        "wrun.test/rpm:1",
+    );
+    let v = sbom_json(&im, "wrun.test/rpm:1", "cyclonedx-json");
+    let mut got: Vec<String> = v["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["purl"].as_str().is_some_and(|p| p.starts_with("pkg:rpm/fedora/")))
+        .map(|c| {
+            let purl = c["purl"].as_str().unwrap();
+            let arch = purl.split("arch=").nth(1).unwrap_or("").split('&').next().unwrap_or("");
+            let lic = c["licenses"][0]["license"]["id"]
+                .as_str()
+                .or(c["licenses"][0]["license"]["name"].as_str())
+                .or(c["licenses"][0]["expression"].as_str())
+                .unwrap_or("");
+            format!(
+                "{} {} {arch} {lic}",
+                c["name"].as_str().unwrap(),
+                c["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, want, "the SBOM against rpm -qa");
+    // Each from the layer that holds the database (the second).
+    let table = im.ok(&["sbom", "wrun.test/rpm:1"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("wrun-test-p1 ") && l.contains("1:2.1-3") && l.contains(" 2 ")),
+        "{table}"
+    );
+    // A truncated database is one line naming it, never a panic.
+    let db = root.join("var/lib/rpm/rpmdb.sqlite");
+    let bytes = fs::read(&db).unwrap();
+    fs::write(&db, &bytes[..bytes.len() / 3]).unwrap();
+    let tar2 = im.work.join("rpmbad.tar");
+    assert_ok(
+        &run_cmd(
+            Command::new("tar").args(["-C", root.to_str().unwrap(), "-cf", tar2.to_str().unwrap(), "."]),
+            None,
+        ),
+        "tar the truncated root",
+    );
+    image(&im, &[fs::read(&tar2).unwrap()], "wrun.test/rpmbad:1");
+    let o = im.rt.exec(&[
+        "image",
+        "--data-root",
+        im.data.path().to_str().unwrap(),
+        "sbom",
+        "wrun.test/rpmbad:1",
+    ]);
+    assert!(!o.status.success(), "{}", show(&o));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(e.contains("rpmdb.sqlite"), "{e}");
+}
+
+/// The size report: `image history` gives each layer's size, so a layer that adds what a later
+/// one deletes shows up (the deletion layer is tiny, the bytes stay in the image).
+#[test]
+fn history_shows_each_layers_size() {
+    let Some(im) = Images::new() else { return };
+    let big = "x".repeat(300_000);
+    let small = "y".repeat(5_000);
+    let mut gone = Tarball::new();
+    gone.file("big/.wh.blob", b"");
+    image(
+        &im,
+        &[
+            layer(&[("big/blob", &big)], &[]),
+            layer(&[("small/file", &small)], &[]),
+            gone.finish(),
+        ],
+        "wrun.test/sizes:1",
+    );
+    let hist = im.ok(&["history", "wrun.test/sizes:1"]);
+    // Newest first, as docker: the whiteout layer, the 5 kB one, the 300 kB one.
+    let sizes: Vec<&str> = hist
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().rev().find(|w| w.ends_with('B')).unwrap_or(""))
+        .collect();
+    assert_eq!(sizes, ["0B", "5kB", "300kB"], "{hist}");
+}
+
 #[test]
 fn a_debian_minbase_images_sbom_counts_what_dpkg_query_counts_in_it() {
     let Some(im) = Images::new() else { return };

@@ -37,7 +37,7 @@ fn text(bytes: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (byte {})", e.valid_up_to()))
 }
 
-fn package(kind: Kind, name: String, version: String) -> Package {
+pub(super) fn package(kind: Kind, name: String, version: String) -> Package {
     Package {
         kind,
         name,

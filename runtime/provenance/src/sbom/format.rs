@@ -174,6 +174,7 @@ pub fn purl(p: &Package, distro: Option<&str>) -> String {
     let (ty, ns) = match p.kind {
         Kind::Deb => ("deb", Some(distro_ns(distro, "debian"))),
         Kind::Apk => ("apk", Some(distro_ns(distro, "alpine"))),
+        Kind::Rpm => ("rpm", Some(distro_ns(distro, "redhat"))),
         Kind::Binary | Kind::Wasm => ("generic", None),
     };
     let mut s = format!("pkg:{ty}/");
@@ -190,7 +191,7 @@ pub fn purl(p: &Package, distro: Option<&str>) -> String {
     if let Some(a) = &p.arch {
         q.push(format!("arch={}", pct(a)));
     }
-    if let (Some(d), Kind::Deb | Kind::Apk) = (distro, p.kind) {
+    if let (Some(d), Kind::Deb | Kind::Apk | Kind::Rpm) = (distro, p.kind) {
         q.push(format!("distro={}", pct(d)));
     }
     if let (Some(src), Kind::Deb) = (&p.source, p.kind) {

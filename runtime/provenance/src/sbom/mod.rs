@@ -5,6 +5,7 @@
 //!   distroless's `/var/lib/dpkg/status.d/*`; licenses from the machine-readable
 //!   `/usr/share/doc/PKG/copyright` where there is one;
 //! - apk: `/lib/apk/db/installed`;
+//! - rpm: `rpmdb.sqlite` in `/var/lib/rpm` or `/usr/lib/sysimage/rpm` (see `rpm`);
 //! - with no package database: known static binaries (busybox, by its version string);
 //! - wasm modules (wasm layers, and a wasm image's entrypoint): the module's own metadata
 //!   (`name`, `producers` and the `version`/`licenses`/`source` custom sections).
@@ -14,6 +15,7 @@
 
 mod dpkg;
 pub mod format;
+mod rpm;
 mod wasm;
 
 use std::collections::BTreeMap;
@@ -33,6 +35,7 @@ const BINARY_CAP: u64 = 32 << 20;
 pub enum Kind {
     Deb,
     Apk,
+    Rpm,
     Binary,
     Wasm,
 }
@@ -42,6 +45,7 @@ impl Kind {
         match self {
             Kind::Deb => "deb",
             Kind::Apk => "apk",
+            Kind::Rpm => "rpm",
             Kind::Binary => "binary",
             Kind::Wasm => "wasm",
         }
@@ -145,6 +149,12 @@ pub fn of_image(store: &Store, img: &Image, name: &str) -> Result<Sbom> {
     if let Some(p) = attributed(&ls, Path::new("/lib/apk/db/installed"), dpkg::parse_apk)? {
         dbs += 1;
         packages.extend(p);
+    }
+    for db in ["/var/lib/rpm/rpmdb.sqlite", "/usr/lib/sysimage/rpm/rpmdb.sqlite"] {
+        if let Some(p) = attributed(&ls, Path::new(db), rpm::parse)? {
+            dbs += 1;
+            packages.extend(p);
+        }
     }
     if dbs == 0 {
         packages.extend(binaries(top)?);

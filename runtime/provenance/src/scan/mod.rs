@@ -326,7 +326,9 @@ fn ecosystem(s: &Sbom, kind: Kind) -> Option<(&'static str, Option<String>, Sche
             });
             Some(("Alpine", rel, Scheme::Alpine))
         }
-        Kind::Binary | Kind::Wasm => None,
+        // rpm's version order (rpmvercmp) and its advisories' ecosystems are not here yet:
+        // rpm packages are listed, not matched.
+        Kind::Rpm | Kind::Binary | Kind::Wasm => None,
     }
 }
 
