@@ -325,6 +325,52 @@ fn an_sbom_reads_an_rpm_database_as_rpm_itself_lists_it() {
     assert!(e.contains("rpmdb.sqlite"), "{e}");
 }
 
+/// Distroless images keep one dpkg record per package in `/var/lib/dpkg/status.d/` (and
+/// md5sums beside them), with no `status` file.
+#[test]
+fn an_sbom_reads_distroless_status_d_records() {
+    let Some(im) = Images::new() else { return };
+    let libc = dpkg_record("libc6", "2.36-9+deb12u4", Some("glibc"));
+    let tz = dpkg_record("tzdata", "2024a-0+deb12u1", None);
+    image(
+        &im,
+        &[layer(
+            &[
+                ("etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n"),
+                ("var/lib/dpkg/status.d/libc6", &libc),
+                ("var/lib/dpkg/status.d/libc6.md5sums", "0123456789abcdef  lib/x\n"),
+                ("var/lib/dpkg/status.d/tzdata", &tz),
+            ],
+            &[],
+        )],
+        "wrun.test/distroless:1",
+    );
+    let table = im.ok(&["sbom", "wrun.test/distroless:1"]);
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(
+        rows[0].starts_with("libc6 ") && rows[0].contains("2.36-9+deb12u4") && rows[0].contains("deb"),
+        "{table}"
+    );
+    assert!(
+        rows[1].starts_with("tzdata ") && rows[1].contains("2024a-0+deb12u1"),
+        "{table}"
+    );
+    let v = sbom_json(&im, "wrun.test/distroless:1", "spdx-json");
+    let purls: Vec<String> = v["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        purls
+            .iter()
+            .any(|p| p.starts_with("pkg:deb/debian/libc6@2.36-9%2Bdeb12u4")),
+        "{purls:?}"
+    );
+}
+
 /// The size report: `image history` gives each layer's size, so a layer that adds what a later
 /// one deletes shows up (the deletion layer is tiny, the bytes stay in the image).
 #[test]
