@@ -252,6 +252,9 @@ fn a_published_port_answers_on_127_0_0_1_through_pasta_and_host_loopback_stays_c
         &script,
     ]);
     assert_ok(&o, "container run -d -p");
+    // exec from a later command: the session's pid namespaces can be entered, not left.
+    let o = s.wrun(&["container", "exec", "web", "id", "-u"]);
+    assert_eq!(stdout(&o), "0\n", "{}", show(&o));
     let o = s.wrun(&["container", "port", "web"]);
     assert_eq!(
         stdout(&o).trim(),
@@ -280,15 +283,26 @@ fn a_published_port_answers_on_127_0_0_1_through_pasta_and_host_loopback_stays_c
         logs.contains("gateway=") && !logs.contains("reached-host-loopback"),
         "{logs}"
     );
-    // Taken down with the container: the port closes, pasta ends.
-    assert_ok(&s.wrun(&["container", "rm", "-f", "web"]), "rm -f");
+    // Taken down with the run: once stop returns the port is closed and pasta gone; start
+    // brings both back.
+    assert_ok(&s.wrun(&["container", "stop", "-t", "1", "web"]), "stop");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} still open after stop"
+    );
+    assert_ok(&s.wrun(&["container", "start", "web"]), "start");
     let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_ok() && t.elapsed() < Duration::from_secs(5) {
+    while TcpStream::connect(("127.0.0.1", port)).is_err() && t.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "port {port} closed after start"
+    );
+    assert_ok(&s.wrun(&["container", "rm", "-f", "web"]), "rm -f");
+    assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "port {port} still open"
+        "port {port} still open after rm -f"
     );
     s.reset_leaves_nothing();
 }

@@ -179,8 +179,11 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     // cannot be made while our children's pid namespace differs from ours). Without root the
     // container's pid namespace belongs to its user namespace, which this process could enter
     // but never leave: an intermediate joins both and forks the process as our child.
-    let through_userns =
-        !nix::unistd::geteuid().is_root() && matches!(join.first(), Some((LinuxNamespaceType::User, _)));
+    // The same inside a user namespace (a rootless session, where the container shares the
+    // session's): its pid namespaces can be entered, not the host's re-entered.
+    let user_first = matches!(join.first(), Some((LinuxNamespaceType::User, _)));
+    let through_userns = (!nix::unistd::geteuid().is_root() && user_first)
+        || (pid_ns.is_some() && wrun_sys::userns::in_user_namespace());
     let console_fd = console.as_ref().map(|c| c.as_raw_fd());
     let run = |sock: &SyncSocket, join: &[(LinuxNamespaceType, File)]| -> ! {
         namespaces::child_main(
@@ -200,9 +203,11 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
             namespaces::child_main(
                 &child,
                 Box::new(|sock| {
-                    let (_, user) = &join[0];
-                    nix::sched::setns(user.as_fd(), CloneFlags::CLONE_NEWUSER)
-                        .ctx(|| "exec: join the user namespace".into())?;
+                    if user_first {
+                        let (_, user) = &join[0];
+                        nix::sched::setns(user.as_fd(), CloneFlags::CLONE_NEWUSER)
+                            .ctx(|| "exec: join the user namespace".into())?;
+                    }
                     if let Some(f) = &pid_ns {
                         nix::sched::setns(f.as_fd(), CloneFlags::CLONE_NEWPID)
                             .ctx(|| "exec: join the pid namespace".into())?;
@@ -212,7 +217,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
                     let pid = unsafe { wrun_sys::syscall::clone_fork(libc::CLONE_PARENT as libc::c_ulong) }
                         .ctx(|| "exec: fork".into())?;
                     if pid == 0 {
-                        run(sock, &join[1..]);
+                        run(sock, &join[usize::from(user_first)..]);
                     }
                     sock.send(&Msg::Pid(pid))?;
                     // SAFETY: the intermediate's job is done.

@@ -71,6 +71,9 @@ pub(crate) fn stop(cs: &Containers, name: &str, time: Option<u32>, signal: Optio
         let _ = wrun::container::kill(cs.runtime_root(), &rec.id, wrun_sys::signal::parse("SIGKILL")?, true);
     }
     wait_stopped(cs, &rec.id, Some(std::time::Duration::from_secs(10)));
+    // Its monitor then takes down what the run held (the network, a published port): stop
+    // returns once the port is free again, as docker's.
+    let _ = wrun_front::container::monitor::wait_no_monitor(cs, &rec.id, std::time::Duration::from_secs(10));
     Ok(())
 }
 
