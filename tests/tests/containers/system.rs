@@ -220,3 +220,39 @@ fn df_counts_and_prune_removes_what_is_unused_only() {
     assert_eq!(stdout(&f.image(&["ls", "-q"])).trim(), "");
     f.assert_nothing_left();
 }
+
+/// `system reset --force` as root: every container (running ones killed), image and network
+/// of the data root gone, and the data root with them; a directory that is not a data root
+/// (a mistyped --data-root) is refused and left as it was.
+#[test]
+fn system_reset_removes_the_data_root_and_refuses_a_directory_that_is_not_one() {
+    let Some(f) = Front::new() else { return };
+    let layer = f.busybox_layer(&[]);
+    f.import_config("wrun.test/reset:1", layer, serde_json::json!({"Cmd": ["sleep", "100"]}));
+    let o = f.container(&["run", "-d", "--network", "none", "--name", "r1", "wrun.test/reset:1"]);
+    assert_ok(&o, "run -d");
+    let o = f.system(&["reset"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(stderr(&o).contains("--force"), "{}", show(&o));
+    assert_ok(&f.system(&["reset", "--force"]), "system reset --force");
+    assert!(!f.data.path().exists(), "the data root is left");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(f.data_root()), "a mount under the data root is left");
+    // Not a data root: refused in one line, nothing removed.
+    let other = TempDir::new("not-a-data-root");
+    fs::write(other.join("precious"), "keep").unwrap();
+    let o = f.rt.exec(&[
+        "system",
+        "--data-root",
+        other.path().to_str().unwrap(),
+        "reset",
+        "--force",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        stderr(&o).contains("does not look like a wrun data root"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(fs::read_to_string(other.join("precious")).unwrap(), "keep");
+}

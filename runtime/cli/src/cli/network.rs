@@ -106,6 +106,7 @@ pub fn run(a: &NetworkArgs) -> anyhow::Result<i32> {
     let mut out = std::io::stdout().lock();
     match &a.command {
         NetworkCommand::Create(c) => {
+            wrun_front::network::check_rootless(&c.name)?;
             if c.driver != "bridge" {
                 anyhow::bail!("--driver {:?}: only \"bridge\" networks", c.driver);
             }

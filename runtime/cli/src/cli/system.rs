@@ -363,6 +363,20 @@ fn reset(root: &Path, force: bool) -> anyhow::Result<()> {
             root.display()
         );
     }
+    // Only a data root wrun made (or an empty one) is removed: a mistyped --data-root (/,
+    // a home directory) must never become a recursive removal.
+    let ours = ["images", "layers", "containers", "images.lock"];
+    let entries: Vec<String> = std::fs::read_dir(root)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if root == Path::new("/") || (!entries.is_empty() && !entries.iter().any(|e| ours.contains(&e.as_str()))) {
+        anyhow::bail!(
+            "system reset: {} does not look like a wrun data root (none of {}): refused",
+            root.display(),
+            ours.join(", ")
+        );
+    }
     let (st, cs, nets) = (Store::open(root)?, Containers::open(root)?, Networks::open(root)?);
     for r in cs.list()? {
         life::remove(&st, &cs, &r.id, true).map_err(|e| anyhow::anyhow!("system reset: container {}: {e}", r.name))?;
