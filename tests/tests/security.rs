@@ -306,6 +306,19 @@ fn agent_messages(log: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+/// The agent's messages once one names container `id` (the agent logs after the runtime has
+/// handed the fd over and moved on: the log may lag a moment), up to 5 s.
+fn agent_messages_for(log: &std::path::Path, id: &str) -> Vec<Value> {
+    let t = std::time::Instant::now();
+    loop {
+        let msgs = agent_messages(log);
+        if msgs.iter().any(|m| m["state"]["id"] == id) || t.elapsed() > std::time::Duration::from_secs(5) {
+            return msgs;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn seccomp_notifications_reach_the_agent_which_denies_one_mkdir_and_lets_another_through() {
     let rt = Runtime::new();
@@ -317,7 +330,7 @@ fn seccomp_notifications_reach_the_agent_which_denies_one_mkdir_and_lets_another
         notify_mkdir(&mut b, &sock, nnp);
         let id = rt.id(if nnp { "notify-nnp" } else { "notify" });
         rt.create_ok(&id, &b);
-        let msgs = agent_messages(&log);
+        let msgs = agent_messages_for(&log, &id);
         let m = msgs.last().unwrap_or_else(|| {
             panic!(
                 "the agent got nothing: {}",
