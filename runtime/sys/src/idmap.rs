@@ -55,7 +55,7 @@ pub fn own_id_only(map: &str, id: u32) -> bool {
 fn map_with_helper(pid: i32, helper: &str, kind: &str, map: &str) -> Result<()> {
     let user = user_name();
     let file = if kind == "uid" { "/etc/subuid" } else { "/etc/subgid" };
-    let Some(path) = find_helper(helper) else {
+    let Some(path) = crate::which(helper) else {
         return Err(crate::Error::Invalid(format!(
             "{kind} mappings {:?} map more than your own {kind}: that needs {helper}, which is \
              not installed (apt-get install uidmap) and {file} to give {user} a range",
@@ -81,14 +81,6 @@ fn map_with_helper(pid: i32, helper: &str, kind: &str, map: &str) -> Result<()> 
          host {kind}s they use",
         map.trim_end().replace('\n', ", ")
     )))
-}
-
-fn find_helper(name: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin".into(), "/bin".into()])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 /// The caller's login name (what /etc/subuid lists), else its uid.

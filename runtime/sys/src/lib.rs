@@ -34,3 +34,15 @@ pub mod timefmt;
 pub mod userns;
 
 pub use error::{Context, Error, Result};
+
+/// The executable `name` in `$PATH`, then in the usual bin directories (a caller's PATH may
+/// be empty or minimal: a helper such as newuidmap or pasta is still found).
+pub fn which(name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/bin", "/usr/bin", "/bin"].map(std::path::PathBuf::from))
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(name))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}

@@ -98,7 +98,7 @@ impl Store {
             MountProgram::Kernel => overlay(&lowers, &upper, &work, &rootfs),
             MountProgram::Forced(p) => fuse_overlay(&p, &lowers, &upper, &work, &rootfs),
             MountProgram::Fallback => match overlay(&lowers, &upper, &work, &rootfs) {
-                Err(e) if kernel_refused(&e) => match which("fuse-overlayfs") {
+                Err(e) if kernel_refused(&e) => match wrun_sys::which("fuse-overlayfs") {
                     Some(p) => fuse_overlay(&p, &lowers, &upper, &work, &rootfs).map_err(|f| {
                         Error::invalid(format!("{e}; and by fuse-overlayfs: {f}"))
                     }),
@@ -254,18 +254,10 @@ fn mount_program() -> MountProgram {
             MountProgram::Forced(if p.components().count() > 1 {
                 p
             } else {
-                which(&p.to_string_lossy()).unwrap_or(p)
+                wrun_sys::which(&p.to_string_lossy()).unwrap_or(p)
             })
         }
     }
-}
-
-/// `name` in `$PATH` (or the usual bin directories when `$PATH` is unset).
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 /// An overlay the kernel will not make, as opposed to a failure of ours (a missing layer).

@@ -123,12 +123,12 @@ impl<'a> Header<'a> {
     }
 }
 
-/// The column `col` of a record (SQLite's record format) as a blob or text.
-fn record_blob(rec: &[u8], col: usize) -> R<&[u8]> {
+/// Column `col` of a record (SQLite's record format): its serial type and its bytes.
+fn column(rec: &[u8], col: usize) -> R<(u64, &[u8])> {
     let (hlen, mut p) = varint(rec, 0)?;
     let hlen = usize::try_from(hlen).map_err(|_| "a bad record header")?;
     let mut body = hlen;
-    for i in 0.. {
+    for i in 0..=col {
         if p >= hlen {
             return Err(format!("a record without column {}", col + 1));
         }
@@ -142,17 +142,34 @@ fn record_blob(rec: &[u8], col: usize) -> R<&[u8]> {
             t if t >= 12 => ((t - 12) / 2) as usize,
             _ => return Err("a reserved serial type".into()),
         };
+        let end = body.checked_add(len).ok_or("too large")?;
         if i == col {
-            if t < 12 {
-                return Err(format!("column {} is not a blob", col + 1));
-            }
-            return rec
-                .get(body..body.checked_add(len).ok_or("too large")?)
-                .ok_or_else(|| "a record shorter than its header says".to_string());
+            let bytes = rec.get(body..end).ok_or("a record shorter than its header says")?;
+            return Ok((t, bytes));
         }
-        body = body.checked_add(len).ok_or("too large")?;
+        body = end;
     }
     unreachable!()
+}
+
+/// Column `col` of a record as a blob or text.
+fn record_blob(rec: &[u8], col: usize) -> R<&[u8]> {
+    match column(rec, col)? {
+        (t, b) if t >= 12 => Ok(b),
+        _ => Err(format!("column {} is not a blob", col + 1)),
+    }
+}
+
+/// An integer column of a record.
+fn record_int(rec: &[u8], col: usize) -> R<i64> {
+    match column(rec, col)? {
+        (8, _) => Ok(0),
+        (9, _) => Ok(1),
+        (1..=6, b) => Ok(b
+            .iter()
+            .fold(if b[0] & 0x80 != 0 { -1 } else { 0 }, |v, x| (v << 8) | i64::from(*x))),
+        _ => Err("not an integer column".into()),
+    }
 }
 
 /// SQLite's varint at `at`: its value and the offset after it.
@@ -304,45 +321,6 @@ impl<'a> Db<'a> {
         }
         Ok(out)
     }
-}
-
-/// An integer column of a record.
-fn record_int(rec: &[u8], col: usize) -> R<i64> {
-    let (hlen, mut p) = varint(rec, 0)?;
-    let hlen = hlen as usize;
-    let mut body = hlen;
-    for i in 0..=col {
-        if p >= hlen {
-            return Err("a short record".into());
-        }
-        let (t, next) = varint(rec, p)?;
-        p = next;
-        let len = match t {
-            0 | 8 | 9 => 0,
-            1..=4 => t as usize,
-            5 => 6,
-            6 | 7 => 8,
-            t if t >= 12 => ((t - 12) / 2) as usize,
-            _ => return Err("a reserved serial type".into()),
-        };
-        if i == col {
-            return match t {
-                8 => Ok(0),
-                9 => Ok(1),
-                1..=6 => {
-                    let b = rec.get(body..body + len).ok_or("a short record")?;
-                    let mut v: i64 = if b[0] & 0x80 != 0 { -1 } else { 0 };
-                    for x in b {
-                        v = (v << 8) | i64::from(*x);
-                    }
-                    Ok(v)
-                }
-                _ => Err("not an integer column".into()),
-            };
-        }
-        body += len;
-    }
-    unreachable!()
 }
 
 #[cfg(test)]
