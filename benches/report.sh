@@ -300,7 +300,11 @@ else:
     def row(name, fig, ok):
         out.append(f"| {name} | {fig} | {'met' if ok else '**missed**'} |")
     row("pull throughput >= 1.0x skopeo's", f"{ratio:.2f}x", ratio >= 1.0)
-    row("unpack of the busybox image <= 30 ms", f"{c['unpack_ms']:.2f} ms", c["unpack_ms"] <= 30)
+    # The absolute target depends on the machine's disk: GNU tar's extraction of the same tar
+    # in the same minute says how much of a miss is the filesystem's.
+    row("unpack of the busybox image <= 30 ms",
+        f"{c['unpack_ms']:.2f} ms ({c['unpack_ms'] / c['tar_ms']:.2f}x tar -xf's {c['tar_ms']:.2f} ms)",
+        c["unpack_ms"] <= 30)
     row("rootfs from an unpacked image <= 2 ms", f"{c['mount_ms']:.3f} ms", c["mount_ms"] <= 2)
 with open(report, "a") as f:
     f.write("\n".join(out) + "\n")
