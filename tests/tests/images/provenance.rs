@@ -263,7 +263,7 @@ fn an_sbom_reads_an_rpm_database_as_rpm_itself_lists_it() {
     image(
         &im,
         &[
-            layer(&[("etc/os-release", "ID=fedora\nVERSION_ID=40\n")], &[]),
+            layer(&[("etc/os-release", "ID=rocky\nVERSION_ID=\"9.3\"\n")], &[]),
             fs::read(&tar).unwrap(),
         ],
         "wrun.test/rpm:1",
@@ -273,7 +273,7 @@ fn an_sbom_reads_an_rpm_database_as_rpm_itself_lists_it() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["purl"].as_str().is_some_and(|p| p.starts_with("pkg:rpm/fedora/")))
+        .filter(|c| c["purl"].as_str().is_some_and(|p| p.starts_with("pkg:rpm/rocky/")))
         .map(|c| {
             let purl = c["purl"].as_str().unwrap();
             let arch = purl.split("arch=").nth(1).unwrap_or("").split('&').next().unwrap_or("");
@@ -298,6 +298,32 @@ fn an_sbom_reads_an_rpm_database_as_rpm_itself_lists_it() {
             .lines()
             .any(|l| l.contains("wrun-test-p1 ") && l.contains("1:2.1-3") && l.contains(" 2 ")),
         "{table}"
+    );
+    // Scanned in OSV's "Rocky Linux:9" with rpm's version order.
+    let osv = im.work.join("osv-rpm");
+    fs::create_dir_all(&osv).unwrap();
+    let adv = |id: &str, eco: &str, name: &str, fixed: &str| {
+        let v = json!({"id": id, "modified": "2099-01-01T00:00:00Z", "summary": "t",
+            "affected": [{"package": {"ecosystem": eco, "name": name},
+                          "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]}]});
+        fs::write(osv.join(format!("{id}.json")), serde_json::to_vec(&v).unwrap()).unwrap();
+    };
+    adv("RLSA-T1", "Rocky Linux:9", "wrun-test-p1", "1:2.1-4"); // 1:2.1-3 is below: a match
+    adv("RLSA-T2", "Rocky Linux:9", "wrun-test-p3", "1:2.3-3"); // fixed in this very version
+    adv("RLSA-T3", "Rocky Linux:9", "wrun-test-p2", "2.2~rc1-1"); // ~ sorts before 2.2: no match
+    adv("RLSA-T4", "Rocky Linux:9", "wrun-test-p4", "1:2.4-1"); // epoch 1 is above p4's 0: a match
+    adv("RLSA-T5", "Rocky Linux:8", "wrun-test-p1", "9:9-9"); // another release: no match
+    adv("RLSA-T6", "Rocky Linux:9", "wrun-test-p10", "2.9-3"); // 2.10 is above 2.9 as numbers
+    let found: Vec<(String, String)> = matches(&im, "wrun.test/rpm:1", &osv)
+        .into_iter()
+        .map(|(p, v, _)| (p, v))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("wrun-test-p1".to_string(), "RLSA-T1".to_string()),
+            ("wrun-test-p4".into(), "RLSA-T4".into())
+        ]
     );
     // A truncated database is one line naming it, never a panic.
     let db = root.join("var/lib/rpm/rpmdb.sqlite");

@@ -326,9 +326,26 @@ fn ecosystem(s: &Sbom, kind: Kind) -> Option<(&'static str, Option<String>, Sche
             });
             Some(("Alpine", rel, Scheme::Alpine))
         }
-        // rpm's version order (rpmvercmp) and its advisories' ecosystems are not here yet:
-        // rpm packages are listed, not matched.
-        Kind::Rpm | Kind::Binary | Kind::Wasm => None,
+        // OSV's rpm ecosystems, by the image's os-release ID, each with its major release
+        // ("Rocky Linux:9"; Red Hat's "Red Hat:enterprise_linux:9::appstream").
+        Kind::Rpm => {
+            let d = d?;
+            let name = match d.id.as_str() {
+                "rhel" => "Red Hat",
+                "rocky" => "Rocky Linux",
+                "almalinux" => "AlmaLinux",
+                "opensuse-leap" | "opensuse-tumbleweed" | "opensuse" => "openSUSE",
+                "sles" | "sled" => "SUSE",
+                "mageia" => "Mageia",
+                _ => return None,
+            };
+            let major = d
+                .version_id
+                .as_ref()
+                .map(|v| v.split('.').next().unwrap_or(v).to_string());
+            Some((name, major, Scheme::Rpm))
+        }
+        Kind::Binary | Kind::Wasm => None,
     }
 }
 
@@ -340,7 +357,9 @@ fn eco_matches(osv: &str, name: &str, release: Option<&str>) -> bool {
     }
     match (parts.next(), release) {
         (None, _) => true,
-        // "Ubuntu:22.04:LTS": the release is the first field.
+        // Red Hat's "enterprise_linux:9::appstream": the release is any field.
+        (Some(r), Some(rel)) if base.eq_ignore_ascii_case("Red Hat") => r.split(':').any(|f| f == rel),
+        // "Ubuntu:22.04:LTS", "Rocky Linux:9": the release is the first field.
         (Some(r), Some(rel)) => r.split(':').next() == Some(rel),
         (Some(_), None) => false,
     }

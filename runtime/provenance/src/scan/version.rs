@@ -1,6 +1,7 @@
 //! Each ecosystem's version ordering: Debian's (dpkg's `epoch:upstream-revision` with `~`
 //! sorting before everything), Alpine's (apk's digits, letters, `_suffix`es and `-rN`), and
-//! semantic versions for the rest.
+//! rpm's (`epoch:version-release`, each part by rpmvercmp, with `~` before and `^` after the
+//! end), and semantic versions for the rest.
 
 use std::cmp::Ordering;
 
@@ -9,6 +10,7 @@ use std::cmp::Ordering;
 pub enum Scheme {
     Debian,
     Alpine,
+    Rpm,
     Semver,
 }
 
@@ -17,8 +19,114 @@ impl Scheme {
         match self {
             Scheme::Debian => dpkg(a, b),
             Scheme::Alpine => apk(a, b),
+            Scheme::Rpm => rpm(a, b),
             Scheme::Semver => semver(a, b),
         }
+    }
+}
+
+/// rpm's ordering of two `[epoch:]version[-release]` strings: epoch as a number (none is 0),
+/// then version and release by rpmvercmp.
+pub fn rpm(a: &str, b: &str) -> Ordering {
+    let split = |v: &str| -> (u64, String, String) {
+        let (epoch, rest) = match v.split_once(':') {
+            Some((e, r)) if !e.is_empty() && e.bytes().all(|c| c.is_ascii_digit()) => (e.parse().unwrap_or(0), r),
+            _ => (0, v),
+        };
+        match rest.rsplit_once('-') {
+            Some((ver, rel)) => (epoch, ver.to_string(), rel.to_string()),
+            None => (epoch, rest.to_string(), String::new()),
+        }
+    };
+    let (ea, va, ra) = split(a);
+    let (eb, vb, rb) = split(b);
+    ea.cmp(&eb).then_with(|| rpmvercmp(&va, &vb)).then_with(|| {
+        // A version without a release matches any release of it, as rpm compares them.
+        if ra.is_empty() || rb.is_empty() {
+            Ordering::Equal
+        } else {
+            rpmvercmp(&ra, &rb)
+        }
+    })
+}
+
+/// rpm's rpmvercmp: runs of digits (numerically) and of letters (bytewise) compared in turn,
+/// separators skipped; a numeric run beats an alphabetic one; `~` sorts before anything, even
+/// the end, `^` after the end but before anything else; the string with runs left wins.
+pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
+    if a == b {
+        return Ordering::Equal;
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    let sep = |c: u8| !c.is_ascii_alphanumeric() && c != b'~' && c != b'^';
+    loop {
+        while i < a.len() && sep(a[i]) {
+            i += 1;
+        }
+        while j < b.len() && sep(b[j]) {
+            j += 1;
+        }
+        match (a.get(i), b.get(j)) {
+            (Some(b'~'), Some(b'~')) => {
+                i += 1;
+                j += 1;
+                continue;
+            }
+            (Some(b'~'), _) => return Ordering::Less,
+            (_, Some(b'~')) => return Ordering::Greater,
+            (Some(b'^'), Some(b'^')) => {
+                i += 1;
+                j += 1;
+                continue;
+            }
+            (Some(b'^'), None) => return Ordering::Greater,
+            (Some(b'^'), _) => return Ordering::Less,
+            (None, Some(b'^')) => return Ordering::Less,
+            (_, Some(b'^')) => return Ordering::Greater,
+            (None, _) | (_, None) => break,
+            _ => {}
+        }
+        let numeric = a[i].is_ascii_digit();
+        let run = |s: &[u8], k: usize| -> usize {
+            s[k..]
+                .iter()
+                .take_while(|c| {
+                    if numeric {
+                        c.is_ascii_digit()
+                    } else {
+                        c.is_ascii_alphabetic()
+                    }
+                })
+                .count()
+        };
+        let (la, lb) = (run(a, i), run(b, j));
+        if lb == 0 {
+            // Different kinds of run: a number is newer than letters.
+            return if numeric { Ordering::Greater } else { Ordering::Less };
+        }
+        let (mut x, mut y) = (&a[i..i + la], &b[j..j + lb]);
+        i += la;
+        j += lb;
+        let o = if numeric {
+            while x.len() > 1 && x[0] == b'0' {
+                x = &x[1..];
+            }
+            while y.len() > 1 && y[0] == b'0' {
+                y = &y[1..];
+            }
+            x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+        } else {
+            x.cmp(y)
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    match (i < a.len(), j < b.len()) {
+        (false, false) => Ordering::Equal,
+        (true, _) => Ordering::Greater,
+        (false, true) => Ordering::Less,
     }
 }
 
@@ -271,5 +379,34 @@ mod tests {
         assert_eq!(semver("1.2.3", "1.2.10"), Less);
         assert_eq!(semver("1.2.3-rc1", "1.2.3"), Less);
         assert_eq!(semver("v2.0.0", "1.9.9"), Greater);
+    }
+
+    #[test]
+    fn rpm_versions_order_as_rpmvercmp_does() {
+        use Ordering::*;
+        for (a, b, want) in [
+            ("1.0", "1.0", Equal),
+            ("1.0", "2.0", Less),
+            ("2.0.1", "2.0", Greater),
+            ("1.01", "1.1", Equal),
+            ("10", "9", Greater),
+            ("1.0a", "1.0", Greater),
+            ("a", "1", Less),
+            ("1.0~rc1", "1.0", Less),
+            ("1.0~rc1", "1.0~rc2", Less),
+            ("1.0^git1", "1.0", Greater),
+            ("1.0^git1", "1.0.1", Less),
+            ("1.0^", "1.0", Greater),
+            ("5.5p1", "5.5p10", Less),
+            ("xyz10", "xyz10.1", Less),
+        ] {
+            assert_eq!(rpmvercmp(a, b), want, "{a} vs {b}");
+            assert_eq!(rpmvercmp(b, a), want.reverse(), "{b} vs {a}");
+        }
+        assert_eq!(rpm("1:1.0-1", "2.0-1"), Greater);
+        assert_eq!(rpm("0:2.1-3", "2.1-3"), Equal);
+        assert_eq!(rpm("1.0-2", "1.0-10"), Less);
+        assert_eq!(rpm("1.0-2.el9", "1.0-2.el9_1"), Less);
+        assert_eq!(rpm("2.1", "2.1-7"), Equal);
     }
 }
