@@ -409,8 +409,12 @@ fn what_needs_root_is_refused_in_one_line_and_reset_wants_force() {
     let e = stderr(&o);
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     assert!(e.contains("bridge networks need root") && e.contains("pasta"), "{e}");
+    // On pasta the host is not reachable, so host-gateway names nothing: refused, not dropped.
+    let o = s.wrun(&["container", "run", "--rm", "--add-host", "h:host-gateway", &img]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    assert!(stderr(&o).contains("host-gateway"), "{}", show(&o));
     let o = s.wrun(&["container", "ls", "-aq"]);
-    assert_eq!(stdout(&o).trim(), "", "nothing left of the refused run: {}", show(&o));
+    assert_eq!(stdout(&o).trim(), "", "nothing left of the refused runs: {}", show(&o));
     let o = s.wrun(&["system", "reset"]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(stderr(&o).contains("--force"), "{}", show(&o));

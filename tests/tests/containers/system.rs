@@ -231,6 +231,11 @@ fn system_reset_removes_the_data_root_and_refuses_a_directory_that_is_not_one() 
     f.import_config("wrun.test/reset:1", layer, serde_json::json!({"Cmd": ["sleep", "100"]}));
     let o = f.container(&["run", "-d", "--network", "none", "--name", "r1", "wrun.test/reset:1"]);
     assert_ok(&o, "run -d");
+    // migrate is for a rootless session: root's containers keep running.
+    let o = f.system(&["migrate"]);
+    assert_ok(&o, "system migrate as root");
+    assert!(stderr(&o).contains("nothing to do"), "{}", show(&o));
+    assert_eq!(status(&f, "r1"), "running");
     let o = f.system(&["reset"]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(stderr(&o).contains("--force"), "{}", show(&o));
@@ -238,8 +243,10 @@ fn system_reset_removes_the_data_root_and_refuses_a_directory_that_is_not_one() 
     assert!(!f.data.path().exists(), "the data root is left");
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(f.data_root()), "a mount under the data root is left");
-    // Not a data root: refused in one line, nothing removed.
+    // Not a data root (one entry a data root has, beside others it never has, as /var/lib
+    // with podman's containers/): refused in one line, nothing removed.
     let other = TempDir::new("not-a-data-root");
+    fs::create_dir(other.join("containers")).unwrap();
     fs::write(other.join("precious"), "keep").unwrap();
     let o = f.rt.exec(&[
         "system",

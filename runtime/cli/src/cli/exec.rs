@@ -121,7 +121,7 @@ fn from_flags(base: Process, a: &ExecArgs) -> anyhow::Result<Process> {
             .as_array()
             .is_some_and(|l| !l.is_empty());
         let sets: &[&str] = if inherits {
-            &["bounding", "effective", "permitted", "inheritable", "ambient"]
+            &["bounding", "effective", "permitted", "ambient"]
         } else {
             &["bounding", "effective", "permitted"]
         };

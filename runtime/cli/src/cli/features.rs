@@ -55,9 +55,7 @@ fn rootless_cgroups() -> &'static str {
 
 /// What a container run without root gets for a network here.
 fn rootless_network() -> String {
-    let pasta = ["/usr/bin/pasta", "/usr/local/bin/pasta"]
-        .iter()
-        .any(|p| std::path::Path::new(p).exists());
+    let pasta = wrun_sys::which("pasta").is_some();
     let tun = std::fs::metadata("/dev/net/tun").is_ok_and(|m| {
         use std::os::unix::fs::PermissionsExt;
         m.permissions().mode() & 0o006 == 0o006

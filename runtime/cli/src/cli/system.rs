@@ -363,18 +363,34 @@ fn reset(root: &Path, force: bool) -> anyhow::Result<()> {
             root.display()
         );
     }
-    // Only a data root wrun made (or an empty one) is removed: a mistyped --data-root (/,
-    // a home directory) must never become a recursive removal.
-    let ours = ["images", "layers", "containers", "images.lock"];
-    let entries: Vec<String> = std::fs::read_dir(root)?
+    // Only a data root wrun made is removed: every entry in it must be one wrun makes, so a
+    // mistyped --data-root (/, /var/lib, a home directory) never becomes a recursive removal.
+    const OURS: [&str; 14] = [
+        "images",
+        "images.lock",
+        "layers",
+        "tmp",
+        "containers",
+        "events.jsonl",
+        "networks",
+        "runtime",
+        "volumes",
+        "mounts",
+        "holds",
+        "build",
+        "wasm-cache",
+        "lost+found",
+    ];
+    let foreign: Vec<String> = std::fs::read_dir(root)?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !OURS.contains(&n.as_str()))
         .collect();
-    if root == Path::new("/") || (!entries.is_empty() && !entries.iter().any(|e| ours.contains(&e.as_str()))) {
+    if root == Path::new("/") || !foreign.is_empty() {
         anyhow::bail!(
-            "system reset: {} does not look like a wrun data root (none of {}): refused",
+            "system reset: {} does not look like a wrun data root (it holds {}): refused",
             root.display(),
-            ours.join(", ")
+            foreign.first().map_or("/", String::as_str)
         );
     }
     let (st, cs, nets) = (Store::open(root)?, Containers::open(root)?, Networks::open(root)?);
@@ -404,9 +420,17 @@ fn reset(root: &Path, force: bool) -> anyhow::Result<()> {
 
 /// `system migrate`: stop the containers and end the session; the next command makes a new one.
 fn migrate(root: &Path) -> anyhow::Result<()> {
-    stop_all(&Containers::open(root)?)?;
-    if !end_session()? {
+    if wrun_sys::userns::unprivileged_user().is_none() {
         eprintln!("wrun: system migrate: root has no rootless session; nothing to do");
+        return Ok(());
     }
+    let cs = Containers::open(root)?;
+    stop_all(&cs)?;
+    // What a created container holds lives in the old session (its network namespace's
+    // mount, its pasta): taken down now, made again in the new session by its start.
+    for r in cs.list()? {
+        let _ = wrun_front::container::netns::disconnect(&cs, &r);
+    }
+    end_session()?;
     Ok(())
 }

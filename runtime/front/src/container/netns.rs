@@ -92,16 +92,16 @@ pub fn connect(cs: &super::Containers, rec: &super::Record) -> Result<Option<cra
     let dir = cs.dir_of(&rec.id);
     let ns = dir.join("netns");
     if name == crate::network::pasta::NAME {
+        if let Some((h, _)) = rec.extra_hosts.iter().find(|(_, ip)| ip == "host-gateway") {
+            return Err(Error::Invalid(format!(
+                "--add-host {h}:host-gateway: on pasta the host is not reachable from the container \
+                 (its gateway address is not mapped to the host); give an address instead"
+            )));
+        }
         crate::network::pasta::attach(&dir, &ns, &rec.ports)?;
         let hostname = fs::read_to_string(dir.join("hostname")).unwrap_or_default();
-        let extra: Vec<(String, String)> = rec
-            .extra_hosts
-            .iter()
-            .filter(|(_, ip)| ip != "host-gateway")
-            .cloned()
-            .collect();
         let hosts = dir.join("hosts");
-        if let Err(e) = fs::write(&hosts, super::spec::hosts_file(hostname.trim(), None, &extra)) {
+        if let Err(e) = fs::write(&hosts, super::spec::hosts_file(hostname.trim(), None, &rec.extra_hosts)) {
             let _ = crate::network::pasta::detach(&dir);
             return Err(io(format!("write {}", hosts.display()))(e));
         }

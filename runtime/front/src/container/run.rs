@@ -304,11 +304,14 @@ pub fn prepare_to_run(store: &Store, cs: &Containers, rec: &Record) -> Result<()
         store.mount(&img, &dir)?;
     }
     if let Some(ns) = netns_of(cs, rec) {
-        if !is_mounted(&ns) {
+        // A namespace made again (after a reboot, or in a new rootless session) is connected
+        // again whatever an old attachment says: connect takes a stale one down first.
+        let fresh = !is_mounted(&ns);
+        if fresh {
             let _ = fs::remove_file(&ns);
             super::netns::create(&ns)?;
         }
-        if !super::netns::attached(cs, rec) {
+        if fresh || !super::netns::attached(cs, rec) {
             super::netns::connect(cs, rec)?;
         }
     }

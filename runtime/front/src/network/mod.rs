@@ -33,7 +33,7 @@ pub const DEFAULT: &str = "bridge";
 /// The network of a container run without `--network`: docker's bridge for root; pasta
 /// without root (a user can make no bridge), as podman.
 pub fn default_for_caller() -> &'static str {
-    if wrun_sys::userns::rootless() {
+    if wrun_sys::userns::unprivileged_user().is_some() {
         pasta::NAME
     } else {
         DEFAULT
@@ -43,7 +43,9 @@ pub fn default_for_caller() -> &'static str {
 /// A network other than none, host and pasta, named by a caller without root: one line
 /// saying what works instead.
 pub fn check_rootless(name: &str) -> Result<()> {
-    if wrun_sys::userns::rootless() && !matches!(name, "none" | "host" | pasta::NAME) {
+    // A rootless session's user (or any non-root uid); root in some other user namespace (an
+    // unprivileged LXC) may well have bridges and iptables of its own.
+    if wrun_sys::userns::unprivileged_user().is_some() && !matches!(name, "none" | "host" | pasta::NAME) {
         return Err(Error::Invalid(format!(
             "network {name}: bridge networks need root (a user cannot make a bridge or its \
              firewall rules); without root, use --network pasta (the default), none or host"
@@ -219,7 +221,7 @@ impl Networks {
                 "network name {name:?}: a name is [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 64 characters)"
             )));
         }
-        if matches!(name, "none" | "host" | "bridge" | "default") {
+        if matches!(name, "none" | "host" | "bridge" | "default" | pasta::NAME) {
             return Err(Error::Conflict(format!("network {name}: the name is reserved")));
         }
         let labels = o

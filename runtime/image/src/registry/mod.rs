@@ -308,6 +308,9 @@ fn pull_inner(
         // At most 4 layers in flight: a manifest of hundreds of layers must not start hundreds
         // of downloads and unpacking threads.
         let slots = Arc::new(tokio::sync::Semaphore::new(4));
+        // Unpacking threads still running: a blocking task cannot be aborted, so a failed pull
+        // waits for these (and only these) before its staging directory goes.
+        let unpacking = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for (i, (l, diff_id)) in manifest.layers.iter().zip(&plans).enumerate() {
             let have_blob = store.has_blob(&l.digest);
             let need_unpack = match diff_id {
@@ -340,6 +343,7 @@ fn pull_inner(
             bar.set_prefix(l.digest.short().to_string());
             let (client, oref, l, diff_id, r) = (client.clone(), oref.clone(), l.clone(), diff_id.clone(), r.clone());
             let slots = slots.clone();
+            let unpacking = unpacking.clone();
             tasks.spawn(async move {
                 let _slot = slots
                     .acquire_owned()
@@ -352,7 +356,9 @@ fn pull_inner(
                         Some(dir) => {
                             let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(64);
                             let (what, diff_id) = (format!("layer {}", l.digest), diff_id.clone());
+                            let live = Live::new(&unpacking);
                             let h = tokio::task::spawn_blocking(move || {
+                                let _live = live;
                                 let r = ChannelReader {
                                     rx,
                                     cur: bytes::Bytes::new(),
@@ -388,7 +394,9 @@ fn pull_inner(
                             // A stored blob is checked as it is unpacked; a downloaded one was
                             // checked as it was written.
                             let check = have_blob.then(|| l.digest.clone());
+                            let live = Live::new(&unpacking);
                             let u = tokio::task::spawn_blocking(move || {
+                                let _live = live;
                                 crate::store::unpack_into(&p, &dir, check.as_ref(), diff_id.as_ref(), &what)
                                     .map(|u| (dir, u))
                             })
@@ -403,20 +411,23 @@ fn pull_inner(
                 Ok::<_, Error>((i, (!have_blob).then_some(path), unpacked))
             });
         }
-        // Every task is joined even after one failed: an unpacking thread cannot be aborted,
-        // and one still writing when the staging directory is removed would leave its files.
+        // On the first failure the other downloads are aborted (a registry that fails one
+        // layer and trickles another must not hold the error back), and the unpacking threads
+        // they fed, which end once their channel closes, are waited for: one still writing when
+        // the staging directory is removed would leave its files.
         let mut results = Vec::new();
-        let mut failed = None;
         while let Some(done) = tasks.join_next().await {
             match done.map_err(|e| Error::invalid(format!("a download task failed: {e}"))) {
                 Ok(Ok(r)) => results.push(r),
                 Ok(Err(e)) | Err(e) => {
-                    failed.get_or_insert(e);
+                    tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                    while unpacking.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    }
+                    return Err(e);
                 }
             }
-        }
-        if let Some(e) = failed {
-            return Err(e);
         }
         drop(bars);
         results.sort_by_key(|(i, _, _)| *i);
@@ -554,4 +565,20 @@ pub fn check_login(registry: &str, creds: &auth::Credentials, opts: &RegistryOpt
         }
     })
     .map_err(|e| e.within(format!("login {registry}")))
+}
+
+/// One running unpacking thread, counted while it lives.
+struct Live(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Live {
+    fn new(n: &Arc<std::sync::atomic::AtomicUsize>) -> Live {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Live(n.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }

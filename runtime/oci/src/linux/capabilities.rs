@@ -46,12 +46,12 @@ pub fn plan(c: &LinuxCapabilities, supported: &CapsHashSet) -> Result<CapPlan> {
     })
 }
 
-/// The capabilities this kernel knows.
 /// Whether `name` (`CAP_NET_ADMIN`) names a capability.
 pub fn known(name: &str) -> bool {
     Capability::from_str(name).is_ok()
 }
 
+/// The capabilities this kernel knows.
 pub fn supported() -> CapsHashSet {
     caps::runtime::thread_all_supported()
 }

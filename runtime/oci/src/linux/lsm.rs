@@ -64,7 +64,8 @@ impl Lsm {
             } else {
                 format!("/proc/thread-self/attr/{attr}")
             };
-            std::fs::write(&path, text).map_err(|e| Error::io(format!("apply AppArmor profile {p:?} ({path})"), e))?;
+            write_proc_attr(&path, text.as_bytes())
+                .map_err(|e| Error::io(format!("apply AppArmor profile {p:?} ({path})"), e))?;
         }
         if let Some(l) = &self.selinux {
             if !exec_follows {
@@ -72,9 +73,27 @@ impl Lsm {
                     "process.selinuxLabel {l:?}: a wasm guest never execs, so there is no transition to label"
                 )));
             }
-            std::fs::write("/proc/thread-self/attr/exec", l)
+            write_proc_attr("/proc/thread-self/attr/exec", l.as_bytes())
                 .map_err(|e| Error::io(format!("apply SELinux label {l:?}"), e))?;
         }
         Ok(())
     }
+}
+
+/// Write an LSM attribute file, which must be procfs's: never through a symlink, never made
+/// (no O_CREAT), and refused when what is mounted at /proc is not procfs (a config without a
+/// /proc mount shows the image's files there; a write to one of those would "succeed" and the
+/// program would run unconfined: runc's CVE-2019-16884).
+fn write_proc_attr(path: &str, value: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    let st = nix::sys::statfs::fstatfs(&f).map_err(std::io::Error::from)?;
+    if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(std::io::Error::other("not on procfs: refused"));
+    }
+    f.write_all(value)
 }

@@ -78,7 +78,7 @@ struct Header<'a> {
 }
 
 fn be32(b: &[u8], at: usize) -> R<u32> {
-    b.get(at..at + 4)
+    b.get(at..at.checked_add(4).ok_or("an offset too large")?)
         .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
         .ok_or_else(|| "a truncated rpm header".to_string())
 }
@@ -221,7 +221,7 @@ impl<'a> Db<'a> {
             .checked_mul(self.page)
             .ok_or("page too far")?;
         self.b
-            .get(start..start + self.page)
+            .get(start..start.checked_add(self.page).ok_or("page too far")?)
             .ok_or_else(|| format!("page {n} is past the end of the file"))
     }
 
@@ -258,16 +258,21 @@ impl<'a> Db<'a> {
                 k => return Err(format!("page {n}: not a table b-tree page (type {k:#x})")),
             };
             let mut children = Vec::new();
+            let mut offsets = HashSet::new();
             for c in 0..cells {
                 let at = h + hdr + 2 * c;
                 let off = usize::from(u16::from_be_bytes([
                     *pg.get(at).ok_or("a truncated cell pointer")?,
                     *pg.get(at + 1).ok_or("a truncated cell pointer")?,
                 ]));
+                // A cell is read once: pointers repeated to one cell would multiply its bytes.
+                if !offsets.insert(off) {
+                    return Err(format!("page {n}: two cell pointers to offset {off}"));
+                }
                 if interior {
                     children.push(be32(pg, off)?);
                 } else {
-                    let rec = self.payload(pg, off)?;
+                    let rec = self.payload(pg, off, &mut seen)?;
                     bytes += rec.len();
                     if bytes > 1 << 30 {
                         return Err("more than 1 GiB of rows".into());
@@ -284,13 +289,15 @@ impl<'a> Db<'a> {
         Ok(out)
     }
 
-    /// A leaf cell's payload at `off` of page `pg`, its overflow chain followed.
-    fn payload(&self, pg: &[u8], off: usize) -> R<Vec<u8>> {
+    /// A leaf cell's payload at `off` of page `pg`, its overflow chain followed. Every page,
+    /// of the tree or of an overflow chain, is read at most once in a walk (`seen`): the rows
+    /// can never add up to more than the file.
+    fn payload(&self, pg: &[u8], off: usize, seen: &mut HashSet<u32>) -> R<Vec<u8>> {
         let (len, p) = varint(pg, off)?;
         let (_rowid, p) = varint(pg, p)?;
         let len = usize::try_from(len).map_err(|_| "a payload too large")?;
-        if len > 1 << 28 {
-            return Err(format!("a payload of {len} bytes"));
+        if len > self.b.len() {
+            return Err(format!("a payload of {len} bytes in a file of {}", self.b.len()));
         }
         let u = self.usable;
         let max_local = u - 35;
@@ -308,7 +315,6 @@ impl<'a> Db<'a> {
         let mut out = pg.get(p..p + local).ok_or("a cell past the end of its page")?.to_vec();
         if local < len {
             let mut next = be32(pg, p + local)?;
-            let mut seen = HashSet::new();
             while out.len() < len {
                 if next == 0 || !seen.insert(next) {
                     return Err("a broken overflow chain".into());
