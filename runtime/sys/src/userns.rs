@@ -57,6 +57,16 @@ pub fn unprivileged_user() -> Option<u32> {
     session_user().map(|(u, _)| u)
 }
 
+/// Where a user without root keeps wrun's data, as podman keeps a user's storage:
+/// `$XDG_DATA_HOME/wrun`, else `~/.local/share/wrun`; None for real root.
+pub fn user_data_dir() -> Option<PathBuf> {
+    unprivileged_user()?;
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    env("XDG_DATA_HOME")
+        .map(|d| d.join("wrun"))
+        .or_else(|| env("HOME").map(|h| h.join(".local/share/wrun")))
+}
+
 /// The pause process's whole life: nothing but waiting to be killed. Called first in `main`.
 pub fn pause_if_asked() {
     if std::env::var_os(PAUSE_ENV).is_some_and(|v| v == "1") {

@@ -43,23 +43,14 @@ use crate::{Error, Result};
 pub const DATA_ROOT_ENV: &str = "WRUN_DATA_ROOT";
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/wrun";
 
-/// The data root: `$WRUN_DATA_ROOT`, else `/var/lib/wrun` for root and, as podman keeps a
-/// user's storage, `$XDG_DATA_HOME/wrun` (else `~/.local/share/wrun`) for a user without root
-/// (inside the rootless session too, where the process is uid 0).
+/// The data root: `$WRUN_DATA_ROOT`, else `/var/lib/wrun` for root and the user's data dir
+/// (`wrun_sys::userns::user_data_dir`) for a user without root, in the session too.
 pub fn default_data_root() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(d) = env(DATA_ROOT_ENV) {
-        return d;
-    }
-    if wrun_sys::userns::unprivileged_user().is_some() {
-        if let Some(d) = env("XDG_DATA_HOME")
-            .map(|d| d.join("wrun"))
-            .or_else(|| env("HOME").map(|h| h.join(".local/share/wrun")))
-        {
-            return d;
-        }
-    }
-    PathBuf::from(DEFAULT_DATA_ROOT)
+    std::env::var_os(DATA_ROOT_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(wrun_sys::userns::user_data_dir)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_ROOT))
 }
 
 /// For each layer of `manifest`, the diffID its tar must have (from `config`'s

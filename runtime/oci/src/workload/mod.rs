@@ -45,17 +45,10 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/wrun";
 /// for root and, as podman keeps a user's storage, `$XDG_DATA_HOME/wrun/wasm-cache` (else
 /// `~/.local/share/wrun/wasm-cache`) for anyone else.
 pub fn wasm_cache_dir() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let user = |k: &str, sub: &str| {
-        if wrun_sys::userns::unprivileged_user().is_none() {
-            None
-        } else {
-            env(k).map(|d| d.join(sub))
-        }
-    };
-    env(DATA_DIR_ENV)
-        .or_else(|| user("XDG_DATA_HOME", "wrun"))
-        .or_else(|| user("HOME", ".local/share/wrun"))
+    std::env::var_os(DATA_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(wrun_sys::userns::user_data_dir)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
         .join("wasm-cache")
 }
