@@ -424,3 +424,89 @@ fn what_needs_root_is_refused_in_one_line_and_reset_wants_force() {
     );
     s.reset_leaves_nothing();
 }
+
+/// A one-question DNS answer server on `sock`: every A query gets `ip`, until the test ends.
+fn dns_answers(sock: std::net::UdpSocket, ip: [u8; 4]) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            // Header (12 bytes), then the question: labels up to the root, type, class.
+            let Some(end) = buf[12..n].iter().position(|b| *b == 0).map(|p| 12 + p + 5) else {
+                continue;
+            };
+            if end > n {
+                continue;
+            }
+            let mut r = buf[..end].to_vec();
+            r[2] = 0x81; // a response, recursion desired
+            r[3] = 0x80; // recursion available, no error
+            r[6..8].copy_from_slice(&[0, 1]); // one answer
+            r[8..12].copy_from_slice(&[0, 0, 0, 0]);
+            // Only A (type 1) questions get the address; AAAA gets an empty answer.
+            if buf[end - 4..end - 2] == [0, 1] {
+                r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                r.extend_from_slice(&ip);
+            } else {
+                r[6..8].copy_from_slice(&[0, 0]);
+            }
+            let _ = sock.send_to(&r, from);
+        }
+    });
+}
+
+/// On a host whose resolver is on its own loopback (systemd-resolved's 127.0.0.53), a container
+/// cannot reach it: it gets pasta's DNS forwarder as its nameserver, and a name resolves
+/// through the host's resolver.
+#[test]
+fn a_host_resolver_on_loopback_is_reached_through_pastas_dns_forwarder() {
+    if let Some(why) = pasta_unusable() {
+        skip(&why);
+        return;
+    }
+    let Ok(dns) = std::net::UdpSocket::bind("127.0.0.1:53") else {
+        skip("127.0.0.1:53 is taken on this host (the test runs a resolver there)");
+        return;
+    };
+    let Some(s) = Setup::new() else { return };
+    dns_answers(dns, [192, 0, 2, 55]);
+    let img = s.push("rootless/bb:4", &[busybox_layer()], serde_json::json!({"Cmd": ["sh"]}));
+    // Every command of the user in a mount namespace where /etc/resolv.conf names only the
+    // loopback resolver; the session made by the first one keeps that view.
+    let fake = s.work.join("resolv.conf");
+    fs::write(&fake, "nameserver 127.0.0.1\n").unwrap();
+    let wrun = |args: &[&str]| -> Output {
+        let mut c = std::process::Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"")
+            .arg(&fake)
+            .arg("setpriv")
+            .arg(format!("--reuid={}", s.u.uid))
+            .arg(format!("--regid={}", s.u.gid))
+            .args(["--clear-groups", "--"])
+            .arg(s.rt.bin())
+            .args(args)
+            .env_clear()
+            .env("HOME", &s.u.home)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("XDG_RUNTIME_DIR", &s.u.runtime_dir)
+            .current_dir("/");
+        run_cmd(&mut c, None)
+    };
+    assert_ok(&wrun(&["image", "pull", "-q", &img]), "pull");
+    let o = wrun(&[
+        "container",
+        "run",
+        "--rm",
+        &img,
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; nslookup wrun-dns-test.example",
+    ]);
+    assert_ok(&o, "nslookup in the container");
+    let out = stdout(&o);
+    assert!(out.contains("nameserver 169.254.1.1"), "{}", show(&o));
+    assert!(!out.contains("nameserver 127.0.0.1"), "{}", show(&o));
+    assert!(out.contains("192.0.2.55"), "the host's resolver answered: {}", show(&o));
+    assert_ok(&wrun(&["system", "reset", "--force"]), "reset");
+    s.reset_leaves_nothing();
+}

@@ -99,6 +99,16 @@ pub fn connect(cs: &super::Containers, rec: &super::Record) -> Result<Option<cra
             )));
         }
         crate::network::pasta::attach(&dir, &ns, &rec.ports)?;
+        // No nameserver left (the host's were all on its loopback): pasta's DNS forwarder.
+        let resolv = dir.join("resolv.conf");
+        let text = fs::read_to_string(&resolv).unwrap_or_default();
+        if !text.lines().any(|l| l.trim_start().starts_with("nameserver")) {
+            let line = format!("{text}nameserver {}\n", crate::network::pasta::DNS_FORWARD);
+            if let Err(e) = fs::write(&resolv, line) {
+                let _ = crate::network::pasta::detach(&dir);
+                return Err(io(format!("write {}", resolv.display()))(e));
+            }
+        }
         let hostname = fs::read_to_string(dir.join("hostname")).unwrap_or_default();
         let hosts = dir.join("hosts");
         if let Err(e) = fs::write(&hosts, super::spec::hosts_file(hostname.trim(), None, &rec.extra_hosts)) {

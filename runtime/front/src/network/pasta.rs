@@ -28,6 +28,11 @@ use crate::container::{io, Error, Result};
 /// The network's name for `--network` (and the default without root).
 pub const NAME: &str = "pasta";
 
+/// The address whose DNS queries pasta forwards to the host's resolver (podman's): the
+/// container's nameserver when the host's are all on its loopback (systemd-resolved's
+/// 127.0.0.53), which the container cannot reach.
+pub const DNS_FORWARD: &str = "169.254.1.1";
+
 /// A running pasta of a container.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attachment {
@@ -72,6 +77,8 @@ pub fn args(netns: &Path, ports: &[PortMapping], pid_file: &Path) -> Result<Vec<
         "none",
         "-U",
         "none",
+        "--dns-forward",
+        DNS_FORWARD,
     ]
     .map(String::from)
     .to_vec();
@@ -204,7 +211,7 @@ mod tests {
         let a = args(Path::new("/n"), &[], Path::new("/p")).unwrap().join(" ");
         assert_eq!(
             a,
-            "--config-net --quiet --netns-only --no-map-gw -T none -U none -t none -u none -P /p --netns /n"
+            "--config-net --quiet --netns-only --no-map-gw -T none -U none --dns-forward 169.254.1.1 -t none -u none -P /p --netns /n"
         );
         let a = args(
             Path::new("/n"),
