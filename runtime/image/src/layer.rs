@@ -34,6 +34,7 @@ pub fn diff_tar(upper: &Path, out: impl Write, epoch: Option<u64>, skip: &dyn Fn
         epoch,
         skip,
         links: BTreeMap::new(),
+        opaque: crate::unpack::overlay_xattr("opaque"),
     };
     w.dir(&mut b, Path::new(""), 0)?;
     b.into_inner()
@@ -48,6 +49,8 @@ struct Walk<'a> {
     skip: &'a dyn Fn(&Path) -> bool,
     /// (dev, inode) of multiply linked files already written, and their path in the tar.
     links: BTreeMap<(u64, u64), PathBuf>,
+    /// The opaque directory xattr of this store (trusted or user namespace).
+    opaque: String,
 }
 
 fn io_err(what: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -112,7 +115,7 @@ impl Walk<'_> {
             let mut h = self.header(&md, tar::EntryType::Directory);
             self.xattrs(b, &abs)?;
             b.append_data(&mut h, rel, std::io::empty()).map_err(io_err(rel))?;
-            let opaque = xattr(&abs, &crate::unpack::overlay_xattr("opaque")).is_some_and(|v| v == b"y");
+            let opaque = xattr(&abs, &self.opaque).is_some_and(|v| v == b"y");
             if opaque {
                 // Replaces whatever the lower layers had there.
                 let p = rel.join(".wh..wh..opq");

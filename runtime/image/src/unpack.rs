@@ -143,11 +143,14 @@ struct Unpacker {
 /// `user.overlay.*` without it (overlayfs mounted with `userxattr` in a user namespace; users
 /// cannot set `trusted.*`). One store is always written by the same kind of caller.
 pub fn overlay_xattr(name: &str) -> String {
-    if wrun_sys::userns::rootless() {
-        format!("user.overlay.{name}")
-    } else {
-        format!("trusted.overlay.{name}")
-    }
+    overlay_xattr_for(wrun_sys::userns::rootless(), name)
+}
+
+/// `overlay_xattr` for a caller that already knows whether it is rootless (asked once per
+/// walk, not per directory: the answer reads /proc).
+pub fn overlay_xattr_for(rootless: bool, name: &str) -> String {
+    let ns = if rootless { "user" } else { "trusted" };
+    format!("{ns}.overlay.{name}")
 }
 
 /// A chown the user namespace cannot do (EINVAL: the id is not mapped) as the one-line error
@@ -377,7 +380,7 @@ impl Unpacker {
         let pfd = self.dir(parent)?;
         if hidden == b".wh..opq" {
             let dir = openat(pfd.as_raw_fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY)?;
-            return fsetxattr(&dir, &overlay_xattr("opaque"), b"y");
+            return fsetxattr(&dir, &overlay_xattr_for(self.rootless, "opaque"), b"y");
         }
         if hidden.starts_with(b".wh.") {
             // aufs's own metadata (.wh..wh.plnk, .wh..wh.aufs): nothing for overlayfs.

@@ -333,7 +333,12 @@ impl View<'_> {
 /// in a rootless store).
 pub(crate) fn is_opaque(fd: &OwnedFd) -> bool {
     let mut v = [0u8; 2];
-    let name = std::ffi::CString::new(wrun_image::unpack::overlay_xattr("opaque")).unwrap_or_default();
+    // Asked once per process, not per directory (the answer reads /proc): layers are read
+    // only by the front end's commands, which are in their user namespace (or not) from the
+    // start of dispatch.
+    static NAME: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+    let name =
+        NAME.get_or_init(|| std::ffi::CString::new(wrun_image::unpack::overlay_xattr("opaque")).unwrap_or_default());
     // SAFETY: a valid fd, a NUL-terminated name and a buffer of the length given.
     let n = unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
     n == 1 && v[0] == b'y'

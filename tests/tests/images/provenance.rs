@@ -252,19 +252,20 @@ fn an_sbom_reads_an_rpm_database_as_rpm_itself_lists_it() {
     let mut want: Vec<String> = stdout(&o).lines().map(|l| l.replacen(" 0:", " ", 1)).collect();
     want.sort();
     assert_eq!(want.len(), 61, "{want:?}");
-    let tar = im.work.join("rpmroot.tar");
-    assert_ok(
-        &run_cmd(
-            Command::new("tar").args(["-C", root.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."]),
+    // The root as one layer tar.
+    let tar_of = |what: &str| -> Vec<u8> {
+        let o = run_cmd(
+            Command::new("tar").args(["-C", root.to_str().unwrap(), "-cf", "-", "."]),
             None,
-        ),
-        "tar the rpm root",
-    );
+        );
+        assert_ok(&o, &format!("tar the {what}"));
+        o.stdout
+    };
     image(
         &im,
         &[
             layer(&[("etc/os-release", "ID=rocky\nVERSION_ID=\"9.3\"\n")], &[]),
-            fs::read(&tar).unwrap(),
+            tar_of("rpm root"),
         ],
         "wrun.test/rpm:1",
     );
@@ -329,15 +330,7 @@ fn an_sbom_reads_an_rpm_database_as_rpm_itself_lists_it() {
     let db = root.join("var/lib/rpm/rpmdb.sqlite");
     let bytes = fs::read(&db).unwrap();
     fs::write(&db, &bytes[..bytes.len() / 3]).unwrap();
-    let tar2 = im.work.join("rpmbad.tar");
-    assert_ok(
-        &run_cmd(
-            Command::new("tar").args(["-C", root.to_str().unwrap(), "-cf", tar2.to_str().unwrap(), "."]),
-            None,
-        ),
-        "tar the truncated root",
-    );
-    image(&im, &[fs::read(&tar2).unwrap()], "wrun.test/rpmbad:1");
+    image(&im, &[tar_of("truncated root")], "wrun.test/rpmbad:1");
     let o = im.rt.exec(&[
         "image",
         "--data-root",

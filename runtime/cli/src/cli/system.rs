@@ -402,18 +402,7 @@ fn reset(root: &Path, force: bool) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("system reset: network {}: {e}", n.name))?;
     }
     drop((st, cs, nets));
-    if std::fs::remove_dir_all(root).is_err() {
-        // A tree deeper than std's fds reach: coreutils walks any depth, on this filesystem only.
-        let ok = std::process::Command::new("rm")
-            .args(["-rf", "--one-file-system", "--"])
-            .arg(root)
-            .stdin(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok || root.exists() {
-            anyhow::bail!("system reset: {} could not be removed entirely", root.display());
-        }
-    }
+    life::remove_tree(root).map_err(|e| anyhow::anyhow!("system reset: {e}"))?;
     end_session()?;
     Ok(())
 }

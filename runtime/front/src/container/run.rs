@@ -437,11 +437,11 @@ pub fn remove(store: &Store, cs: &Containers, name: &str, force: bool) -> Result
     Ok(rec)
 }
 
-/// Remove a container's directory. Its writes are the container's to shape: a chain of
-/// thousands of nested directories makes std's removal (an fd per level) fail with EMFILE, so
-/// coreutils' `rm`, which walks any depth, finishes what it could not. Neither follows
-/// symlinks; `--one-file-system` keeps `rm` off anything mounted below.
-fn remove_tree(dir: &Path) -> Result<()> {
+/// Remove a tree a container (or an image) shaped: a chain of thousands of nested directories
+/// makes std's removal (an fd per level) fail with EMFILE, so coreutils' `rm`, which walks any
+/// depth, finishes what it could not. Neither follows symlinks; `--one-file-system` keeps `rm`
+/// off anything mounted below.
+pub fn remove_tree(dir: &Path) -> Result<()> {
     let first = match fs::remove_dir_all(dir) {
         Ok(()) => return Ok(()),
         Err(e) => e,

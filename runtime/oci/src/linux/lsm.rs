@@ -97,3 +97,24 @@ fn write_proc_attr(path: &str, value: &[u8]) -> std::io::Result<()> {
     }
     f.write_all(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_is_written_only_to_procfs_never_through_a_link_or_to_a_new_file() {
+        let d = std::env::temp_dir().join(format!("wrun-lsm-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let plain = d.join("exec");
+        std::fs::write(&plain, "").unwrap();
+        let e = write_proc_attr(plain.to_str().unwrap(), b"x").unwrap_err();
+        assert!(e.to_string().contains("not on procfs"), "{e}");
+        assert_eq!(std::fs::read(&plain).unwrap(), b"");
+        std::os::unix::fs::symlink(&plain, d.join("link")).unwrap();
+        assert!(write_proc_attr(d.join("link").to_str().unwrap(), b"x").is_err());
+        assert!(write_proc_attr(d.join("missing").to_str().unwrap(), b"x").is_err());
+        assert!(!d.join("missing").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

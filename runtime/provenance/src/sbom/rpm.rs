@@ -355,4 +355,37 @@ mod tests {
         assert!(parse(&b).is_err());
         assert!(Header::parse(&[0, 0, 0, 9, 0, 0, 0, 1]).is_err());
     }
+
+    /// A file of `pages` 512-byte pages with page 2 a table leaf whose cells sit at `cells`.
+    fn db_with_leaf(pages: usize, cells: &[u16]) -> Vec<u8> {
+        let mut b = vec![0u8; 512 * pages];
+        b[..16].copy_from_slice(b"SQLite format 3\0");
+        b[16..18].copy_from_slice(&512u16.to_be_bytes());
+        let p2 = 512;
+        b[p2] = 0x0d;
+        b[p2 + 3..p2 + 5].copy_from_slice(&(cells.len() as u16).to_be_bytes());
+        for (i, c) in cells.iter().enumerate() {
+            b[p2 + 8 + 2 * i..p2 + 10 + 2 * i].copy_from_slice(&c.to_be_bytes());
+        }
+        b
+    }
+
+    /// The amplifications a hostile database could try: one cell named by many pointers, and
+    /// many cells sharing one overflow chain. Each page and cell is read once per walk.
+    #[test]
+    fn repeated_cells_and_shared_overflow_chains_are_refused() {
+        let mut b = db_with_leaf(2, &[256, 256]);
+        b[512 + 256..512 + 259].copy_from_slice(&[2, 1, 0]);
+        let e = Db::open(&b).unwrap().rows(2).unwrap_err();
+        assert!(e.contains("two cell pointers"), "{e}");
+        // Two cells of 600 bytes: 92 on the page, the rest in overflow page 3, both of them.
+        let mut b = db_with_leaf(3, &[100, 300]);
+        for c in [100usize, 300] {
+            let at = 512 + c;
+            b[at..at + 3].copy_from_slice(&[0x84, 0x58, 1]);
+            b[at + 3 + 92..at + 3 + 96].copy_from_slice(&3u32.to_be_bytes());
+        }
+        let e = Db::open(&b).unwrap().rows(2).unwrap_err();
+        assert!(e.contains("overflow"), "{e}");
+    }
 }

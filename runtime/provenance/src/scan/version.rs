@@ -28,24 +28,14 @@ impl Scheme {
 /// rpm's ordering of two `[epoch:]version[-release]` strings: epoch as a number (none is 0),
 /// then version and release by rpmvercmp.
 pub fn rpm(a: &str, b: &str) -> Ordering {
-    let split = |v: &str| -> (u64, String, String) {
-        let (epoch, rest) = match v.split_once(':') {
-            Some((e, r)) if !e.is_empty() && e.bytes().all(|c| c.is_ascii_digit()) => (e.parse().unwrap_or(0), r),
-            _ => (0, v),
-        };
-        match rest.rsplit_once('-') {
-            Some((ver, rel)) => (epoch, ver.to_string(), rel.to_string()),
-            None => (epoch, rest.to_string(), String::new()),
-        }
-    };
-    let (ea, va, ra) = split(a);
-    let (eb, vb, rb) = split(b);
-    ea.cmp(&eb).then_with(|| rpmvercmp(&va, &vb)).then_with(|| {
+    let (ea, va, ra) = split_evr(a);
+    let (eb, vb, rb) = split_evr(b);
+    ea.cmp(&eb).then_with(|| rpmvercmp(va, vb)).then_with(|| {
         // A version without a release matches any release of it, as rpm compares them.
         if ra.is_empty() || rb.is_empty() {
             Ordering::Equal
         } else {
-            rpmvercmp(&ra, &rb)
+            rpmvercmp(ra, rb)
         }
     })
 }
@@ -130,23 +120,26 @@ pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// `[epoch:]version[-revision]`, as dpkg and rpm both write it: the epoch (0 when absent),
+/// the version, and what follows the last `-` (empty when there is none).
+fn split_evr(v: &str) -> (u64, &str, &str) {
+    let (epoch, rest) = match v.split_once(':') {
+        Some((e, r)) if e.bytes().all(|c| c.is_ascii_digit()) => (e.parse().unwrap_or(0), r),
+        _ => (0, v),
+    };
+    match rest.rsplit_once('-') {
+        Some((ver, rel)) => (epoch, ver, rel),
+        None => (epoch, rest, ""),
+    }
+}
+
 /// dpkg's ordering of two versions (deb-version(7)).
 pub fn dpkg(a: &str, b: &str) -> Ordering {
-    let split = |v: &str| -> (u64, String, String) {
-        let (epoch, rest) = match v.split_once(':') {
-            Some((e, r)) if e.bytes().all(|c| c.is_ascii_digit()) => (e.parse().unwrap_or(0), r),
-            _ => (0, v),
-        };
-        match rest.rsplit_once('-') {
-            Some((u, r)) => (epoch, u.to_string(), r.to_string()),
-            None => (epoch, rest.to_string(), String::new()),
-        }
-    };
-    let (ea, ua, ra) = split(a);
-    let (eb, ub, rb) = split(b);
+    let (ea, ua, ra) = split_evr(a);
+    let (eb, ub, rb) = split_evr(b);
     ea.cmp(&eb)
-        .then_with(|| dpkg_part(&ua, &ub))
-        .then_with(|| dpkg_part(&ra, &rb))
+        .then_with(|| dpkg_part(ua, ub))
+        .then_with(|| dpkg_part(ra, rb))
 }
 
 /// The character order of dpkg: `~` first, then the end of the string, letters, then the rest.
